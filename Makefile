@@ -1,0 +1,44 @@
+# ptft entry points. `make study` and `make test` work on a fresh machine with Python 3.11.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+JOBS   ?= $(shell nproc)
+CONFIG ?= params.yaml
+# Everything the default study caches stays inside the project; nothing comes from the network.
+export HF_HUB_OFFLINE      = 1
+export HF_DATASETS_OFFLINE = 1
+export HF_HOME             = $(CURDIR)/.cache/huggingface
+export XDG_CACHE_HOME      = $(CURDIR)/.cache
+export MPLCONFIGDIR        = $(CURDIR)/.cache/matplotlib
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: study test lint dry-run touch lock clean-results
+
+$(VENV)/.installed: envs/requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r envs/requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+study: $(VENV)/.installed  ## the embedded mini-study, end to end
+	$(BIN)/snakemake --configfile $(CONFIG) --cores $(JOBS) --profile profiles/local
+
+test: $(VENV)/.installed  ## the whole test suite (unit + integration)
+	$(BIN)/python -m pytest -ra
+
+lint: $(VENV)/.installed
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules/
+
+dry-run: $(VENV)/.installed
+	$(BIN)/snakemake --configfile $(CONFIG) -n
+
+touch: $(VENV)/.installed  ## after dvc checkout/pull or a git switch: realign Snakemake's mtimes
+	$(BIN)/snakemake --configfile $(CONFIG) --cores 1 --touch
+
+lock: $(VENV)/.installed
+	{ echo "# Pinned stack of ptft (Python 3.11). Regenerate: make lock. torch is the CPU build that lies on disk here."; \
+	  $(BIN)/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > envs/requirements.lock
+
+clean-results:
+	rm -rf results models checkpoints data logs benchmarks

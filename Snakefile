@@ -1,0 +1,25 @@
+# ptft: pre-training checkpoints -> fine-tuning -> evaluation -> tables and figures.
+# This file is the table of contents; the rules live in rules/, the code in src/ptft/.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+validate(config, schema="schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/checkpoints.smk"
+include: "rules/finetune.smk"
+include: "rules/evaluate.smk"
+include: "rules/analysis.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

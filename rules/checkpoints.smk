@@ -1,0 +1,44 @@
+# Checkpoints: the tokenizer and every configured pre-training step of an embedded model.
+# Each step continues from the previous configured step, so adding a later step trains only the increment.
+
+
+rule train_tokenizer:
+    input:
+        corpus="data/corpus/train.jsonl",
+    output:
+        directory("checkpoints/{model}/tokenizer"),
+    params:
+        tokenizer=lambda wildcards: get_model_config(wildcards)["tokenizer"],
+        seed=config["seed"],
+    log:
+        "logs/train_tokenizer/{model}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/train_tokenizer.py"
+
+
+rule pretrain:
+    input:
+        corpus="data/corpus/train.jsonl",
+        tokenizer="checkpoints/{model}/tokenizer",
+        previous=get_previous_checkpoint,
+    output:
+        directory("checkpoints/{model}/{step}"),
+    params:
+        model_config=get_model_config,
+    threads: get_threads("pretrain")
+    log:
+        "logs/pretrain/{model}/{step}.log",
+    benchmark:
+        "benchmarks/pretrain/{model}/{step}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/pretrain.py"

@@ -1,0 +1,121 @@
+# All Python helpers of the workflow: config checks, wildcard constraints, input functions.
+import os
+import re
+from pathlib import Path
+
+from ptft import config as study_config
+
+# The schema (validated in the Snakefile) filled the defaults; now the checks a schema cannot express.
+try:
+    study_config.check_config(config, source="config")
+except study_config.ConfigError as err:
+    raise WorkflowError(str(err))
+
+if config["offline"]:
+    # The embedded study never touches the network, and every cache stays inside the project.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HOME", str(Path(".cache/huggingface").resolve()))
+    os.environ.setdefault("MPLCONFIGDIR", str(Path(".cache/matplotlib").resolve()))
+    os.environ.setdefault("XDG_CACHE_HOME", str(Path(".cache").resolve()))
+
+MODELS = sorted(config["models"])
+DATASETS = sorted(config["data"]["datasets"])
+FT_SETS = sorted(config["finetune"]["ft_sets"])
+EVAL_SETS = list(config["evaluate"]["eval_sets"])
+STEPS = sorted({s for m in MODELS for s in config["models"][m]["checkpoints"]})
+
+
+def alternatives(names):
+    return "|".join(re.escape(str(n)) for n in names)
+
+
+wildcard_constraints:
+    model=alternatives(MODELS),
+    step=alternatives(STEPS),
+    dataset=alternatives(DATASETS),
+    ft_set=alternatives(FT_SETS),
+    ft=alternatives(FT_SETS + ["base"]),
+
+
+def model_steps(model):
+    return study_config.checkpoint_steps(config, model)
+
+
+def get_model_config(wildcards):
+    return config["models"][wildcards.model]
+
+
+def get_previous_checkpoint(wildcards):
+    """The embedded checkpoint a step continues from (none for the first configured step)."""
+    previous = study_config.previous_step(config, wildcards.model, int(wildcards.step))
+    if previous is None:
+        return []
+    return f"checkpoints/{wildcards.model}/{previous}"
+
+
+def get_dataset_spec(wildcards):
+    return config["data"]["datasets"][wildcards.dataset]
+
+
+def get_ft_task(wildcards):
+    return config["data"]["datasets"][wildcards.ft_set]["task"]
+
+
+def get_finetune_settings(wildcards):
+    return study_config.finetune_settings(config, wildcards.ft_set)
+
+
+def get_threads(section):
+    def threads(wildcards):
+        if section == "pretrain":
+            return config["models"][wildcards.model]["pretrain"]["threads"]
+        if section == "finetune":
+            return study_config.finetune_settings(config, wildcards.ft_set)["threads"]
+        return config[section]["threads"]
+
+    return threads
+
+
+def get_eval_model(wildcards):
+    if wildcards.ft == "base":
+        return f"checkpoints/{wildcards.model}/{wildcards.step}"
+    return f"models/{wildcards.model}/{wildcards.step}/{wildcards.ft}"
+
+
+def get_eval_data():
+    return [f"data/{name}/{split}.jsonl" for name in EVAL_SETS for split in ("train", "test")]
+
+
+def get_eval_sets():
+    return {
+        name: {
+            "task": config["data"]["datasets"][name]["task"],
+            "train": f"data/{name}/train.jsonl",
+            "test": f"data/{name}/test.jsonl",
+        }
+        for name in EVAL_SETS
+    }
+
+
+def get_eval_results():
+    return [
+        f"results/eval/{model}/{step}/{ft}.json"
+        for model in MODELS
+        for step in model_steps(model)
+        for ft in ["base"] + FT_SETS
+    ]
+
+
+def get_ft_set_tasks():
+    return {name: config["data"]["datasets"][name]["task"] for name in FT_SETS}
+
+
+def get_final_output():
+    return [
+        "results/tables/results.csv",
+        "results/tables/summary.json",
+        *[f"data/{name}/card.json" for name in DATASETS],
+        *[f"results/figures/{fig}.{ext}" for fig in ("base_curves", "finetune_gain") for ext in ("png", "svg")],
+    ]

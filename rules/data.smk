@@ -1,0 +1,40 @@
+# Data: the generated pre-training corpus and every task data set (train/test splits and a card).
+
+
+rule prepare_corpus:
+    output:
+        corpus="data/corpus/train.jsonl",
+        card="data/corpus/card.json",
+    params:
+        world=config["data"]["world"],
+        corpus=config["data"]["corpus"],
+        seed=config["data"]["seed"],
+    log:
+        "logs/prepare_corpus.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/prepare_corpus.py"
+
+
+rule prepare_dataset:
+    output:
+        train="data/{dataset}/train.jsonl",
+        test="data/{dataset}/test.jsonl",
+        card="data/{dataset}/card.json",
+    params:
+        spec=get_dataset_spec,
+        world=config["data"]["world"],
+        seed=config["data"]["seed"],
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/prepare_dataset.py"

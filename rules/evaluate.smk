@@ -1,0 +1,25 @@
+# Evaluation: every base checkpoint and fine-tuned model on every eval set x prompt format x shots.
+
+
+rule evaluate:
+    input:
+        model=get_eval_model,
+        data=get_eval_data(),
+    output:
+        results="results/eval/{model}/{step}/{ft}.json",
+        predictions="results/eval/{model}/{step}/{ft}.predictions.jsonl",
+    params:
+        eval_sets=get_eval_sets(),
+        settings=config["evaluate"],
+    threads: get_threads("evaluate")
+    log:
+        "logs/evaluate/{model}/{step}/{ft}.log",
+    benchmark:
+        "benchmarks/evaluate/{model}/{step}/{ft}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,24 @@
+# Fine-tuning: every checkpoint x every training set, with that set's own settings.
+
+
+rule finetune:
+    input:
+        checkpoint="checkpoints/{model}/{step}",
+        train="data/{ft_set}/train.jsonl",
+    output:
+        directory("models/{model}/{step}/{ft_set}"),
+    params:
+        task=get_ft_task,
+        settings=get_finetune_settings,
+    threads: get_threads("finetune")
+    log:
+        "logs/finetune/{model}/{step}/{ft_set}.log",
+    benchmark:
+        "benchmarks/finetune/{model}/{step}/{ft_set}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    script:
+        "../scripts/finetune.py"

@@ -1,0 +1,12 @@
+"""Rule aggregate: one tidy long table of every evaluation result, and the study's key numbers."""
+from pathlib import Path
+
+from ptft.provenance import redirect_output_to_log
+
+redirect_output_to_log(snakemake.log[0])
+
+from ptft.analysis import aggregate, summary
+from ptft.provenance import write_json
+
+table = aggregate([Path(p) for p in snakemake.input], Path(snakemake.output.table))
+write_json(snakemake.output.summary, summary(table, snakemake.params.ft_sets))

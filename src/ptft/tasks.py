@@ -1,0 +1,143 @@
+"""The task families of the study, each defined once: fields, prompt formats, label words, metric, limits.
+
+Data generation, fine-tuning (which trains on the Default format) and evaluation (which renders every
+format through lm-evaluation-harness) all read these definitions; nothing else spells a prompt.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import Mapping
+
+# lm-eval joins context and target with this delimiter and few-shot examples with FEWSHOT_DELIMITER;
+# fine-tuning uses the same delimiter so the training text is exactly what evaluation scores.
+TARGET_DELIMITER = " "
+FEWSHOT_DELIMITER = "\n\n"
+PROMPT_FORMATS = ("default", "instruct", "io")
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """One task family: the record fields it reads, how each prompt format renders them, and how it is scored."""
+
+    name: str
+    kind: str  # "generation" | "classification"
+    input_fields: tuple[str, ...]
+    target_field: str
+    formats: Mapping[str, str]  # prompt_format -> template over input_fields (no trailing space)
+    metric: str  # "rougeL" | "accuracy"
+    label_words: tuple[str, ...] = ()
+    max_new_tokens: int = 5
+    stop: tuple[str, ...] = field(default=("\n",))
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("generation", "classification"):
+            raise ValueError(f"task {self.name!r}: kind must be generation or classification, got {self.kind!r}")
+        if set(self.formats) != set(PROMPT_FORMATS):
+            raise ValueError(f"task {self.name!r}: formats must be exactly {PROMPT_FORMATS}, got {tuple(self.formats)}")
+        for fmt, template in self.formats.items():
+            used = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+            if not used <= set(self.input_fields):
+                raise ValueError(
+                    f"task {self.name!r}, format {fmt!r}: template uses {sorted(used - set(self.input_fields))}, "
+                    f"which are not input fields {self.input_fields}"
+                )
+        if (self.kind == "classification") != bool(self.label_words):
+            raise ValueError(f"task {self.name!r}: label_words are required for classification and only there")
+
+    def render(self, record: Mapping[str, str], prompt_format: str) -> str:
+        """The prompt (context) for one record in one format, without the target."""
+        try:
+            template = self.formats[prompt_format]
+        except KeyError:
+            raise KeyError(f"task {self.name!r} has no prompt format {prompt_format!r}; known: {PROMPT_FORMATS}") from None
+        missing = [f for f in self.input_fields if f not in record]
+        if missing:
+            raise KeyError(f"task {self.name!r}: record {record.get('id', '?')!r} lacks fields {missing}")
+        return template.format(**{f: record[f] for f in self.input_fields})
+
+    def target(self, record: Mapping[str, str]) -> str:
+        """The gold completion text (a label word for classification)."""
+        value = record[self.target_field]
+        if self.label_words and value not in self.label_words:
+            raise ValueError(
+                f"task {self.name!r}: record {record.get('id', '?')!r} has label {value!r}, expected one of {self.label_words}"
+            )
+        return value
+
+    def completion(self, record: Mapping[str, str]) -> str:
+        """What the model is trained to produce after the prompt (the delimiter plus the target; EOS is added by the trainer)."""
+        return TARGET_DELIMITER + self.target(record)
+
+
+TASKS: dict[str, TaskFamily] = {
+    t.name: t
+    for t in (
+        TaskFamily(
+            name="summarisation",
+            kind="generation",
+            input_fields=("document",),
+            target_field="summary",
+            formats={
+                "default": "### Input: {document}\n ### Summary:",
+                "instruct": "Please read the following text: {document} Provide a summary:",
+                "io": "{document}",
+            },
+            metric="rougeL",
+            max_new_tokens=60,
+        ),
+        TaskFamily(
+            name="question_generation",
+            kind="generation",
+            input_fields=("context", "answer"),
+            target_field="question",
+            formats={
+                "default": "### Context: {context}\n ### Answer: {answer}\n ### Question:",
+                "instruct": "Please read the following text: {context} Write a question whose answer is {answer}. Question:",
+                "io": "{context} {answer}",
+            },
+            metric="rougeL",
+            max_new_tokens=60,
+        ),
+        TaskFamily(
+            name="nli",
+            kind="classification",
+            input_fields=("premise", "hypothesis"),
+            target_field="label",
+            formats={
+                "default": "### Premise: {premise}\n ### Hypothesis: {hypothesis}\n ### Label:",
+                "instruct": (
+                    "Please read the premise: {premise} Does it entail the hypothesis: {hypothesis} "
+                    "Answer entailment, neutral or contradiction:"
+                ),
+                "io": "{premise} {hypothesis}",
+            },
+            metric="accuracy",
+            label_words=("entailment", "neutral", "contradiction"),
+        ),
+        TaskFamily(
+            name="paraphrase",
+            kind="classification",
+            input_fields=("sentence1", "sentence2"),
+            target_field="label",
+            formats={
+                "default": "### Sentence 1: {sentence1}\n ### Sentence 2: {sentence2}\n ### Paraphrase:",
+                "instruct": (
+                    "Please read the two sentences: {sentence1} and {sentence2} Do they mean the same thing? "
+                    "Answer yes or no:"
+                ),
+                "io": "{sentence1} {sentence2}",
+            },
+            metric="accuracy",
+            label_words=("yes", "no"),
+        ),
+    )
+}
+
+
+def get_task(name: str) -> TaskFamily:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task family {name!r}; known: {sorted(TASKS)}") from None

@@ -1,0 +1,143 @@
+"""The whole pipeline under real Snakemake on a miniature config: outputs, idempotence, precise staleness."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "schemas", "envs", "profiles"]
+
+pytestmark = pytest.mark.integration
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "XDG_CACHE_HOME": str(workdir / ".cache")}
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "--cores", "2", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=1500
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table into {rule: count} (empty when there is nothing to do)."""
+    counts: dict[str, int] = {}
+    match = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total", output, re.S)
+    if not match:
+        return counts
+    for line in match.group(1).splitlines():
+        rule, count = line.split()
+        counts[rule] = int(count)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("study")
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
+    shutil.copy(ROOT / "tests/integration/config.yaml", workdir / "params.yaml")
+    first = snakemake(workdir)
+    (workdir / "first_run.log").write_text(first.stderr)
+    return workdir
+
+
+def config_of(workdir: Path) -> dict:
+    return yaml.safe_load((workdir / "params.yaml").read_text())
+
+
+def test_every_expected_output_exists(study):
+    config = config_of(study)
+    steps = config["models"]["tiny"]["checkpoints"]
+    for step in steps:
+        ckpt = study / f"checkpoints/tiny/{step}"
+        assert (ckpt / "model.safetensors").is_file(), ckpt
+        assert json.loads((ckpt / "provenance.json").read_text())["step"] == step
+        for ft_set in config["finetune"]["ft_sets"]:
+            assert (study / f"models/tiny/{step}/{ft_set}/model.safetensors").is_file()
+            assert (study / f"models/tiny/{step}/{ft_set}/train_log.jsonl").stat().st_size > 0
+        for ft in ["base", *config["finetune"]["ft_sets"]]:
+            assert (study / f"results/eval/tiny/{step}/{ft}.predictions.jsonl").stat().st_size > 0
+    for name in config["data"]["datasets"]:
+        card = json.loads((study / f"data/{name}/card.json").read_text())
+        assert card["seed"] == config["data"]["seed"]
+    for fig in ("base_curves", "finetune_gain"):
+        assert (study / f"results/figures/{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (study / f"results/figures/{fig}.svg").read_bytes()[:2000]
+    # no half-written temporary folders or files survive a successful run
+    leftovers = [p for p in study.rglob(".*tmp*") if ".snakemake" not in p.parts and ".cache" not in p.parts]
+    assert leftovers == []
+
+
+def test_results_table_is_complete_and_sane(study):
+    config = config_of(study)
+    table = pd.read_csv(study / "results/tables/results.csv")
+    steps = config["models"]["tiny"]["checkpoints"]
+    n_models = len(steps) * (1 + len(config["finetune"]["ft_sets"]))
+    ev = config["evaluate"]
+    assert len(table) == n_models * len(ev["eval_sets"]) * len(ev["prompt_formats"]) * len(ev["shots"])
+    assert set(table["prompt_format"]) == set(ev["prompt_formats"])
+    assert set(table["ft_set"]) == {"base", *config["finetune"]["ft_sets"]}
+    assert table["value"].between(0, 1).all()
+    assert (table["ci_low"] <= table["value"] + 1e-9).all() and (table["value"] <= table["ci_high"] + 1e-9).all()
+    assert (table["n"] == ev["limit"]).all()
+    tokens = table.drop_duplicates("step").set_index("step")["tokens"]
+    pre = config["models"]["tiny"]["pretrain"]
+    assert tokens.to_dict() == {s: s * pre["batch_size"] * pre["seq_len"] for s in steps}
+    assert set(table.loc[table["task"] == "nli", "metric"]) == {"accuracy"}
+    assert set(table.loc[table["task"] == "summarisation", "metric"]) == {"rougeL"}
+
+
+def test_second_run_has_nothing_to_do(study):
+    dry = snakemake(study, "-n")
+    assert job_counts(dry.stdout + dry.stderr) == {}, dry.stdout[-3000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_changing_one_learning_rate_reruns_only_that_set(study):
+    config = config_of(study)
+    steps = config["models"]["tiny"]["checkpoints"]
+    config["finetune"]["ft_sets"]["news_sum"]["lr"] = 5.0e-4
+    (study / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    before = {p: p.stat().st_mtime_ns for p in (study / "results/eval/tiny").rglob("*.json")}
+
+    expected = {
+        "finetune": len(steps),
+        "evaluate": len(steps),
+        "aggregate": 1,
+        "plot_base_curves": 1,
+        "plot_finetune_gain": 1,
+        "all": 1,
+    }
+    dry = snakemake(study, "-n")
+    assert job_counts(dry.stdout + dry.stderr) == expected
+    run = snakemake(study)
+    assert job_counts(run.stdout + run.stderr) == expected
+
+    changed = {p for p, mtime in before.items() if p.stat().st_mtime_ns != mtime}
+    assert changed == {study / f"results/eval/tiny/{s}/news_sum.json" for s in steps}
+    again = snakemake(study, "-n")
+    assert job_counts(again.stdout + again.stderr) == {}
+
+
+def test_bad_config_stops_before_planning(study, tmp_path):
+    config = config_of(study)
+    config["finetune"]["defaults"]["epochz"] = config["finetune"]["defaults"].pop("epochs")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake(study, "-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "'epochz' was unexpected" in proc.stdout + proc.stderr

@@ -1,0 +1,73 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ptft.config import ConfigError, finetune_settings, previous_step, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def params():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", [ROOT / "params.yaml", ROOT / "tests/integration/config.yaml"])
+def test_shipped_configs_validate(path):
+    config = validate(yaml.safe_load(path.read_text()), source=str(path))
+    assert config["offline"] is True
+
+
+def test_defaults_are_filled(params):
+    del params["evaluate"]["prompt_formats"]
+    config = validate(params)
+    assert config["evaluate"]["prompt_formats"] == ["default", "instruct", "io"]
+
+
+def test_misspelt_key_is_named(params):
+    params["finetune"]["defaults"]["lrr"] = params["finetune"]["defaults"].pop("lr")
+    with pytest.raises(ConfigError, match=r"finetune\.defaults: Additional properties .*'lrr'"):
+        validate(params)
+
+
+def test_ill_typed_key_is_named(params):
+    params["finetune"]["defaults"]["epochs"] = "two"
+    with pytest.raises(ConfigError, match=r"finetune\.defaults\.epochs: 'two' is not of type 'integer'"):
+        validate(params)
+
+
+def test_unknown_ft_set_is_named(params):
+    params["finetune"]["ft_sets"]["nope"] = {}
+    with pytest.raises(ConfigError, match=r"finetune\.ft_sets\.nope is not a data set"):
+        validate(params)
+
+
+def test_unknown_eval_set_is_named(params):
+    params["evaluate"]["eval_sets"].append("ghost")
+    with pytest.raises(ConfigError, match="'ghost'"):
+        validate(params)
+
+
+def test_batch_must_divide(params):
+    params["finetune"]["ft_sets"]["news_sum"] = {"batch_size": 8, "micro_batch_size": 3}
+    with pytest.raises(ConfigError, match="news_sum: batch_size 8 is not a multiple of micro_batch_size 3"):
+        validate(params)
+
+
+def test_finetune_settings_layering(params):
+    params["finetune"]["ft_sets"]["news_sum"] = {"lr": 5e-4}
+    config = validate(copy.deepcopy(params))
+    news = finetune_settings(config, "news_sum")
+    other = finetune_settings(config, "places_nli")
+    assert news["lr"] == 5e-4 and other["lr"] == params["finetune"]["defaults"]["lr"]
+    assert news["warmup_ratio"] == 0.03  # from params.yaml's defaults
+    assert news["n_train"] is None  # from the schema's defaults
+
+
+def test_previous_step(params):
+    config = validate(params)
+    steps = sorted(config["models"]["tiny-olmo"]["checkpoints"])
+    assert previous_step(config, "tiny-olmo", steps[0]) is None
+    assert previous_step(config, "tiny-olmo", steps[2]) == steps[1]
