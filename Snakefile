@@ -20,6 +20,6 @@ include: "rules/analysis.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

@@ -7,8 +7,6 @@ rule aggregate:
     output:
         table="results/tables/results.csv",
         summary="results/tables/summary.json",
-    params:
-        ft_sets=get_ft_set_tasks(),
     log:
         "logs/aggregate.log",
     conda:
@@ -16,6 +14,8 @@ rule aggregate:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        ft_sets=get_ft_set_tasks(),
     script:
         "../scripts/aggregate.py"
 
@@ -43,8 +43,6 @@ rule plot_finetune_gain:
     output:
         png="results/figures/finetune_gain.png",
         svg="results/figures/finetune_gain.svg",
-    params:
-        ft_sets=get_ft_set_tasks(),
     log:
         "logs/plot_finetune_gain.log",
     conda:
@@ -52,5 +50,7 @@ rule plot_finetune_gain:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        ft_sets=get_ft_set_tasks(),
     script:
         "../scripts/plot_finetune_gain.py"

@@ -7,9 +7,6 @@ rule train_tokenizer:
         corpus="data/corpus/train.jsonl",
     output:
         directory("checkpoints/{model}/tokenizer"),
-    params:
-        tokenizer=lambda wildcards: get_model_config(wildcards)["tokenizer"],
-        seed=config["seed"],
     log:
         "logs/train_tokenizer/{model}.log",
     conda:
@@ -17,6 +14,9 @@ rule train_tokenizer:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        tokenizer=lambda wildcards: get_model_config(wildcards)["tokenizer"],
+        seed=config["seed"],
     script:
         "../scripts/train_tokenizer.py"
 
@@ -28,17 +28,17 @@ rule pretrain:
         previous=get_previous_checkpoint,
     output:
         directory("checkpoints/{model}/{step}"),
-    params:
-        model_config=get_model_config,
-    threads: get_threads("pretrain")
     log:
         "logs/pretrain/{model}/{step}.log",
     benchmark:
         "benchmarks/pretrain/{model}/{step}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: get_threads("pretrain")
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        model_config=get_model_config,
     script:
         "../scripts/pretrain.py"

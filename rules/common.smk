@@ -1,5 +1,4 @@
 # All Python helpers of the workflow: config checks, wildcard constraints, input functions.
-import os
 import re
 from pathlib import Path
 
@@ -11,14 +10,8 @@ try:
 except study_config.ConfigError as err:
     raise WorkflowError(str(err))
 
-if config["offline"]:
-    # The embedded study never touches the network, and every cache stays inside the project.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("HF_HOME", str(Path(".cache/huggingface").resolve()))
-    os.environ.setdefault("MPLCONFIGDIR", str(Path(".cache/matplotlib").resolve()))
-    os.environ.setdefault("XDG_CACHE_HOME", str(Path(".cache").resolve()))
+# The embedded study never touches the network, and every cache stays inside the project.
+study_config.apply_offline(config, Path.cwd())
 
 MODELS = sorted(config["models"])
 DATASETS = sorted(config["data"]["datasets"])
@@ -85,7 +78,11 @@ def get_eval_model(wildcards):
 
 
 def get_eval_data():
-    return [f"data/{name}/{split}.jsonl" for name in EVAL_SETS for split in ("train", "test")]
+    return [
+        f"data/{name}/{split}.jsonl"
+        for name in EVAL_SETS
+        for split in ("train", "test")
+    ]
 
 
 def get_eval_sets():
@@ -117,5 +114,9 @@ def get_final_output():
         "results/tables/results.csv",
         "results/tables/summary.json",
         *[f"data/{name}/card.json" for name in DATASETS],
-        *[f"results/figures/{fig}.{ext}" for fig in ("base_curves", "finetune_gain") for ext in ("png", "svg")],
+        *[
+            f"results/figures/{fig}.{ext}"
+            for fig in ("base_curves", "finetune_gain")
+            for ext in ("png", "svg")
+        ],
     ]

@@ -5,10 +5,6 @@ rule prepare_corpus:
     output:
         corpus="data/corpus/train.jsonl",
         card="data/corpus/card.json",
-    params:
-        world=config["data"]["world"],
-        corpus=config["data"]["corpus"],
-        seed=config["data"]["seed"],
     log:
         "logs/prepare_corpus.log",
     conda:
@@ -16,6 +12,10 @@ rule prepare_corpus:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        world=config["data"]["world"],
+        corpus=config["data"]["corpus"],
+        seed=config["data"]["seed"],
     script:
         "../scripts/prepare_corpus.py"
 
@@ -25,10 +25,6 @@ rule prepare_dataset:
         train="data/{dataset}/train.jsonl",
         test="data/{dataset}/test.jsonl",
         card="data/{dataset}/card.json",
-    params:
-        spec=get_dataset_spec,
-        world=config["data"]["world"],
-        seed=config["data"]["seed"],
     log:
         "logs/prepare_dataset/{dataset}.log",
     conda:
@@ -36,5 +32,9 @@ rule prepare_dataset:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        spec=get_dataset_spec,
+        world=config["data"]["world"],
+        seed=config["data"]["seed"],
     script:
         "../scripts/prepare_dataset.py"

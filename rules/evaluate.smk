@@ -8,18 +8,18 @@ rule evaluate:
     output:
         results="results/eval/{model}/{step}/{ft}.json",
         predictions="results/eval/{model}/{step}/{ft}.predictions.jsonl",
-    params:
-        eval_sets=get_eval_sets(),
-        settings=config["evaluate"],
-    threads: get_threads("evaluate")
     log:
         "logs/evaluate/{model}/{step}/{ft}.log",
     benchmark:
         "benchmarks/evaluate/{model}/{step}/{ft}.tsv"
     conda:
         "../envs/eval.yaml"
+    threads: get_threads("evaluate")
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        eval_sets=get_eval_sets(),
+        settings=config["evaluate"],
     script:
         "../scripts/evaluate.py"

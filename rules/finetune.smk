@@ -7,18 +7,18 @@ rule finetune:
         train="data/{ft_set}/train.jsonl",
     output:
         directory("models/{model}/{step}/{ft_set}"),
-    params:
-        task=get_ft_task,
-        settings=get_finetune_settings,
-    threads: get_threads("finetune")
     log:
         "logs/finetune/{model}/{step}/{ft_set}.log",
     benchmark:
         "benchmarks/finetune/{model}/{step}/{ft_set}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: get_threads("finetune")
     resources:
         mem_mb=4000,
         runtime=240,
+    params:
+        task=get_ft_task,
+        settings=get_finetune_settings,
     script:
         "../scripts/finetune.py"

@@ -115,3 +115,18 @@ def previous_step(config: dict[str, Any], model: str, step: int) -> int | None:
     """The configured step an embedded checkpoint continues from (None for the first)."""
     earlier = [s for s in checkpoint_steps(config, model) if s < step]
     return earlier[-1] if earlier else None
+
+
+def apply_offline(config: dict[str, Any], project_dir: Path) -> None:
+    """For an offline study: forbid hub access and keep every cache inside the project (jobs inherit this)."""
+    import os
+
+    if not config.get("offline", True):
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    cache = Path(project_dir).resolve() / ".cache"
+    os.environ.setdefault("HF_HOME", str(cache / "huggingface"))
+    os.environ.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))
+    os.environ.setdefault("XDG_CACHE_HOME", str(cache))
