@@ -52,6 +52,12 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=_jsonable, ensure_ascii=False) + "\n"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write text to a temporary file beside `path` and rename it into place."""
     path = Path(path)
@@ -62,6 +68,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates owner-only files; outputs are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,313 @@
+"""Tests for ptft.analysis on a hand-built study: 2 checkpoints, base + 2 ft_sets of two task families,
+2 eval sets per family, 2 prompt formats, 4-shot. Every expected number is written out by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ptft.analysis import (
+    COLUMNS,
+    aggregate,
+    base_curves,
+    finetune_gain,
+    provenance_path,
+    read_results,
+    summary,
+    write_table_provenance,
+)
+
+FT_SETS = {"places_nli": "nli", "news_sum": "summarisation"}
+TASK = {"places_nli": "nli", "animals_nli": "nli", "news_sum": "summarisation", "story_sum": "summarisation"}
+METRIC = {"nli": "accuracy", "summarisation": "rougeL"}
+TOKENS = {0: 0, 400: 819200}
+
+# (step, ft_set) -> eval_set -> (default value, instruct value)
+# fmt: off
+VALUES = {
+    (0, "base"):          {"places_nli": (0.25, 0.30), "animals_nli": (0.50, 0.40), "news_sum": (0.10, 0.05), "story_sum": (0.20, 0.15)},
+    (400, "base"):        {"places_nli": (0.50, 0.45), "animals_nli": (0.50, 0.55), "news_sum": (0.30, 0.20), "story_sum": (0.25, 0.30)},
+    (0, "places_nli"):    {"places_nli": (0.50, 0.40), "animals_nli": (0.45, 0.40), "news_sum": (0.00, 0.00), "story_sum": (0.00, 0.00)},
+    (400, "places_nli"):  {"places_nli": (0.75, 0.70), "animals_nli": (0.625, 0.50), "news_sum": (0.10, 0.10), "story_sum": (0.10, 0.10)},
+    (0, "news_sum"):      {"places_nli": (0.30, 0.30), "animals_nli": (0.30, 0.30), "news_sum": (0.20, 0.10), "story_sum": (0.10, 0.20)},
+    (400, "news_sum"):    {"places_nli": (0.30, 0.30), "animals_nli": (0.30, 0.30), "news_sum": (0.50, 0.25), "story_sum": (0.375, 0.30)},
+}
+# fmt: on
+
+
+def eval_record(step: int, ft_set: str) -> dict:
+    results = []
+    # deliberately not in sorted order: aggregate must sort
+    for eval_set in ("story_sum", "places_nli", "news_sum", "animals_nli"):
+        for fmt, value in zip(("instruct", "default"), reversed(VALUES[(step, ft_set)][eval_set])):
+            task = TASK[eval_set]
+            results.append(
+                {"eval_set": eval_set, "task": task, "prompt_format": fmt, "shots": 4, "metric": METRIC[task],
+                 "value": value, "ci_low": max(value - 0.1, 0.0), "ci_high": min(value + 0.1, 1.0), "n": 60}
+            )  # fmt: skip
+    return {
+        "model": "tiny-olmo", "step": step, "tokens": TOKENS[step], "ft_set": ft_set, "results": results,
+        "example_prompts": {}, "lm_eval_version": "0.4.13", "provenance": {"kind": "evaluate"},
+    }  # fmt: skip
+
+
+def write_study(root: Path) -> list[Path]:
+    paths = []
+    # deliberately not in sorted order either
+    for step, ft_set in [
+        (400, "places_nli"),
+        (0, "news_sum"),
+        (400, "base"),
+        (0, "places_nli"),
+        (400, "news_sum"),
+        (0, "base"),
+    ]:
+        path = root / "eval" / "tiny-olmo" / str(step) / f"{ft_set}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(eval_record(step, ft_set)))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def study(tmp_path):
+    paths = write_study(tmp_path)
+    out = tmp_path / "tables" / "results.csv"
+    return paths, out, aggregate(paths, out)
+
+
+# ---------------------------------------------------------------------------------------------- aggregate
+
+
+def test_aggregate_columns_rows_and_types(study):
+    _, out, df = study
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 6 * 4 * 2  # 6 models x 4 eval sets x 2 formats
+    for col in ("step", "tokens", "shots", "n"):
+        assert df[col].dtype == "int64", col
+    for col in ("value", "ci_low", "ci_high"):
+        assert df[col].dtype == "float64", col
+    for col in ("model", "ft_set", "eval_set", "task", "prompt_format", "metric"):
+        assert pd.api.types.is_string_dtype(df[col]), col
+    assert set(df["tokens"]) == {0, 819200}
+
+
+def test_aggregate_order_base_first(study):
+    _, _, df = study
+    # step first, then base before the fine-tuned sets, then eval_set, prompt_format
+    assert df["step"].tolist() == [0] * 24 + [400] * 24
+    assert df["ft_set"].tolist()[:24] == ["base"] * 8 + ["news_sum"] * 8 + ["places_nli"] * 8
+    assert (
+        df["eval_set"].tolist()[:8] == ["animals_nli"] * 2 + ["news_sum"] * 2 + ["places_nli"] * 2 + ["story_sum"] * 2
+    )
+    assert df["prompt_format"].tolist()[:4] == ["default", "instruct", "default", "instruct"]
+    first = df.iloc[0]
+    assert (first["ft_set"], first["eval_set"], first["prompt_format"], first["value"]) == (
+        "base",
+        "animals_nli",
+        "default",
+        0.5,
+    )
+
+
+def test_aggregate_is_independent_of_input_order(study):
+    paths, out, df = study
+    again = aggregate(list(reversed(paths)), out.with_name("again.csv"))
+    pd.testing.assert_frame_equal(df, again)
+    assert out.read_bytes() == out.with_name("again.csv").read_bytes()
+
+
+def test_aggregate_writes_csv_atomically_and_it_reads_back(study):
+    _, out, df = study
+    assert out.exists()
+    assert [p.name for p in out.parent.iterdir()] == ["results.csv"]  # no temporary left behind
+    assert out.read_text().splitlines()[0] == ",".join(COLUMNS)
+    pd.testing.assert_frame_equal(read_results(out), df)
+
+
+def test_table_provenance_records_inputs(study):
+    paths, out, _ = study
+    target = write_table_provenance(out, paths, config={"evaluate": {"shots": [4]}})
+    assert target == provenance_path(out) == out.with_name("results.csv.provenance.json")
+    record = json.loads(target.read_text())
+    assert record["config"] == {"evaluate": {"shots": [4]}}
+    assert [i["path"] for i in record["inputs"]] == [str(p) for p in paths]
+    assert all(len(i["sha256"]) == 64 for i in record["inputs"])
+    assert len(record["output_sha256"]) == 64
+
+
+def _edit(path: Path, change) -> None:
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+def test_missing_top_level_key_names_file_and_key(tmp_path):
+    paths = write_study(tmp_path)
+    _edit(paths[2], lambda r: r.pop("tokens"))
+    with pytest.raises(KeyError, match=rf"{paths[2].name}.*'tokens'"):
+        aggregate(paths, tmp_path / "out.csv")
+    assert str(paths[2]) in str(pytest.raises(KeyError, aggregate, paths, tmp_path / "out.csv").value)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_missing_result_key_names_file_and_key(tmp_path):
+    paths = write_study(tmp_path)
+    _edit(paths[4], lambda r: r["results"][3].pop("ci_high"))
+    with pytest.raises(KeyError) as err:
+        aggregate(paths, tmp_path / "out.csv")
+    assert str(paths[4]) in str(err.value) and "results[3]" in str(err.value) and "'ci_high'" in str(err.value)
+
+
+def test_bad_value_names_file_and_key(tmp_path):
+    paths = write_study(tmp_path)
+    _edit(paths[0], lambda r: r.update(step="four hundred"))
+    with pytest.raises(ValueError) as err:
+        aggregate(paths, tmp_path / "out.csv")
+    assert str(paths[0]) in str(err.value) and "'step'" in str(err.value)
+
+
+def test_null_ci_is_allowed_but_null_value_is_not(tmp_path):
+    paths = write_study(tmp_path)
+    _edit(paths[0], lambda r: r["results"][0].update(ci_low=None, ci_high=None))
+    df = aggregate(paths, tmp_path / "out.csv")
+    assert df["ci_low"].isna().sum() == 1
+    _edit(paths[0], lambda r: r["results"][0].update(value=None))
+    with pytest.raises(ValueError, match="'value'"):
+        aggregate(paths, tmp_path / "out.csv")
+
+
+def test_unreadable_and_missing_files_are_named(tmp_path):
+    paths = write_study(tmp_path)
+    paths[1].write_text("{not json")
+    with pytest.raises(ValueError, match=paths[1].name):
+        aggregate(paths, tmp_path / "out.csv")
+    with pytest.raises(FileNotFoundError, match="nowhere.json"):
+        aggregate([tmp_path / "nowhere.json"], tmp_path / "out.csv")
+
+
+def test_tokens_disagreement_and_duplicates_raise(tmp_path):
+    paths = write_study(tmp_path)
+    _edit(paths[0], lambda r: r.update(tokens=1))  # step 400 fine-tuned file disagrees with step 400 base
+    with pytest.raises(ValueError, match="'tokens'"):
+        aggregate(paths, tmp_path / "out.csv")
+    paths = write_study(tmp_path)
+    with pytest.raises(ValueError, match="more than once"):
+        aggregate(paths + [paths[0]], tmp_path / "out.csv")
+
+
+# ---------------------------------------------------------------------------------------------- finetune_gain
+
+
+def _one(frame: pd.DataFrame, **keys):
+    rows = frame
+    for k, v in keys.items():
+        rows = rows[rows[k] == v]
+    assert len(rows) == 1, keys
+    return rows.iloc[0]
+
+
+def test_finetune_gain_values(study):
+    _, _, df = study
+    gain = finetune_gain(df, FT_SETS)
+    assert list(gain.columns) == [
+        "model", "step", "tokens", "ft_set", "eval_set", "task", "prompt_format", "shots", "metric",
+        "base", "finetuned", "gain", "in_domain",
+    ]  # fmt: skip
+    # 2 ft_sets x 2 eval sets of their own family x 2 formats x 2 steps; no cross-family rows
+    assert len(gain) == 16
+    assert set(gain.loc[gain["ft_set"] == "places_nli", "eval_set"]) == {"places_nli", "animals_nli"}
+    assert set(gain.loc[gain["ft_set"] == "news_sum", "eval_set"]) == {"news_sum", "story_sum"}
+
+    row = _one(gain, step=0, ft_set="places_nli", eval_set="places_nli", prompt_format="default")
+    assert (row["base"], row["finetuned"]) == (0.25, 0.5)
+    assert row["gain"] == pytest.approx(0.25)
+    assert bool(row["in_domain"]) is True
+    assert row["tokens"] == 0 and row["metric"] == "accuracy"
+    assert _one(gain, step=400, ft_set="places_nli", eval_set="places_nli", prompt_format="default")[
+        "gain"
+    ] == pytest.approx(0.25)
+    assert _one(gain, step=400, ft_set="places_nli", eval_set="animals_nli", prompt_format="default")[
+        "gain"
+    ] == pytest.approx(0.125)
+    assert _one(gain, step=0, ft_set="places_nli", eval_set="places_nli", prompt_format="instruct")[
+        "gain"
+    ] == pytest.approx(0.10)
+    assert _one(gain, step=0, ft_set="news_sum", eval_set="news_sum", prompt_format="default")["gain"] == pytest.approx(
+        0.10
+    )
+    out = _one(gain, step=0, ft_set="news_sum", eval_set="story_sum", prompt_format="default")
+    assert out["gain"] == pytest.approx(-0.10) and bool(out["in_domain"]) is False and out["metric"] == "rougeL"
+    assert _one(gain, step=400, ft_set="news_sum", eval_set="news_sum", prompt_format="default")[
+        "gain"
+    ] == pytest.approx(0.20)
+    assert _one(gain, step=400, ft_set="news_sum", eval_set="story_sum", prompt_format="default")[
+        "gain"
+    ] == pytest.approx(0.125)
+    assert _one(gain, step=400, ft_set="news_sum", eval_set="news_sum", prompt_format="instruct")[
+        "gain"
+    ] == pytest.approx(0.05)
+    assert gain["in_domain"].sum() == 8
+    assert gain["in_domain"].dtype == bool
+
+
+def test_finetune_gain_rejects_unknown_ft_set_and_missing_base(study):
+    _, _, df = study
+    with pytest.raises(KeyError, match="news_sum"):
+        finetune_gain(df, {"places_nli": "nli"})
+    with pytest.raises(ValueError, match="summarization"):
+        finetune_gain(df, {"places_nli": "nli", "news_sum": "summarization"})
+    no_base = df[~((df["ft_set"] == "base") & (df["step"] == 400) & (df["eval_set"] == "story_sum"))]
+    with pytest.raises(ValueError, match="story_sum"):
+        finetune_gain(no_base, FT_SETS)
+
+
+def test_base_curves_keeps_base_rows_along_steps(study):
+    _, _, df = study
+    base = base_curves(df)
+    assert list(base.columns) == COLUMNS
+    assert len(base) == 2 * 4 * 2
+    assert set(base["ft_set"]) == {"base"}
+    places = base[(base["eval_set"] == "places_nli") & (base["prompt_format"] == "default")]
+    assert places["step"].tolist() == [0, 400]
+    assert places["value"].tolist() == [0.25, 0.5]
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+
+def test_summary_numbers(study):
+    _, _, df = study
+    s = summary(df, FT_SETS)
+    assert json.loads(json.dumps(s)) == s  # plain JSON types only
+    assert (s["prompt_format"], s["shots"]) == ("default", 4)
+    model = s["models"]["tiny-olmo"]
+    assert model["steps"] == [0, 400]
+    assert model["base"]["places_nli"] == {
+        "task": "nli", "metric": "accuracy", "first_step": 0, "last_step": 400, "first": 0.25, "last": 0.5, "change": 0.25,
+    }  # fmt: skip
+    assert model["base"]["news_sum"]["first"] == 0.1 and model["base"]["news_sum"]["last"] == 0.3
+    assert model["base"]["news_sum"]["change"] == 0.2
+    assert model["base"]["animals_nli"]["change"] == 0.0
+    assert set(model["base"]) == {"places_nli", "animals_nli", "news_sum", "story_sum"}
+    # mean over ft_sets of the in-domain gain: step 0 (0.25 + 0.10) / 2, step 400 (0.25 + 0.20) / 2
+    assert model["in_domain_gain"] == {"0": 0.175, "400": 0.225}
+    assert model["in_domain_gain_by_ft_set"] == {
+        "news_sum": {"0": 0.1, "400": 0.2},
+        "places_nli": {"0": 0.25, "400": 0.25},
+    }
+
+
+def test_summary_other_format_and_errors(study):
+    _, _, df = study
+    s = summary(df, FT_SETS, prompt_format="instruct")
+    assert s["models"]["tiny-olmo"]["base"]["places_nli"]["first"] == 0.3
+    # instruct in-domain gains: step 0 (0.10 + 0.05) / 2, step 400 (0.25 + 0.05) / 2
+    assert s["models"]["tiny-olmo"]["in_domain_gain"] == {"0": 0.075, "400": 0.15}
+    with pytest.raises(ValueError, match="'io'"):
+        summary(df, FT_SETS, prompt_format="io")
+    with pytest.raises(ValueError, match="shots=0"):
+        summary(df, FT_SETS, shots=0)

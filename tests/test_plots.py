@@ -1,0 +1,129 @@
+"""Tests for ptft.plots: files are written (valid PNG, deterministic SVG); figures have the panels and series asked for."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from matplotlib.container import ErrorbarContainer
+from PIL import Image
+
+from ptft.analysis import COLUMNS, finetune_gain
+from ptft.plots import base_curves_figure, finetune_gain_figure, plot_base_curves, plot_finetune_gain
+
+FT_SETS = {"places_nli": "nli", "news_sum": "summarisation"}
+TASK = {"places_nli": "nli", "animals_nli": "nli", "news_sum": "summarisation", "story_sum": "summarisation"}
+METRIC = {"nli": "accuracy", "summarisation": "rougeL"}
+
+
+def results_table(steps_tokens=((0, 0), (400, 819200)), models=("tiny-olmo",)) -> pd.DataFrame:
+    """A tidy table like aggregate's: base + 2 ft_sets x 4 eval sets x 2 formats, 4-shot; values vary by cell."""
+    rows = []
+    cells = itertools.product(models, steps_tokens, ("base", "news_sum", "places_nli"), TASK, ("default", "instruct"))
+    for i, (model, (step, tokens), ft_set, eval_set, fmt) in enumerate(cells):
+        value = 0.1 + (i % 7) / 10
+        rows.append(
+            {"model": model, "step": step, "tokens": tokens, "ft_set": ft_set, "eval_set": eval_set,
+             "task": TASK[eval_set], "prompt_format": fmt, "shots": 4, "metric": METRIC[TASK[eval_set]],
+             "value": value, "ci_low": value - 0.05, "ci_high": value + 0.05, "n": 60}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def labelled_lines(ax):
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def errorbars(ax):
+    return [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+
+
+def test_base_curves_panels_and_series():
+    fig = base_curves_figure(results_table())
+    assert len(fig.axes) == 2  # one panel per task family
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["summarisation", "nli"]  # tasks.py's order
+    for ax in fig.axes:
+        assert len(errorbars(ax)) == 2  # one series per eval set, default format only
+        assert ax.get_xlabel().startswith("Pre-training tokens")
+    assert fig.axes[0].get_ylabel() == "ROUGE-L"
+    assert fig.axes[1].get_ylabel() == "Accuracy"
+    assert {t.get_text() for t in fig.axes[1].get_legend().get_texts()} == {"places_nli", "animals_nli"}
+
+
+def test_base_curves_all_formats_and_models():
+    both = pd.concat([results_table(), results_table(models=("other",))])
+    fig = base_curves_figure(both, prompt_formats=None)
+    assert len(fig.axes) == 4  # 2 models (rows) x 2 task families
+    for ax in fig.axes:
+        assert len(errorbars(ax)) == 4  # 2 eval sets x 2 formats
+    assert {ax.get_title() for ax in fig.axes} == {
+        "tiny-olmo: nli",
+        "tiny-olmo: summarisation",
+        "other: nli",
+        "other: summarisation",
+    }
+
+
+def test_base_curves_log_axis_keeps_step_zero():
+    wide = results_table(steps_tokens=((0, 0), (10, 20_480), (400, 819_200), (1000, 2_048_000)))
+    ax = base_curves_figure(wide).axes[0]
+    assert ax.get_xscale() == "symlog"
+    assert "log" in ax.get_xlabel()
+    x = errorbars(ax)[0].lines[0].get_xdata()
+    assert list(x) == [0, 20_480, 819_200, 2_048_000]
+    narrow = results_table(steps_tokens=((100, 204_800), (400, 819_200)))
+    assert base_curves_figure(narrow).axes[0].get_xscale() == "linear"
+
+
+def test_finetune_gain_panels_series_and_zero_line():
+    gain = finetune_gain(results_table(), FT_SETS)
+    fig = finetune_gain_figure(gain)
+    assert len(fig.axes) == 2  # one panel per ft_set
+    assert [ax.get_title() for ax in fig.axes] == ["FT on news_sum (summarisation)", "FT on places_nli (nli)"]
+    for ax, ft_set in zip(fig.axes, ("news_sum", "places_nli")):
+        lines = labelled_lines(ax)
+        assert len(lines) == 2  # one per eval set of the ft_set's family
+        assert lines[0].get_label() == f"{ft_set} (in-domain)"
+        assert lines[0].get_linestyle() == "-" and lines[1].get_linestyle() == "--"
+        assert any(list(line.get_ydata()) == [0, 0] for line in ax.get_lines() if line.get_label() == "_zero")
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "400"]
+        assert list(lines[0].get_xdata()) == [0, 1]  # categorical positions in step order
+    assert "ROUGE-L" in fig.axes[0].get_ylabel() and "Accuracy" in fig.axes[1].get_ylabel()
+
+
+def test_plot_files_are_valid_and_svg_is_deterministic(tmp_path: Path):
+    df = results_table()
+    gain = finetune_gain(df, FT_SETS)
+    out = tmp_path / "figures"
+    plot_base_curves(df, out / "base.png", out / "base.svg")
+    plot_finetune_gain(gain, out / "gain.png", out / "gain.svg")
+    plot_base_curves(df, out / "base2.png", out / "base2.svg")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "base.png",
+        "base.svg",
+        "base2.png",
+        "base2.svg",
+        "gain.png",
+        "gain.svg",
+    ]
+    for name in ("base.png", "gain.png"):
+        with Image.open(out / name) as img:
+            img.verify()
+        with Image.open(out / name) as img:
+            assert img.format == "PNG"
+            assert img.size[0] > 600 and img.size[1] > 300
+    svg = (out / "base.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<dc:date>" not in svg
+    assert (out / "base.svg").read_bytes() == (out / "base2.svg").read_bytes()
+    assert (out / "base.png").read_bytes() == (out / "base2.png").read_bytes()
+
+
+def test_empty_selection_raises():
+    df = results_table()
+    with pytest.raises(ValueError, match="shots=8"):
+        base_curves_figure(df, shots=8)
+    with pytest.raises(ValueError, match="'io'"):
+        finetune_gain_figure(finetune_gain(df, FT_SETS), prompt_format="io")
