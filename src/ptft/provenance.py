@@ -111,6 +111,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates an owner-only folder
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
