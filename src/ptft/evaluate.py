@@ -1,0 +1,401 @@
+"""Evaluate one model (a base checkpoint or a fine-tuned one) on every eval set x prompt format x shot count.
+
+Prompts, label words, stop sequences and delimiters come from `ptft.tasks`; lm-evaluation-harness builds the
+few-shot contexts and runs the model (log-likelihood over label words for classification, greedy generation
+scored with ROUGE-L for generation); scoring and bootstrap intervals are the small pure functions below.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ptft.provenance import provenance, read_jsonl, read_provenance, write_json, write_jsonl
+from ptft.tasks import FEWSHOT_DELIMITER, TARGET_DELIMITER, TaskFamily, get_task
+
+log = logging.getLogger(__name__)
+
+# rouge-score's own tokenizer lower-cases and keeps alphanumerics; Porter stemming as in the usual
+# summarisation reports (and in the rouge-score README).
+ROUGE_USE_STEMMER = True
+CI_LEVEL = 0.95
+# The bootstrap draws its index matrix in chunks of about this many entries (memory stays flat at paper scale).
+BOOTSTRAP_CHUNK_ENTRIES = 8_000_000
+FEWSHOT_SPLIT = "train"
+TEST_SPLIT = "test"
+# lm-eval metric key for each of our metrics (the harness's "acc" is our "accuracy").
+_LM_EVAL_METRIC = {"accuracy": "acc", "rougeL": "rougeL"}
+
+
+# ---------------------------------------------------------------- scoring (pure)
+
+
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=ROUGE_USE_STEMMER)
+
+
+def rouge_l(prediction: str, target: str) -> float:
+    """ROUGE-L F-measure of one prediction against one reference (rouge-score's tokenisation)."""
+    return float(_rouge_scorer().score(target, prediction)["rougeL"].fmeasure)
+
+
+def choose_label(loglikelihoods: Sequence[float], label_words: Sequence[str]) -> str:
+    """The label word with the highest log-likelihood (the first one on ties, as lm-eval's acc)."""
+    if len(loglikelihoods) != len(label_words):
+        raise ValueError(
+            f"{len(loglikelihoods)} log-likelihoods for {len(label_words)} label words {tuple(label_words)}"
+        )
+    return label_words[int(np.argmax(np.asarray(loglikelihoods, dtype=float)))]
+
+
+def accuracy(prediction: str, target: str) -> float:
+    return float(prediction == target)
+
+
+def bootstrap_ci(scores: Sequence[float], resamples: int, seed: int, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-item scores (seeded, vectorised in chunks)."""
+    values = np.asarray(scores, dtype=float)
+    n = values.size
+    if n == 0:
+        raise ValueError("bootstrap_ci needs at least one score")
+    if resamples <= 0:
+        mean = float(values.mean())
+        return mean, mean
+    rng = np.random.default_rng(seed)
+    chunk = max(1, BOOTSTRAP_CHUNK_ENTRIES // n)
+    means = np.concatenate(
+        [
+            values[rng.integers(0, n, size=(min(chunk, resamples - start), n))].mean(axis=1)
+            for start in range(0, resamples, chunk)
+        ]
+    )
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+# ---------------------------------------------------------------- lm-eval task configs (generated from tasks.py)
+
+
+def _lm_task_name(eval_set: str, prompt_format: str, shots: int) -> str:
+    return f"ptft__{eval_set}__{prompt_format}__{shots}shot"
+
+
+def _record_key(family: TaskFamily, record: Mapping[str, Any]) -> tuple:
+    return tuple(record[f] for f in family.input_fields)
+
+
+def load_eval_set(name: str, spec: Mapping[str, Any]):
+    """The eval set as an in-memory DatasetDict (test, train), checked against its task family.
+
+    In memory on purpose: `datasets.load_dataset("json")` would write an Arrow cache under $HOME.
+    Train records whose inputs equal a test record's are dropped from the few-shot pool, so a scored
+    item can never appear among its own shots.
+    """
+    import datasets
+
+    family = get_task(spec["task"])
+    splits = {}
+    for split in (TEST_SPLIT, FEWSHOT_SPLIT):
+        path = Path(spec[split])
+        records = read_jsonl(path)
+        if not records:
+            raise ValueError(f"eval set {name!r}: {path} has no records")
+        needed = ("id", *family.input_fields, family.target_field)
+        for lineno, record in enumerate(records, 1):
+            missing = [f for f in needed if f not in record]
+            if missing:
+                raise KeyError(
+                    f"eval set {name!r}: {path}, line {lineno} lacks fields {missing} (task {family.name!r})"
+                )
+            family.target(record)  # label words checked here
+        # Only the fields the task reads: Arrow needs one type per column, and nothing else is used.
+        splits[split] = [{f: record[f] for f in needed} for record in records]
+    test_keys = {_record_key(family, r) for r in splits[TEST_SPLIT]}
+    pool = [r for r in splits[FEWSHOT_SPLIT] if _record_key(family, r) not in test_keys]
+    if len(pool) < len(splits[FEWSHOT_SPLIT]):
+        log.warning(
+            "eval set %r: %d train records repeat a test input; left out of the few-shot pool",
+            name,
+            len(splits[FEWSHOT_SPLIT]) - len(pool),
+        )
+    splits[FEWSHOT_SPLIT] = pool
+    return datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()})
+
+
+def _render(doc: Mapping[str, Any], *, family: TaskFamily, prompt_format: str) -> str:
+    return family.render(doc, prompt_format)
+
+
+def _target(doc: Mapping[str, Any], *, family: TaskFamily) -> str:
+    return family.target(doc)
+
+
+def _dataset(*_args: Any, dataset, **_kwargs: Any):
+    # lm-eval calls custom_dataset(**metadata, **dataset_kwargs); the data are already loaded.
+    return dataset
+
+
+def _process_results(doc: Mapping[str, Any], results: list, *, family: TaskFamily) -> dict[str, float]:
+    """Per-item score from lm-eval's raw results, with our own scoring functions."""
+    target = family.target(doc)
+    if family.kind == "classification":
+        loglikelihoods = [ll for ll, _is_greedy in results]
+        return {"acc": accuracy(choose_label(loglikelihoods, family.label_words), target)}
+    return {"rougeL": rouge_l(results[0], target)}
+
+
+def task_config(eval_set: str, family: TaskFamily, prompt_format: str, shots: int, dataset) -> dict[str, Any]:
+    """One lm-eval task config (a dict, as a YAML task would load) for an eval set in one format and shot count."""
+    if prompt_format not in family.formats:
+        raise KeyError(f"eval set {eval_set!r}: task {family.name!r} has no prompt format {prompt_format!r}")
+    if shots > len(dataset[FEWSHOT_SPLIT]):
+        raise ValueError(
+            f"eval set {eval_set!r}: {shots} shots requested, the train file has {len(dataset[FEWSHOT_SPLIT])} usable records"
+        )
+    metric = _LM_EVAL_METRIC[family.metric]
+    config: dict[str, Any] = {
+        "task": _lm_task_name(eval_set, prompt_format, shots),
+        "custom_dataset": functools.partial(_dataset, dataset=dataset),
+        "test_split": TEST_SPLIT,
+        "fewshot_split": FEWSHOT_SPLIT,
+        "fewshot_config": {"sampler": "default"},
+        "num_fewshot": shots,
+        "doc_to_text": functools.partial(_render, family=family, prompt_format=prompt_format),
+        "doc_to_target": functools.partial(_target, family=family),
+        "target_delimiter": TARGET_DELIMITER,
+        "fewshot_delimiter": FEWSHOT_DELIMITER,
+        "process_results": functools.partial(_process_results, family=family),
+        "metric_list": [{"metric": metric, "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1, "eval_set": eval_set, "prompt_format": prompt_format, "shots": shots},
+    }
+    if family.kind == "classification":
+        config.update(output_type="multiple_choice", doc_to_choice=list(family.label_words))
+    else:
+        config.update(
+            output_type="generate_until",
+            generation_kwargs={
+                "until": list(family.stop),
+                "max_gen_toks": family.max_new_tokens,
+                "do_sample": False,
+                "temperature": 0.0,
+            },
+        )
+    return config
+
+
+# ---------------------------------------------------------------- one model, every eval set
+
+
+def _model_identity(model_dir: Path) -> dict[str, Any]:
+    record = read_provenance(model_dir)
+    missing = [k for k in ("model", "step", "tokens") if k not in record]
+    if missing:
+        raise KeyError(f"{model_dir / 'provenance.json'} lacks keys {missing}")
+    return {
+        "model": record["model"],
+        "step": record["step"],
+        "tokens": record["tokens"],
+        "ft_set": record.get("ft_set") or "base",
+    }
+
+
+def _load_model(model_dir: Path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+    # float32 everywhere, so CPU and GPU runs score the same arithmetic up to kernel differences.
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
+    )
+    model.to("cuda" if torch.cuda.is_available() else "cpu")  # HFLM runs on the device the model is on
+    model.eval()
+    return model, tokenizer
+
+
+def _set_seeds(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def evaluate(
+    model_dir: Path,
+    eval_sets: dict[str, dict],
+    eval_cfg: dict,
+    out_json: Path,
+    out_predictions: Path,
+    threads: int,
+) -> None:
+    """Evaluate the model in `model_dir` on every eval set x prompt format x shot count; write scores and predictions.
+
+    One model load and one lm-eval run: all requests of a kind are batched together across eval sets.
+    """
+    import torch
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer must not add threads beyond `threads`
+    torch.set_num_threads(threads)
+    model_dir = Path(model_dir)
+    identity = _model_identity(model_dir)
+    seed = int(eval_cfg["fewshot_seed"])
+    _set_seeds(seed)
+
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    conditions: dict[str, tuple[str, TaskFamily, str, int]] = {}
+    configs = []
+    for eval_set in sorted(eval_sets):
+        spec = eval_sets[eval_set]
+        family = get_task(spec["task"])
+        dataset = load_eval_set(eval_set, spec)
+        for prompt_format in eval_cfg["prompt_formats"]:
+            for shots in eval_cfg["shots"]:
+                config = task_config(eval_set, family, prompt_format, int(shots), dataset)
+                conditions[config["task"]] = (eval_set, family, prompt_format, int(shots))
+                configs.append(config)
+
+    model, tokenizer = _load_model(model_dir)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg["batch_size"])
+    output = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=configs,
+        num_fewshot=None,  # each config carries its own shot count
+        limit=eval_cfg.get("limit"),
+        bootstrap_iters=0,  # our own seeded bootstrap below
+        log_samples=True,
+        task_manager=TaskManager(include_defaults=False),  # skip indexing the harness's thousands of YAML tasks
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+
+    results, predictions, example_prompts = [], [], {}
+    for name in sorted(conditions, key=lambda k: (conditions[k][0], conditions[k][2], conditions[k][3])):
+        eval_set, family, prompt_format, shots = conditions[name]
+        samples = sorted(output["samples"][name], key=lambda s: s["doc_id"])
+        if not samples:
+            raise RuntimeError(f"lm-eval returned no scored items for {eval_set}/{prompt_format}/{shots}")
+        prompt_tokens = _prompt_tokens(tokenizer, [s["arguments"][0][0] for s in samples])
+        budget = _prompt_budget(lm.max_length, family, tokenizer)
+        scores = []
+        for sample, n_tokens in zip(samples, prompt_tokens, strict=True):
+            row = _prediction_row(sample, family)
+            row.update(
+                eval_set=eval_set,
+                prompt_format=prompt_format,
+                shots=shots,
+                prompt_tokens=n_tokens,
+                truncated=n_tokens > budget,
+            )
+            predictions.append(row)
+            scores.append(row["score"])
+        n_truncated = sum(n > budget for n in prompt_tokens)
+        if n_truncated:
+            log.warning(
+                "%s/%s/%d-shot: %d of %d prompts exceed the %d-token budget and were cut from the left",
+                eval_set,
+                prompt_format,
+                shots,
+                n_truncated,
+                len(samples),
+                budget,
+            )
+        low, high = bootstrap_ci(scores, int(eval_cfg["bootstrap_resamples"]), seed)
+        results.append(
+            {
+                "eval_set": eval_set,
+                "task": family.name,
+                "prompt_format": prompt_format,
+                "shots": shots,
+                "metric": family.metric,
+                "value": float(np.mean(scores)),
+                "ci_low": low,
+                "ci_high": high,
+                "n": len(scores),
+            }
+        )
+        example_prompts[f"{eval_set}/{prompt_format}/{shots}"] = samples[0]["arguments"][0][0]
+
+    lm_eval_version = importlib.metadata.version("lm_eval")
+    write_jsonl(out_predictions, predictions)
+    write_json(
+        out_json,
+        {
+            **identity,
+            "results": results,
+            "example_prompts": example_prompts,
+            "lm_eval_version": lm_eval_version,
+            "provenance": provenance(
+                "evaluation",
+                eval_cfg,
+                seed=seed,
+                model_dir=str(model_dir),
+                eval_sets={
+                    k: {"task": v["task"], "test": str(v["test"]), "train": str(v["train"])}
+                    for k, v in sorted(eval_sets.items())
+                },
+                rouge={"type": "rougeL", "measure": "fmeasure", "use_stemmer": ROUGE_USE_STEMMER},
+                ci_level=CI_LEVEL,
+                threads=threads,
+            ),
+        },
+    )
+
+
+def _prompt_budget(max_length: int, family: TaskFamily, tokenizer) -> int:
+    """The longest prompt lm-eval scores whole; it cuts longer ones from the left (losing the first shots).
+
+    Generation keeps max_length - max_gen_toks context tokens; log-likelihood keeps max_length + 1 tokens of
+    context plus continuation (the last one is only predicted), and the longest label word sets the limit.
+    """
+    if family.kind == "generation":
+        return max_length - family.max_new_tokens
+    longest_label = max(
+        len(tokenizer(TARGET_DELIMITER + w, add_special_tokens=False)["input_ids"]) for w in family.label_words
+    )
+    return max_length + 1 - longest_label
+
+
+def _prompt_tokens(tokenizer, prompts: list[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+
+def _prediction_row(sample: Mapping[str, Any], family: TaskFamily) -> dict[str, Any]:
+    """One scored item from an lm-eval logged sample: what was predicted, the gold target and the score."""
+    doc = sample["doc"]
+    target = family.target(doc)
+    row: dict[str, Any] = {"doc_id": doc["id"], "target": target}
+    if family.kind == "classification":
+        loglikelihoods = [float(ll) for ll, _is_greedy in sample["filtered_resps"]]
+        prediction = choose_label(loglikelihoods, family.label_words)
+        row.update(
+            prediction=prediction,
+            score=accuracy(prediction, target),
+            loglikelihoods=dict(zip(family.label_words, loglikelihoods, strict=True)),
+        )
+    else:
+        prediction = sample["filtered_resps"][0]
+        row.update(prediction=prediction, score=rouge_l(prediction, target))
+    # lm-eval scored the same responses through _process_results; disagreement means we read its output wrongly.
+    lm_score = sample[_LM_EVAL_METRIC[family.metric]]
+    if not np.isclose(lm_score, row["score"]):
+        raise RuntimeError(
+            f"item {doc['id']!r}: lm-eval scored {lm_score}, re-scoring the logged response gave {row['score']}"
+        )
+    return row

@@ -1,0 +1,285 @@
+"""Tests for ptft.evaluate: a tiny random Olmo2 model through lm-eval, and the scoring functions on fixed inputs."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+
+from ptft import evaluate as ev
+from ptft.provenance import read_jsonl
+from ptft.tasks import FEWSHOT_DELIMITER, TARGET_DELIMITER, get_task
+
+SEED = 1234
+WORDS = "the a cat dog city river north south person lives in is big small red blue old new".split()
+EVAL_CFG = {
+    "prompt_formats": ["default", "instruct", "io"],
+    "shots": [0, 4],
+    "limit": 5,
+    "batch_size": 4,
+    "fewshot_seed": SEED,
+    "bootstrap_resamples": 200,
+}
+
+
+def _sentence(rnd: random.Random, n: int) -> str:
+    return " ".join(rnd.choice(WORDS) for _ in range(n))
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A random 2-layer Olmo2 with a BPE tokenizer trained on the fixture's words and every prompt's literal text."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerFast
+
+    rnd = random.Random(0)
+    templates = [t for name in ("nli", "summarisation") for t in get_task(name).formats.values()]
+    corpus = [_sentence(rnd, 12) for _ in range(200)] + templates + list(get_task("nli").label_words)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    torch.manual_seed(0)
+    config = Olmo2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=1024,  # room for 4-shot prompts: nothing is truncated in these tests
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    folder = tmp_path_factory.mktemp("model")
+    Olmo2ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "provenance.json").write_text(json.dumps({"model": "tiny-olmo", "step": 150, "tokens": 307200}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def eval_sets(tmp_path_factory):
+    """One classification and one generation eval set; the NLI train file repeats the first test item's inputs."""
+    rnd = random.Random(1)
+    root = tmp_path_factory.mktemp("data")
+    makers = {
+        "places_nli": (
+            "nli",
+            lambda: {
+                "premise": _sentence(rnd, 6),
+                "hypothesis": _sentence(rnd, 5),
+                "label": rnd.choice(get_task("nli").label_words),
+            },
+        ),
+        "news_sum": ("summarisation", lambda: {"document": _sentence(rnd, 16), "summary": _sentence(rnd, 5)}),
+    }
+    sets = {}
+    for name, (task, make) in makers.items():
+        folder = root / name
+        folder.mkdir()
+        test = [{"id": f"{name}-test-{i}", **make()} for i in range(6)]
+        train = [{"id": f"{name}-train-{i}", **make()} for i in range(10)]
+        if task == "nli":
+            train.insert(3, {**test[0], "id": f"{name}-train-dup"})
+        _write_jsonl(folder / "test.jsonl", test)
+        _write_jsonl(folder / "train.jsonl", train)
+        sets[name] = {"task": task, "test": folder / "test.jsonl", "train": folder / "train.jsonl"}
+    return sets
+
+
+def _run(model_dir, eval_sets, out_dir):
+    import datasets
+
+    def no_hub_datasets(*args, **kwargs):
+        raise AssertionError("evaluate must not call datasets.load_dataset (it writes a cache under $HOME)")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(datasets, "load_dataset", no_hub_datasets)
+        ev.evaluate(model_dir, eval_sets, EVAL_CFG, out_dir / "eval.json", out_dir / "predictions.jsonl", threads=1)
+    return json.loads((out_dir / "eval.json").read_text()), read_jsonl(out_dir / "predictions.jsonl")
+
+
+@pytest.fixture(scope="module")
+def run(model_dir, eval_sets, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("out")
+    out, predictions = _run(model_dir, eval_sets, out_dir)
+    return out, predictions, out_dir
+
+
+# ---------------------------------------------------------------- whole runs
+
+
+def test_output_has_one_row_per_condition(run):
+    out, predictions, _ = run
+    assert (out["model"], out["step"], out["tokens"], out["ft_set"]) == ("tiny-olmo", 150, 307200, "base")
+    assert out["lm_eval_version"] and out["provenance"]["kind"] == "evaluation"
+    assert out["provenance"]["config"] == EVAL_CFG
+    expected = [
+        (eval_set, fmt, shots)
+        for eval_set in ("news_sum", "places_nli")
+        for fmt in ("default", "instruct", "io")
+        for shots in (0, 4)
+    ]
+    assert [(r["eval_set"], r["prompt_format"], r["shots"]) for r in out["results"]] == expected
+    for row in out["results"]:
+        assert set(row) == {"eval_set", "task", "prompt_format", "shots", "metric", "value", "ci_low", "ci_high", "n"}
+        assert row["task"] == {"news_sum": "summarisation", "places_nli": "nli"}[row["eval_set"]]
+        assert row["metric"] == {"news_sum": "rougeL", "places_nli": "accuracy"}[row["eval_set"]]
+        assert row["n"] == EVAL_CFG["limit"]
+        assert 0.0 <= row["ci_low"] <= row["value"] <= row["ci_high"] <= 1.0
+    assert set(out["example_prompts"]) == {f"{s}/{f}/{k}" for s, f, k in expected}
+
+    assert len(predictions) == len(expected) * EVAL_CFG["limit"]
+    assert all(row["prompt_tokens"] > 0 and row["truncated"] is False for row in predictions)
+    nli = get_task("nli")
+    for row in predictions:
+        assert 0.0 <= row["score"] <= 1.0
+        if row["eval_set"] == "places_nli":
+            assert row["prediction"] in nli.label_words and set(row["loglikelihoods"]) == set(nli.label_words)
+            assert row["prediction"] == max(row["loglikelihoods"], key=row["loglikelihoods"].get)
+            assert row["score"] == float(row["prediction"] == row["target"])
+        else:
+            assert isinstance(row["prediction"], str) and "loglikelihoods" not in row
+            assert row["score"] == pytest.approx(ev.rouge_l(row["prediction"], row["target"]))
+    # the result value is the mean of the logged per-item scores
+    for result in out["results"]:
+        scores = [
+            p["score"]
+            for p in predictions
+            if (p["eval_set"], p["prompt_format"], p["shots"])
+            == (result["eval_set"], result["prompt_format"], result["shots"])
+        ]
+        assert result["value"] == pytest.approx(np.mean(scores))
+
+
+def test_two_runs_write_identical_files(run, model_dir, eval_sets, tmp_path):
+    _, _, first = run
+    _run(model_dir, eval_sets, tmp_path)
+    assert (tmp_path / "eval.json").read_text() == (first / "eval.json").read_text()
+    assert (tmp_path / "predictions.jsonl").read_text() == (first / "predictions.jsonl").read_text()
+
+
+@pytest.mark.parametrize("eval_set", ["places_nli", "news_sum"])
+@pytest.mark.parametrize("fmt", ["default", "instruct", "io"])
+def test_example_prompt_is_built_from_tasks_and_train_file(run, eval_sets, eval_set, fmt):
+    out, _, _ = run
+    family = get_task(eval_sets[eval_set]["task"])
+    test = read_jsonl(eval_sets[eval_set]["test"])
+    train = read_jsonl(eval_sets[eval_set]["train"])
+    pool = [r for r in train if r["id"] != f"{eval_set}-train-dup"]  # the copy of test item 0 never serves as a shot
+    shots = random.Random(SEED).sample(pool, 4)  # lm-eval's sampler: Random(fewshot_seed).sample(pool, k)
+    fewshot = "".join(family.render(s, fmt) + TARGET_DELIMITER + family.target(s) + FEWSHOT_DELIMITER for s in shots)
+    assert out["example_prompts"][f"{eval_set}/{fmt}/0"] == family.render(test[0], fmt)
+    assert out["example_prompts"][f"{eval_set}/{fmt}/4"] == fewshot + family.render(test[0], fmt)
+    assert {s["id"] for s in shots} <= {r["id"] for r in train}
+
+
+def test_prompts_longer_than_the_model_context_are_flagged(model_dir, eval_sets, tmp_path):
+    short = tmp_path / "short-model"
+    shutil.copytree(model_dir, short)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 160}))
+    cfg = {**EVAL_CFG, "prompt_formats": ["io"], "shots": [0, 4], "limit": 2}
+    ev.evaluate(short, eval_sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
+    rows = read_jsonl(tmp_path / "predictions.jsonl")
+    generation_budget = 160 - get_task("summarisation").max_new_tokens  # lm-eval keeps room for max_gen_toks
+    for row in rows:
+        if row["eval_set"] == "news_sum":
+            assert row["truncated"] == (row["prompt_tokens"] > generation_budget)
+    # 4-shot summarisation prompts (5 x ~20 words) cannot fit 100 tokens; 0-shot ones do
+    assert all(r["truncated"] for r in rows if r["eval_set"] == "news_sum" and r["shots"] == 4)
+    assert not any(r["truncated"] for r in rows if r["shots"] == 0)
+
+
+def test_scored_item_is_never_in_the_fewshot_pool(eval_sets):
+    dataset = ev.load_eval_set("places_nli", eval_sets["places_nli"])
+    assert "places_nli-train-dup" not in dataset["train"]["id"]
+    assert len(dataset["train"]) == 10 and len(dataset["test"]) == 6
+
+
+def test_missing_field_names_file_and_line(tmp_path, eval_sets):
+    bad = tmp_path / "test.jsonl"
+    _write_jsonl(bad, [{"id": "x", "premise": "a", "label": "neutral"}])
+    with pytest.raises(KeyError, match=r"test\.jsonl, line 1 lacks fields \['hypothesis'\]"):
+        ev.load_eval_set("bad", {**eval_sets["places_nli"], "test": bad})
+
+
+def test_task_configs_come_from_tasks_py(eval_sets):
+    dataset = ev.load_eval_set("places_nli", eval_sets["places_nli"])
+    nli, summarisation = get_task("nli"), get_task("summarisation")
+    config = ev.task_config("places_nli", nli, "instruct", 4, dataset)
+    assert config["output_type"] == "multiple_choice" and config["doc_to_choice"] == list(nli.label_words)
+    assert (config["num_fewshot"], config["fewshot_split"], config["test_split"]) == (4, "train", "test")
+    assert (config["target_delimiter"], config["fewshot_delimiter"]) == (TARGET_DELIMITER, FEWSHOT_DELIMITER)
+    doc = dataset["test"][0]
+    assert config["doc_to_text"](doc) == nli.render(doc, "instruct") and config["doc_to_target"](doc) == doc["label"]
+
+    config = ev.task_config("news_sum", summarisation, "io", 4, ev.load_eval_set("news_sum", eval_sets["news_sum"]))
+    assert config["output_type"] == "generate_until"
+    assert config["generation_kwargs"] == {
+        "until": list(summarisation.stop),
+        "max_gen_toks": summarisation.max_new_tokens,
+        "do_sample": False,
+        "temperature": 0.0,
+    }
+    with pytest.raises(ValueError, match="11 shots requested"):
+        ev.task_config("news_sum", summarisation, "io", 11, ev.load_eval_set("news_sum", eval_sets["news_sum"]))
+
+
+# ---------------------------------------------------------------- scoring functions on fixed inputs
+
+
+def test_rouge_l_hand_computed():
+    # LCS "the cat on the mat": 5 of 6 tokens each way -> P = R = F = 5/6
+    assert ev.rouge_l("the cat sat on the mat", "the cat lay on the mat") == pytest.approx(5 / 6)
+    # P = 2/2, R = 2/4 -> F = 2PR/(P+R) = 2/3; case and punctuation are ignored by rouge-score's tokenizer
+    assert ev.rouge_l("Red river.", "the red big river") == pytest.approx(2 / 3)
+    # Porter stemming: cats/cat, running/runs -> run; LCS "cat run" = 2 of 3 each way
+    assert ev.rouge_l("cats are running", "the cat runs") == pytest.approx(2 / 3)
+    assert ev.rouge_l("", "the cat") == 0.0
+    assert ev.rouge_l("the cat", "the cat") == 1.0
+
+
+def test_choose_label_and_accuracy():
+    words = ("entailment", "neutral", "contradiction")
+    assert ev.choose_label([-3.0, -1.0, -2.0], words) == "neutral"
+    assert ev.choose_label([-1.0, -2.0, -1.0], words) == "entailment"  # ties go to the first label word
+    assert ev.accuracy("neutral", "neutral") == 1.0 and ev.accuracy("neutral", "entailment") == 0.0
+    with pytest.raises(ValueError, match="2 log-likelihoods for 3 label words"):
+        ev.choose_label([-1.0, -2.0], words)
+
+
+def test_bootstrap_ci_contains_the_mean_and_is_seeded():
+    scores = np.r_[np.ones(200), np.zeros(200)]
+    low, high = ev.bootstrap_ci(scores, 2000, seed=7)
+    assert (low, high) == ev.bootstrap_ci(scores, 2000, seed=7)
+    assert (low, high) != ev.bootstrap_ci(scores, 2000, seed=8)
+    assert low < 0.5 < high
+    # normal approximation: 0.5 +- 1.96 * sqrt(0.25 / 400) = 0.5 +- 0.049
+    assert low == pytest.approx(0.451, abs=0.005) and high == pytest.approx(0.549, abs=0.005)
+    assert ev.bootstrap_ci([0.3, 0.3, 0.3], 100, seed=0) == pytest.approx((0.3, 0.3))
+    rouge = [0.1, 0.9, 0.4, 0.35]
+    low, high = ev.bootstrap_ci(rouge, 500, seed=1)
+    assert 0.1 <= low <= np.mean(rouge) <= high <= 0.9
+
+
+def test_bootstrap_ci_chunks_give_the_same_interval_as_one_draw(monkeypatch):
+    scores = np.random.default_rng(0).random(50)
+    monkeypatch.setattr(ev, "BOOTSTRAP_CHUNK_ENTRIES", 500)  # 10 resamples per chunk
+    whole = ev.bootstrap_ci(scores, 300, seed=3)
+    rng = np.random.default_rng(3)
+    means = scores[rng.integers(0, 50, size=(300, 50))].mean(axis=1)
+    assert whole == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
