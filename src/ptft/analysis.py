@@ -5,7 +5,6 @@ Every figure, metric file and the report read the table `aggregate` writes; noth
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -14,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from ptft.provenance import atomic_write_text, provenance, write_json
+from ptft.provenance import atomic_write_text, provenance, write_json, sha256_file
 from ptft.tasks import TASKS
 
 BASE = "base"  # the ft_set value of a model that was not fine-tuned
@@ -178,14 +177,6 @@ def read_results(csv: str | os.PathLike) -> pd.DataFrame:
     return _typed(df)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def provenance_path(out: str | os.PathLike) -> Path:
     """Where the provenance of a single-file output lives: beside it, named `<file>.provenance.json`."""
     out = Path(out)
@@ -196,11 +187,11 @@ def write_table_provenance(
     out: str | os.PathLike, inputs: Iterable[str | os.PathLike], config: Any = None, **extra: Any
 ) -> Path:
     """Record how a table or figure was made (inputs with their sha256, config slice, versions) beside it."""
-    files = [{"path": str(p), "sha256": _sha256(Path(p))} for p in inputs]
+    files = [{"path": str(p), "sha256": sha256_file(Path(p))} for p in inputs]
     out = Path(out)
     record = provenance("analysis", config, output=str(out), inputs=files, **extra)
     if out.exists():
-        record["output_sha256"] = _sha256(out)
+        record["output_sha256"] = sha256_file(out)
     target = provenance_path(out)
     write_json(target, record)
     return target

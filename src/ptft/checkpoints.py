@@ -6,12 +6,11 @@ each step and the learning rate are functions of (seed, step) only, and the opti
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
 
-from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, read_jsonl, write_json, write_jsonl
+from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, read_jsonl, write_json, write_jsonl, sha256_file
 
 # torch and transformers' model classes are imported inside the functions that need them: the tokenizer job
 # (and anything that only imports this module) does not pay their ~3 s import.
@@ -23,14 +22,6 @@ TRAIN_LOG_FILE = "train_log.jsonl"
 DEFAULT_SEED = 42  # params.yaml's study seed; models.<model>.pretrain.seed overrides it
 ADAM_BETAS = (0.9, 0.95)
 GRAD_CLIP = 1.0
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _corpus_texts(corpus_path: Path) -> list[str]:
@@ -91,7 +82,7 @@ def train_tokenizer(corpus_path: Path, tokenizer_cfg: dict, seed: int, out_dir: 
                 tokenizer_cfg,
                 seed,
                 corpus=str(corpus_path),
-                corpus_sha256=_sha256(corpus_path),
+                corpus_sha256=sha256_file(corpus_path),
                 n_documents=len(texts),
                 vocab_size=len(tokenizer),
                 eos_token=EOS_TOKEN,
@@ -208,8 +199,8 @@ def pretrain(
     if step < 0:
         raise ValueError(f"{model}: step must be >= 0, got {step}")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    corpus_sha256 = _sha256(corpus_path)
-    tokenizer_sha256 = _sha256(tokenizer_dir / "tokenizer.json")
+    corpus_sha256 = sha256_file(corpus_path)
+    tokenizer_sha256 = sha256_file(tokenizer_dir / "tokenizer.json")
 
     log_rows: list[dict] = []
     if previous_dir is None:

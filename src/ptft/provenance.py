@@ -34,6 +34,17 @@ def provenance(kind: str, config: Any, seed: int | None = None, **extra: Any) ->
     return record
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks (corpus, tokenizer and input fingerprints)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _jsonable(obj: Any) -> Any:
     # numpy / torch scalars and arrays, paths and tuples come out of libraries; JSON wants plain types.
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
