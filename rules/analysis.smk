@@ -26,6 +26,7 @@ rule plot_base_curves:
     output:
         png="results/figures/base_curves.png",
         svg="results/figures/base_curves.svg",
+        provenance="results/figures/base_curves.png.provenance.json",
     log:
         "logs/plot_base_curves.log",
     conda:
@@ -43,6 +44,7 @@ rule plot_finetune_gain:
     output:
         png="results/figures/finetune_gain.png",
         svg="results/figures/finetune_gain.svg",
+        provenance="results/figures/finetune_gain.png.provenance.json",
     log:
         "logs/plot_finetune_gain.log",
     conda:

@@ -5,8 +5,9 @@ from ptft.provenance import redirect_output_to_log
 
 redirect_output_to_log(snakemake.log[0])
 
-from ptft.analysis import aggregate, summary
+from ptft.analysis import aggregate, summary, write_table_provenance
 from ptft.provenance import write_json
 
 table = aggregate([Path(p) for p in snakemake.input], Path(snakemake.output.table))
 write_json(snakemake.output.summary, summary(table, snakemake.params.ft_sets))
+write_table_provenance(snakemake.output.table, snakemake.input, config={"ft_sets": snakemake.params.ft_sets})

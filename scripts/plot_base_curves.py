@@ -5,9 +5,8 @@ from ptft.provenance import redirect_output_to_log
 
 redirect_output_to_log(snakemake.log[0])
 
-import pandas as pd
-
-from ptft.analysis import base_curves
+from ptft.analysis import base_curves, read_results, write_table_provenance
 from ptft.plots import plot_base_curves
 
-plot_base_curves(base_curves(pd.read_csv(snakemake.input.table)), Path(snakemake.output.png), Path(snakemake.output.svg))
+plot_base_curves(base_curves(read_results(snakemake.input.table)), Path(snakemake.output.png), Path(snakemake.output.svg))
+write_table_provenance(snakemake.output.png, [snakemake.input.table], svg=snakemake.output.svg)

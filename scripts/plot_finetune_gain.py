@@ -5,10 +5,11 @@ from ptft.provenance import redirect_output_to_log
 
 redirect_output_to_log(snakemake.log[0])
 
-import pandas as pd
-
-from ptft.analysis import finetune_gain
+from ptft.analysis import finetune_gain, read_results, write_table_provenance
 from ptft.plots import plot_finetune_gain
 
-gain = finetune_gain(pd.read_csv(snakemake.input.table), snakemake.params.ft_sets)
+gain = finetune_gain(read_results(snakemake.input.table), snakemake.params.ft_sets)
 plot_finetune_gain(gain, Path(snakemake.output.png), Path(snakemake.output.svg))
+write_table_provenance(
+    snakemake.output.png, [snakemake.input.table], config={"ft_sets": snakemake.params.ft_sets}, svg=snakemake.output.svg
+)
