@@ -198,7 +198,7 @@ def pretrain(
     seed, batch_size, seq_len = _seed(model_cfg), int(cfg["batch_size"]), int(cfg["seq_len"])
     if step < 0:
         raise ValueError(f"{model}: step must be >= 0, got {step}")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     corpus_sha256 = sha256_file(corpus_path)
     tokenizer_sha256 = sha256_file(tokenizer_dir / "tokenizer.json")
 
@@ -224,7 +224,9 @@ def pretrain(
                 )
         if start > step:
             raise ValueError(f"{previous_dir} is at step {start}, past the requested step {step}")
-        net = Olmo2ForCausalLM.from_pretrained(previous_dir, dtype=torch.float32, attn_implementation="sdpa")
+        net = Olmo2ForCausalLM.from_pretrained(
+            previous_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True, local_files_only=True
+        )
         optimizer = _optimizer(net, cfg)
         if state["optimizer"] is not None:
             optimizer.load_state_dict(state["optimizer"])

@@ -150,8 +150,15 @@ def finetune(
     base = read_provenance(checkpoint_dir)
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32, attn_implementation="sdpa")
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir, local_files_only=True, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(
+        checkpoint_dir,
+        dtype=torch.float32,
+        attn_implementation="sdpa",
+        use_safetensors=True,
+        local_files_only=True,
+        trust_remote_code=False,
+    )
     max_length = min(int(ft_cfg["max_length"]), model.config.max_position_embeddings)
     examples = load_examples(train_path, task, tokenizer, max_length, ft_cfg.get("n_train"), seed)
     lengths = [len(e.input_ids) for e in examples]
