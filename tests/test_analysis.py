@@ -4,19 +4,34 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from ptft.analysis import (
+    CLASSIFICATION_TO_GENERATION,
     COLUMNS,
+    GENERATION_TO_CLASSIFICATION,
     aggregate,
     base_curves,
     finetune_gain,
+    gain_table,
+    gain_table_wide,
+    learned_in_pretraining,
+    out_of_domain_change,
+    prompt_sensitivity,
     provenance_path,
+    ratio_of_change,
     read_results,
+    read_train_logs,
+    sensitivity_by_checkpoint,
+    sign_flip_test,
     summary,
+    task_transfer,
+    task_transfer_test,
+    write_markdown,
     write_table_provenance,
 )
 
@@ -311,3 +326,121 @@ def test_summary_other_format_and_errors(study):
         summary(df, FT_SETS, prompt_format="io")
     with pytest.raises(ValueError, match="shots=0"):
         summary(df, FT_SETS, shots=0)
+
+
+# ---------------------------------------------------------------------------------------------- findings
+# Expected numbers below are worked out by hand from VALUES (default format unless said; 4-shot).
+
+
+def test_prompt_sensitivity_per_eval_set_and_checkpoint(study):
+    _, _, df = study
+    sens = prompt_sensitivity(df, FT_SETS)
+    # base: 2 steps x 4 eval sets; fine-tuned: 2 steps x 2 ft_sets, in-domain only
+    assert len(sens) == 8 + 4
+    row = _one(sens, step=0, stage="base", eval_set="animals_nli")
+    assert (row["default"], row["instruct"], row["n_formats"]) == (0.50, 0.40, 2)
+    assert row["spread"] == pytest.approx(0.10) and row["std"] == pytest.approx(0.05) and row["mean"] == pytest.approx(0.45)
+    row = _one(sens, step=400, stage="fine-tuned", ft_set="news_sum")
+    assert row["eval_set"] == "news_sum" and row["spread"] == pytest.approx(0.25)
+    by = sensitivity_by_checkpoint(sens)
+    assert by["stage"].tolist() == ["base", "base", "fine-tuned", "fine-tuned"]
+    # base step 0: (0.05 + 0.10 + 0.05 + 0.05) / 4; step 400: (0.05 + 0.05 + 0.10 + 0.05) / 4
+    assert by["spread"].tolist() == pytest.approx([0.0625, 0.0625, 0.10, 0.15])
+    assert by["std"].tolist() == pytest.approx([0.03125, 0.03125, 0.05, 0.075])
+    assert by["n_eval_sets"].tolist() == [4, 4, 2, 2]
+
+
+def test_ratio_of_change_guards_zero_base():
+    r = ratio_of_change([0.3, 0.0, 0.5], [0.2, 0.4, 0.0])
+    assert r.iloc[0] == pytest.approx(0.5) and r.iloc[1] == pytest.approx(-1.0) and math.isnan(r.iloc[2])
+
+
+def test_out_of_domain_change(study):
+    _, _, df = study
+    ood = out_of_domain_change(df, FT_SETS)
+    # places_nli -> animals_nli: (0.45 - 0.50) / 0.50 at step 0, (0.625 - 0.50) / 0.50 at 400;
+    # news_sum -> story_sum: (0.10 - 0.20) / 0.20, (0.375 - 0.25) / 0.25
+    assert list(zip(ood["step"], ood["task"])) == [(0, "nli"), (0, "summarisation"), (400, "nli"), (400, "summarisation")]
+    assert ood["mean_ratio"].tolist() == pytest.approx([-0.1, -0.5, 0.25, 0.5])
+    assert ood["n_pairs"].tolist() == [1, 1, 1, 1] and ood["n_zero_base"].tolist() == [0, 0, 0, 0]
+
+
+def test_task_transfer_mean_ratio_and_test(study):
+    _, _, df = study
+    tr = task_transfer(df, FT_SETS)
+    c2g = tr[tr["direction"] == CLASSIFICATION_TO_GENERATION]
+    g2c = tr[tr["direction"] == GENERATION_TO_CLASSIFICATION]
+    # places_nli model on news_sum / story_sum: step 0 (0-0.1)/0.1, (0-0.2)/0.2; step 400 (0.1-0.3)/0.3, (0.1-0.25)/0.25
+    assert c2g["mean_ratio"].tolist() == pytest.approx([-1.0, (-2 / 3 - 0.6) / 2])
+    # news_sum model on places_nli / animals_nli: step 0 (0.3-0.25)/0.25, (0.3-0.5)/0.5; step 400 -0.4, -0.4
+    assert g2c["mean_ratio"].tolist() == pytest.approx([-0.1, -0.4])
+    assert g2c["n_pairs"].tolist() == [2, 2]
+    test = task_transfer_test(df, FT_SETS).set_index("direction")
+    # all four ratios negative: only the all-same-sign assignments are as extreme, 2 of 16
+    assert test.loc[CLASSIFICATION_TO_GENERATION, "p_value"] == pytest.approx(2 / 16)
+    assert test.loc[CLASSIFICATION_TO_GENERATION, "n_negative"] == 4
+    # 0.2, -0.4, -0.4, -0.4: |sum| >= 1.0 needs the three 0.4s alike (either 0.2 sign): 4 of 16
+    assert test.loc[GENERATION_TO_CLASSIFICATION, "p_value"] == pytest.approx(4 / 16)
+    assert test.loc[GENERATION_TO_CLASSIFICATION, "mean_ratio"] == pytest.approx(-0.25)
+
+
+def test_sign_flip_test_exact_and_sampled():
+    # sums of +-0.5 +-1.0 +-0.25 with |sum| >= 1.25: 1.25, 1.75 and their negatives, 4 of 8
+    assert sign_flip_test([0.5, 1.0, -0.25]) == pytest.approx(0.5)
+    assert math.isnan(sign_flip_test([]))
+    assert sign_flip_test([1.0] * 20, resamples=999, seed=1) == pytest.approx(0.001)
+    assert sign_flip_test([1.0, -1.0] * 10, resamples=999, seed=1) == pytest.approx(1.0)
+
+
+def test_learned_in_pretraining_rule(study):
+    _, _, df = study
+    groups = learned_in_pretraining(df, min_gain=0.05).set_index("eval_set")
+    # places 0.25 -> 0.50 (> 1/3 chance), animals 0.50 -> 0.50, news 0.10 -> 0.30, story 0.20 -> 0.25 (exactly 0.05)
+    assert groups["group"].to_dict() == {
+        "animals_nli": "not learned", "news_sum": "learned", "places_nli": "learned", "story_sum": "learned",
+    }  # fmt: skip
+    assert groups.loc["places_nli", "chance"] == pytest.approx(1 / 3) and groups.loc["news_sum", "chance"] == 0.0
+    assert groups.loc["story_sum", "change"] == pytest.approx(0.05)
+    assert learned_in_pretraining(df, min_gain=0.06).set_index("eval_set").loc["story_sum", "group"] == "not learned"
+    # 0.50 is not above 1/3 + 0.2
+    strict = learned_in_pretraining(df, min_gain=0.05, min_above_chance=0.2).set_index("eval_set")
+    assert strict.loc["places_nli", "group"] == "not learned" and strict.loc["news_sum", "group"] == "learned"
+
+
+def test_gain_table_with_conservative_ci_and_groups(study):
+    _, _, df = study
+    groups = learned_in_pretraining(df)
+    gain = gain_table(df, FT_SETS, groups)
+    assert gain["ft_set"].tolist() == ["mean (learned)", "news_sum", "places_nli"] * 2
+    row = _one(gain, step=0, ft_set="places_nli")
+    # FT 0.50 [0.40, 0.60], base 0.25 [0.15, 0.35]
+    assert (row["gain"], row["ci_low"], row["ci_high"]) == pytest.approx((0.25, 0.05, 0.45))
+    row = _one(gain, step=0, ft_set="news_sum")  # FT 0.20 [0.10, 0.30], base 0.10 [0.00, 0.20]
+    assert (row["gain"], row["ci_low"], row["ci_high"]) == pytest.approx((0.10, -0.10, 0.30))
+    row = _one(gain, step=400, ft_set="news_sum")  # FT 0.50 [0.40, 0.60], base 0.30 [0.20, 0.40]
+    assert (row["gain"], row["ci_low"], row["ci_high"]) == pytest.approx((0.20, 0.0, 0.40))
+    mean = _one(gain, step=400, ft_set="mean (learned)")
+    assert (mean["gain"], mean["ci_low"], mean["ci_high"]) == pytest.approx((0.225, 0.025, 0.425))
+    wide = gain_table_wide(gain)
+    assert list(wide.columns) == ["model", "step", "tokens", "news_sum", "places_nli", "mean (learned)"]
+    assert wide.loc[0, "news_sum"] == "+0.100 [-0.100, +0.300]"
+    assert wide.loc[1, "mean (learned)"] == "+0.225 [+0.025, +0.425]"
+
+
+def test_read_train_logs_and_markdown(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    log.write_text(
+        '{"epoch": 1, "loss": 6.5, "lr": 0.001, "step": 1, "tokens_per_s": 10.0}\n'
+        '{"epoch": 2, "loss": 4.25, "lr": 0.0005, "step": 2, "tokens_per_s": 11.0}\n'
+    )
+    curves = read_train_logs({("tiny", 400, "news_sum"): log})
+    assert curves.to_dict("records") == [
+        {"model": "tiny", "step": 400, "ft_set": "news_sum", "train_step": 1, "epoch": 1, "loss": 6.5, "lr": 0.001},
+        {"model": "tiny", "step": 400, "ft_set": "news_sum", "train_step": 2, "epoch": 2, "loss": 4.25, "lr": 0.0005},
+    ]
+    log.write_text('{"epoch": 1, "step": 1}\n')
+    with pytest.raises(ValueError, match=r"train_log.jsonl: line 1"):
+        read_train_logs({("tiny", 400, "news_sum"): log})
+    write_markdown(curves.head(0).assign(x=[]), tmp_path / "t.md", title="T")
+    write_markdown(pd.DataFrame({"a": [1.5], "b": ["x"]}), tmp_path / "t.md", title="T")
+    assert (tmp_path / "t.md").read_text().splitlines()[:4] == ["# T", "", "|   a | b   |", "|----:|:----|"]

@@ -307,3 +307,326 @@ def summary(
             "in_domain_gain_by_ft_set": by_ft_set,
         }
     return {"prompt_format": prompt_format, "shots": int(shots), "models": models}
+
+
+# ---------------------------------------------------------------------------------------------- findings
+# The paper's five findings, each a pure function of the tidy results table. Unless a caller says otherwise,
+# every finding reads one prompt format ("default", the training format) and the largest shots evaluated,
+# except prompt sensitivity, which compares the formats.
+
+STAGE_BASE = "base"
+STAGE_FINETUNED = "fine-tuned"
+CLASSIFICATION_TO_GENERATION = "classification \u2192 generation"
+GENERATION_TO_CLASSIFICATION = "generation \u2192 classification"
+
+
+def _one_setting(df: pd.DataFrame, prompt_format: str | None, shots: int | None, what: str) -> pd.DataFrame:
+    rows = df if prompt_format is None else df[df["prompt_format"] == prompt_format]
+    if rows.empty:
+        raise ValueError(f"{what}: no results in prompt_format {prompt_format!r} (have {sorted(set(df['prompt_format']))})")
+    shots = int(rows["shots"].max()) if shots is None else shots
+    rows = rows[rows["shots"] == shots]
+    if rows.empty:
+        raise ValueError(f"{what}: no results with shots={shots} (have {sorted(set(df['shots']))})")
+    return rows
+
+
+def _paired_with_base(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
+    """Every fine-tuned row (any eval set) beside the base value of its checkpoint: columns of the table plus
+    `ft_task` (the ft_set's task family) and `base`; raises naming the row when a base result is missing."""
+    tuned = df[df["ft_set"] != BASE]
+    unknown = sorted(set(tuned["ft_set"]) - set(ft_sets))
+    if unknown:
+        raise KeyError(f"ft_sets {unknown} are in the results but have no task family in ft_sets (known: {sorted(ft_sets)})")
+    keys = ["model", "step", "eval_set", "prompt_format", "shots", "metric"]
+    base = df[df["ft_set"] == BASE][keys + ["value"]].rename(columns={"value": "base"})
+    merged = tuned.merge(base, on=keys, how="left", validate="many_to_one")
+    missing = merged[merged["base"].isna()]
+    if not missing.empty:
+        m = missing.iloc[0]
+        raise ValueError(
+            f"no base result to compare ft_set {m['ft_set']!r} against: model={m['model']!r} step={m['step']} "
+            f"eval_set={m['eval_set']!r} prompt_format={m['prompt_format']!r} shots={m['shots']}"
+        )
+    merged["ft_task"] = merged["ft_set"].map(dict(ft_sets))
+    return merged
+
+
+def ratio_of_change(finetuned: Any, base: Any) -> Any:
+    """(FT - base) / base, elementwise; NaN where base == 0 (a change from nothing has no ratio)."""
+    ft = pd.Series(finetuned, dtype="float64") if not isinstance(finetuned, pd.Series) else finetuned.astype("float64")
+    b = pd.Series(base, dtype="float64") if not isinstance(base, pd.Series) else base.astype("float64")
+    return (ft - b) / b.where(b != 0)
+
+
+def _mean_ratio(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    rows = rows.assign(ratio=ratio_of_change(rows["value"], rows["base"]).to_numpy())
+    out = (
+        rows.groupby(by, sort=True)
+        .agg(
+            mean_ratio=("ratio", "mean"),
+            n_pairs=("ratio", "count"),
+            n_zero_base=("ratio", lambda r: int(r.isna().sum())),
+            mean_base=("base", "mean"),
+            mean_finetuned=("value", "mean"),
+        )
+        .reset_index()
+    )
+    return out
+
+
+def prompt_sensitivity(df: pd.DataFrame, ft_sets: Mapping[str, str], shots: int | None = None) -> pd.DataFrame:
+    """Finding 1 (paper Fig. 2/14): each checkpoint's score in every prompt format, and its spread.
+
+    Base checkpoints are scored on every eval set; fine-tuned ones on their in-domain set (eval_set == ft_set),
+    as in the paper. One row per (model, step, stage, ft_set, eval_set): the value of each format in a column
+    of its own, `mean` over formats, `spread` = max - min over formats and `std` (population, ddof=0).
+    """
+    rows = _one_setting(df, None, shots, "prompt sensitivity")
+    unknown = sorted(set(rows.loc[rows["ft_set"] != BASE, "ft_set"]) - set(ft_sets))
+    if unknown:
+        raise KeyError(f"ft_sets {unknown} are in the results but not in ft_sets (known: {sorted(ft_sets)})")
+    rows = rows[(rows["ft_set"] == BASE) | (rows["eval_set"] == rows["ft_set"])]
+    rows = rows.assign(stage=rows["ft_set"].map(lambda f: STAGE_BASE if f == BASE else STAGE_FINETUNED))
+    keys = ["model", "step", "tokens", "stage", "ft_set", "eval_set", "task", "metric", "shots"]
+    wide = rows.pivot_table(index=keys, columns="prompt_format", values="value", aggfunc="first")
+    formats = list(wide.columns)
+    values = wide[formats]
+    out = wide.reset_index()
+    out.columns.name = None
+    out["n_formats"] = values.notna().sum(axis=1).to_numpy()
+    out["mean"] = values.mean(axis=1).to_numpy()
+    out["spread"] = (values.max(axis=1) - values.min(axis=1)).to_numpy()
+    out["std"] = values.std(axis=1, ddof=0).to_numpy()
+    out["_s"] = out["stage"].ne(STAGE_BASE)
+    return out.sort_values(["model", "step", "_s", "ft_set", "eval_set"], kind="mergesort").drop(columns="_s").reset_index(drop=True)
+
+
+def sensitivity_by_checkpoint(sensitivity: pd.DataFrame) -> pd.DataFrame:
+    """One sensitivity number per checkpoint and stage: the mean over eval sets of the spread across formats
+    (and of the std), so "more pre-training reduces sensitivity" reads as a falling column."""
+    out = (
+        sensitivity.groupby(["model", "step", "tokens", "stage"], sort=True)
+        .agg(spread=("spread", "mean"), std=("std", "mean"), n_eval_sets=("spread", "count"))
+        .reset_index()
+    )
+    out["_s"] = out["stage"].ne(STAGE_BASE)
+    return out.sort_values(["model", "_s", "step"], kind="mergesort").drop(columns="_s").reset_index(drop=True)
+
+
+def out_of_domain_change(
+    df: pd.DataFrame, ft_sets: Mapping[str, str], prompt_format: str = DEFAULT_FORMAT, shots: int | None = None
+) -> pd.DataFrame:
+    """Finding 2 (paper Fig. 4/5/11): what fine-tuning does to the other eval sets of its own task family.
+
+    Per (model, step, task): the mean ratio of change (see `task_transfer`) over every ft_set of that task and
+    every eval set of the same task that is not the ft_set. A negative mean ratio is forgetting of the domain.
+    Pairs whose base is 0 have no ratio; they are counted in `n_zero_base` and left out of the mean.
+    """
+    rows = _paired_with_base(_one_setting(df, prompt_format, shots, "out-of-domain change"), ft_sets)
+    rows = rows[(rows["task"] == rows["ft_task"]) & (rows["eval_set"] != rows["ft_set"])]
+    return _mean_ratio(rows, ["model", "step", "tokens", "task"])
+
+
+def _transfer_pairs(
+    df: pd.DataFrame, ft_sets: Mapping[str, str], prompt_format: str, shots: int | None
+) -> pd.DataFrame:
+    rows = _paired_with_base(_one_setting(df, prompt_format, shots, "task transfer"), ft_sets)
+    kind = {name: t.kind for name, t in TASKS.items()}
+    unknown = sorted((set(rows["task"]) | set(rows["ft_task"])) - set(kind))
+    if unknown:
+        raise KeyError(f"task transfer: task families {unknown} are not in ptft.tasks.TASKS (known: {sorted(kind)})")
+    train_kind, eval_kind = rows["ft_task"].map(kind), rows["task"].map(kind)
+    rows = rows[train_kind != eval_kind].copy()
+    rows["direction"] = [
+        CLASSIFICATION_TO_GENERATION if k == "classification" else GENERATION_TO_CLASSIFICATION
+        for k in train_kind[train_kind != eval_kind]
+    ]
+    rows["ratio"] = ratio_of_change(rows["value"], rows["base"]).to_numpy()
+    return rows
+
+
+def task_transfer(
+    df: pd.DataFrame, ft_sets: Mapping[str, str], prompt_format: str = DEFAULT_FORMAT, shots: int | None = None
+) -> pd.DataFrame:
+    """Finding 3 (paper Fig. 12/13, Eq. 1): the mean ratio of change across task kinds.
+
+    For models fine-tuned on a classification set and scored on the generation eval sets (and the reverse):
+    RC = (1/N) * sum_i (FT_i - base_i) / base_i over the N (ft_set, eval_set) pairs of a checkpoint, where FT_i
+    and base_i are the fine-tuned and base model of the same checkpoint on eval set i. Pairs with base_i == 0
+    are left out (counted in `n_zero_base`). One row per (model, step, direction).
+    """
+    rows = _transfer_pairs(df, ft_sets, prompt_format, shots)
+    rows = rows.drop(columns="ratio")
+    return _mean_ratio(rows, ["model", "step", "tokens", "direction"])
+
+
+def sign_flip_test(x: Iterable[float], resamples: int = 10_000, seed: int = 0) -> float:
+    """Two-sided paired permutation (sign-flip) test of mean(x) == 0: the share of sign assignments whose mean is
+    at least as far from 0 as the observed one. Exact (all 2^n assignments) for n <= 16, otherwise `resamples`
+    random ones with `seed`, counting the observed one ((k + 1) / (resamples + 1))."""
+    import numpy as np
+
+    x = np.asarray([v for v in x if math.isfinite(v)], dtype=float)
+    n = len(x)
+    if n == 0:
+        return math.nan
+    observed = abs(x.mean())
+    tol = 1e-12 * max(1.0, observed)
+    if n <= 16:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+        return float(np.mean(np.abs(signs @ x / n) >= observed - tol))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(resamples, n))
+    return float((np.sum(np.abs(signs @ x / n) >= observed - tol) + 1) / (resamples + 1))
+
+
+def task_transfer_test(
+    df: pd.DataFrame,
+    ft_sets: Mapping[str, str],
+    prompt_format: str = DEFAULT_FORMAT,
+    shots: int | None = None,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Is the transfer ratio of change different from 0? Per (model, direction), over all its (checkpoint,
+    ft_set, eval_set) ratios: their mean, count and the sign-flip permutation p-value (`sign_flip_test`)."""
+    rows = _transfer_pairs(df, ft_sets, prompt_format, shots)
+    out = []
+    for (model, direction), g in rows.groupby(["model", "direction"], sort=True):
+        r = g["ratio"].dropna()
+        out.append(
+            {"model": model, "direction": direction, "mean_ratio": float(r.mean()) if len(r) else math.nan,
+             "n_pairs": int(len(r)), "n_zero_base": int(g["ratio"].isna().sum()),
+             "n_negative": int((r < 0).sum()), "p_value": sign_flip_test(r, resamples, seed)}
+        )  # fmt: skip
+    return pd.DataFrame(
+        out, columns=["model", "direction", "mean_ratio", "n_pairs", "n_zero_base", "n_negative", "p_value"]
+    )
+
+
+def chance_level(task: str) -> float:
+    """The score of guessing: 1 / number of labels for a classification family, 0 for generation (ROUGE)."""
+    family = TASKS.get(task)
+    if family is None:
+        raise KeyError(f"task {task!r} is not in ptft.tasks.TASKS (known: {sorted(TASKS)})")
+    return 1.0 / len(family.label_words) if family.kind == "classification" else 0.0
+
+
+def learned_in_pretraining(
+    df: pd.DataFrame,
+    min_gain: float = 0.05,
+    min_above_chance: float = 0.0,
+    prompt_format: str = DEFAULT_FORMAT,
+    shots: int | None = None,
+) -> pd.DataFrame:
+    """Finding 4 (paper Fig. 6): which eval sets the base model learns during pre-training.
+
+    An eval set is "learned" when its base value rises by at least `min_gain` from the first to the last
+    checkpoint AND the last value exceeds chance (`chance_level`) by more than `min_above_chance`;
+    otherwise "not learned". One row per (model, eval_set).
+    """
+    rows = _one_setting(df[df["ft_set"] == BASE], prompt_format, shots, "learned in pre-training")
+    out = []
+    for (model, eval_set), g in rows.groupby(["model", "eval_set"], sort=True):
+        g = g.sort_values("step", kind="mergesort")
+        first, last = g.iloc[0], g.iloc[-1]
+        change = float(last["value"] - first["value"])
+        chance = chance_level(str(first["task"]))
+        learned = change >= min_gain - 1e-12 and float(last["value"]) > chance + min_above_chance
+        out.append(
+            {"model": model, "eval_set": eval_set, "task": first["task"], "metric": first["metric"],
+             "first_step": int(first["step"]), "last_step": int(last["step"]), "first": float(first["value"]),
+             "last": float(last["value"]), "change": change, "chance": chance,
+             "group": "learned" if learned else "not learned"}
+        )  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def gain_table(
+    df: pd.DataFrame,
+    ft_sets: Mapping[str, str],
+    groups: pd.DataFrame | None = None,
+    prompt_format: str = DEFAULT_FORMAT,
+    shots: int | None = None,
+) -> pd.DataFrame:
+    """Finding 5 (paper Table 6, Fig. 7-10): in-domain gain (fine-tuned - base) per checkpoint and ft_set.
+
+    CI: the difference of the two 95% bootstrap intervals, [FT_low - base_high, FT_high - base_low]. It covers
+    the true gain whenever both intervals cover their values, so it is conservative (wider than a bootstrap
+    of the difference). With `groups` (from `learned_in_pretraining`) each row carries its eval set's group,
+    and one row per (checkpoint, group) is added with ft_set "mean (<group>)": the mean gain and the mean of
+    the interval ends. CI is NaN where either interval is undefined.
+    """
+    rows = _paired_with_base(_one_setting(df, prompt_format, shots, "gain table"), ft_sets)
+    rows = rows[rows["eval_set"] == rows["ft_set"]]
+    keys = ["model", "step", "eval_set", "prompt_format", "shots", "metric"]
+    base_ci = df[df["ft_set"] == BASE][keys + ["ci_low", "ci_high"]].rename(
+        columns={"ci_low": "base_low", "ci_high": "base_high"}
+    )
+    rows = rows.merge(base_ci, on=keys, how="left", validate="many_to_one")
+    out = rows[["model", "step", "tokens", "ft_set", "task", "metric"]].copy()
+    out["base"] = rows["base"]
+    out["finetuned"] = rows["value"]
+    out["gain"] = rows["value"] - rows["base"]
+    out["ci_low"] = rows["ci_low"] - rows["base_high"]
+    out["ci_high"] = rows["ci_high"] - rows["base_low"]
+    if groups is not None:
+        g = groups[["model", "eval_set", "group"]].rename(columns={"eval_set": "ft_set"})
+        out = out.merge(g, on=["model", "ft_set"], how="left")
+        out["group"] = out["group"].fillna("ungrouped")
+        means = (
+            out.groupby(["model", "step", "tokens", "group"], sort=True)
+            .agg(base=("base", "mean"), finetuned=("finetuned", "mean"), gain=("gain", "mean"),
+                 ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"))
+            .reset_index()
+        )  # fmt: skip
+        means["ft_set"] = "mean (" + means["group"] + ")"
+        means["task"] = ""
+        means["metric"] = ""
+        out = pd.concat([out, means[out.columns]], ignore_index=True)
+    return out.sort_values(["model", "step", "ft_set"], kind="mergesort").reset_index(drop=True)
+
+
+def gain_table_wide(gain: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Table 6's shape: one row per (model, step), one column per ft_set (group means last): "gain [low, high]"."""
+
+    def cell(r: pd.Series) -> str:
+        if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"]):
+            return f"{r['gain']:+.{digits}f} [{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]"
+        return f"{r['gain']:+.{digits}f}"
+
+    g = gain.assign(cell=gain.apply(cell, axis=1))
+    wide = g.pivot(index=["model", "step", "tokens"], columns="ft_set", values="cell")
+    cols = sorted(wide.columns, key=lambda c: (c.startswith("mean ("), c))
+    wide = wide[cols].reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def read_train_logs(logs: Mapping[tuple[str, int, str], str | os.PathLike]) -> pd.DataFrame:
+    """Item 6: fine-tuning curves. `logs` maps (model, step, ft_set) to a train_log.jsonl (one JSON object per
+    optimizer step with step, epoch, loss, lr). Returns model, step (the checkpoint), ft_set, train_step, epoch,
+    loss, lr; raises naming the file and line of a bad record."""
+    rows = []
+    for (model, step, ft_set), path in sorted(logs.items()):
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    rows.append(
+                        {"model": str(model), "step": int(step), "ft_set": str(ft_set), "train_step": int(rec["step"]),
+                         "epoch": int(rec["epoch"]), "loss": float(rec["loss"]), "lr": float(rec["lr"])}
+                    )  # fmt: skip
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                    raise ValueError(f"{path}: line {lineno}: not a training log record ({err!r})") from None
+    cols = ["model", "step", "ft_set", "train_step", "epoch", "loss", "lr"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def write_markdown(df: pd.DataFrame, out_md: str | os.PathLike, title: str | None = None, floatfmt: str = ".4g") -> None:
+    """Write a table as a GitHub Markdown table atomically (a `# title` line first when given)."""
+    text = df.to_markdown(index=False, floatfmt=floatfmt)
+    atomic_write_text(out_md, (f"# {title}\n\n" if title else "") + text + "\n")
