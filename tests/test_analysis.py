@@ -339,7 +339,11 @@ def test_prompt_sensitivity_per_eval_set_and_checkpoint(study):
     assert len(sens) == 8 + 4
     row = _one(sens, step=0, stage="base", eval_set="animals_nli")
     assert (row["default"], row["instruct"], row["n_formats"]) == (0.50, 0.40, 2)
-    assert row["spread"] == pytest.approx(0.10) and row["std"] == pytest.approx(0.05) and row["mean"] == pytest.approx(0.45)
+    assert (
+        row["spread"] == pytest.approx(0.10)
+        and row["std"] == pytest.approx(0.05)
+        and row["mean"] == pytest.approx(0.45)
+    )
     row = _one(sens, step=400, stage="fine-tuned", ft_set="news_sum")
     assert row["eval_set"] == "news_sum" and row["spread"] == pytest.approx(0.25)
     by = sensitivity_by_checkpoint(sens)
@@ -360,7 +364,12 @@ def test_out_of_domain_change(study):
     ood = out_of_domain_change(df, FT_SETS)
     # places_nli -> animals_nli: (0.45 - 0.50) / 0.50 at step 0, (0.625 - 0.50) / 0.50 at 400;
     # news_sum -> story_sum: (0.10 - 0.20) / 0.20, (0.375 - 0.25) / 0.25
-    assert list(zip(ood["step"], ood["task"])) == [(0, "nli"), (0, "summarisation"), (400, "nli"), (400, "summarisation")]
+    assert list(zip(ood["step"], ood["task"])) == [
+        (0, "nli"),
+        (0, "summarisation"),
+        (400, "nli"),
+        (400, "summarisation"),
+    ]
     assert ood["mean_ratio"].tolist() == pytest.approx([-0.1, -0.5, 0.25, 0.5])
     assert ood["n_pairs"].tolist() == [1, 1, 1, 1] and ood["n_zero_base"].tolist() == [0, 0, 0, 0]
 

@@ -323,7 +323,9 @@ GENERATION_TO_CLASSIFICATION = "generation \u2192 classification"
 def _one_setting(df: pd.DataFrame, prompt_format: str | None, shots: int | None, what: str) -> pd.DataFrame:
     rows = df if prompt_format is None else df[df["prompt_format"] == prompt_format]
     if rows.empty:
-        raise ValueError(f"{what}: no results in prompt_format {prompt_format!r} (have {sorted(set(df['prompt_format']))})")
+        raise ValueError(
+            f"{what}: no results in prompt_format {prompt_format!r} (have {sorted(set(df['prompt_format']))})"
+        )
     shots = int(rows["shots"].max()) if shots is None else shots
     rows = rows[rows["shots"] == shots]
     if rows.empty:
@@ -337,7 +339,9 @@ def _paired_with_base(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFr
     tuned = df[df["ft_set"] != BASE]
     unknown = sorted(set(tuned["ft_set"]) - set(ft_sets))
     if unknown:
-        raise KeyError(f"ft_sets {unknown} are in the results but have no task family in ft_sets (known: {sorted(ft_sets)})")
+        raise KeyError(
+            f"ft_sets {unknown} are in the results but have no task family in ft_sets (known: {sorted(ft_sets)})"
+        )
     keys = ["model", "step", "eval_set", "prompt_format", "shots", "metric"]
     base = df[df["ft_set"] == BASE][keys + ["value"]].rename(columns={"value": "base"})
     merged = tuned.merge(base, on=keys, how="left", validate="many_to_one")
@@ -399,7 +403,11 @@ def prompt_sensitivity(df: pd.DataFrame, ft_sets: Mapping[str, str], shots: int 
     out["spread"] = (values.max(axis=1) - values.min(axis=1)).to_numpy()
     out["std"] = values.std(axis=1, ddof=0).to_numpy()
     out["_s"] = out["stage"].ne(STAGE_BASE)
-    return out.sort_values(["model", "step", "_s", "ft_set", "eval_set"], kind="mergesort").drop(columns="_s").reset_index(drop=True)
+    return (
+        out.sort_values(["model", "step", "_s", "ft_set", "eval_set"], kind="mergesort")
+        .drop(columns="_s")
+        .reset_index(drop=True)
+    )
 
 
 def sensitivity_by_checkpoint(sensitivity: pd.DataFrame) -> pd.DataFrame:
@@ -626,7 +634,9 @@ def read_train_logs(logs: Mapping[tuple[str, int, str], str | os.PathLike]) -> p
     return pd.DataFrame(rows, columns=cols)
 
 
-def write_markdown(df: pd.DataFrame, out_md: str | os.PathLike, title: str | None = None, floatfmt: str = ".4g") -> None:
+def write_markdown(
+    df: pd.DataFrame, out_md: str | os.PathLike, title: str | None = None, floatfmt: str = ".4g"
+) -> None:
     """Write a table as a GitHub Markdown table atomically (a `# title` line first when given)."""
     text = df.to_markdown(index=False, floatfmt=floatfmt)
     atomic_write_text(out_md, (f"# {title}\n\n" if title else "") + text + "\n")
