@@ -10,8 +10,27 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from PIL import Image
 
-from ptft.analysis import COLUMNS, finetune_gain
-from ptft.plots import base_curves_figure, finetune_gain_figure, plot_base_curves, plot_finetune_gain
+from ptft.analysis import (
+    COLUMNS,
+    finetune_gain,
+    gain_table,
+    learned_in_pretraining,
+    out_of_domain_change,
+    prompt_sensitivity,
+    task_transfer,
+)
+from ptft.plots import (
+    base_curves_by_group_figure,
+    base_curves_figure,
+    finetune_curves_figure,
+    finetune_gain_figure,
+    gain_groups_figure,
+    plot_base_curves,
+    plot_finetune_gain,
+    prompt_sensitivity_figure,
+    ratio_of_change_figure,
+    save_figure,
+)
 
 FT_SETS = {"places_nli": "nli", "news_sum": "summarisation"}
 TASK = {"places_nli": "nli", "animals_nli": "nli", "news_sum": "summarisation", "story_sum": "summarisation"}
@@ -127,3 +146,66 @@ def test_empty_selection_raises():
         base_curves_figure(df, shots=8)
     with pytest.raises(ValueError, match="'io'"):
         finetune_gain_figure(finetune_gain(df, FT_SETS), prompt_format="io")
+
+
+# ---------------------------------------------------------------------------------------------- findings figures
+
+
+def test_prompt_sensitivity_figure_panels_and_series():
+    sens = prompt_sensitivity(results_table(), FT_SETS)
+    fig = prompt_sensitivity_figure(sens)
+    assert [ax.get_title() for ax in fig.axes] == ["base (every eval set)", "fine-tuned (in-domain eval set)"]
+    base, tuned = (labelled_lines(ax) for ax in fig.axes)
+    assert len(base) == 4 + 1 and len(tuned) == 2 + 1  # one per eval set, plus the mean
+    assert base[-1].get_label() == "mean" and list(base[-1].get_xdata()) == [0, 1]
+    assert all("Spread" in ax.get_ylabel() for ax in fig.axes)
+
+
+def test_ratio_of_change_figure_panels_and_series():
+    df = results_table()
+    fig = ratio_of_change_figure(out_of_domain_change(df, FT_SETS), task_transfer(df, FT_SETS))
+    assert [ax.get_title() for ax in fig.axes] == ["out-of-domain, same task", "across task kinds"]
+    assert [line.get_label() for line in labelled_lines(fig.axes[0])] == ["summarisation", "nli"]
+    assert len(labelled_lines(fig.axes[1])) == 2  # the two directions
+    assert all(any(line.get_label() == "_zero" for line in ax.get_lines()) for ax in fig.axes)
+    assert all("ratio of change" in ax.get_ylabel() for ax in fig.axes)
+
+
+def test_gain_groups_figure_has_ci_bars_per_ft_set_and_mean():
+    df = results_table()
+    groups = learned_in_pretraining(df, min_gain=-1.0)  # every set "learned" unless at or below chance
+    gain = gain_table(df, FT_SETS, groups)
+    fig = gain_groups_figure(gain)
+    n_groups = groups["group"].nunique()
+    assert len(fig.axes) == n_groups
+    assert sum(len(errorbars(ax)) for ax in fig.axes) == 2 + n_groups  # one per ft_set, one mean per group
+    for ax in fig.axes:
+        assert errorbars(ax)[-1].get_label() == "mean"
+        assert ax.get_xlabel() == "Checkpoint (pre-training step)"
+    with pytest.raises(ValueError, match="group"):
+        gain_groups_figure(gain_table(df, FT_SETS))
+
+
+def test_finetune_curves_figure_one_line_per_checkpoint():
+    curves = pd.DataFrame(
+        [{"model": "m", "step": step, "ft_set": ft, "train_step": t, "epoch": 1, "loss": 5.0 - t, "lr": 1e-3}
+         for ft in ("news_sum", "places_nli") for step in (0, 400, 1000) for t in (1, 2, 3)]
+    )  # fmt: skip
+    fig = finetune_curves_figure(curves)
+    assert [ax.get_title() for ax in fig.axes] == ["FT on news_sum", "FT on places_nli"]
+    for ax in fig.axes:
+        assert [line.get_label() for line in labelled_lines(ax)] == ["0", "400", "1000"]
+        assert ax.get_ylabel() == "Training loss"
+
+
+def test_base_curves_by_group_and_save(tmp_path: Path):
+    df = results_table()
+    groups = pd.DataFrame(
+        {"model": "tiny-olmo", "eval_set": list(TASK), "group": ["learned", "not learned", "learned", "not learned"]}
+    )
+    fig = base_curves_by_group_figure(df, groups)
+    assert [ax.get_title() for ax in fig.axes] == ["learned", "not learned"]
+    assert [len(errorbars(ax)) for ax in fig.axes] == [2, 2]
+    assert "pre-training group" in fig.get_suptitle()
+    save_figure(fig, tmp_path / "g.png", tmp_path / "g.svg")
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG" and b"<svg" in (tmp_path / "g.svg").read_bytes()[:2000]

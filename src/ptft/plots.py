@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from ptft.analysis import DEFAULT_FORMAT, base_curves, task_order
+from ptft.analysis import DEFAULT_FORMAT, STAGE_BASE, STAGE_FINETUNED, base_curves, task_order
 
 DPI = 150
 PANEL_SIZE = (4.6, 2.8)  # inches per panel, legend included: text stays readable when a figure is set at paper width
@@ -277,3 +277,174 @@ def plot_finetune_gain(
     """Draw `finetune_gain_figure` and write it as PNG (dpi 150) and SVG, each atomically."""
     with style():
         _save(finetune_gain_figure(gain, prompt_format, shots), out_png, out_svg)
+
+
+# ---------------------------------------------------------------------------------------------- findings figures
+
+
+def _checkpoint_axis(ax, steps: Sequence[int]) -> dict[int, int]:
+    """Checkpoints as evenly spaced categories in step order (their tokens vary by orders of magnitude)."""
+    steps = sorted(set(int(s) for s in steps))
+    ax.set_xticks(range(len(steps)), [str(s) for s in steps])
+    ax.set_xlim(-0.4, len(steps) - 0.6)
+    ax.set_xlabel("Checkpoint (pre-training step)")
+    return {s: i for i, s in enumerate(steps)}
+
+
+def _zero_line(ax) -> None:
+    ax.axhline(0.0, color="0.25", linewidth=0.9, zorder=1, label="_zero")
+
+
+def _titled(model: str, what: str, several_models: bool) -> str:
+    return f"{model}: {what}" if several_models else what
+
+
+def _legend_titled(ax, title: str) -> None:
+    _legend(ax)
+    ax.get_legend().set_title(title)
+
+
+def prompt_sensitivity_figure(sensitivity: pd.DataFrame) -> Figure:
+    """Spread across prompt formats (max - min) per checkpoint: one panel per stage (base on every eval set,
+    fine-tuned on its in-domain set), each model on its own rows; hue = eval_set, thick black = the mean."""
+    with style():
+        if sensitivity.empty:
+            raise ValueError("prompt sensitivity: no rows to plot")
+        colors = _eval_set_colors(sensitivity)
+        models = sorted(set(sensitivity["model"]))
+        stages = [s for s in (STAGE_BASE, STAGE_FINETUNED) if s in set(sensitivity["stage"])]
+        panels = [
+            (m, s) for m in models for s in stages if ((sensitivity["model"] == m) & (sensitivity["stage"] == s)).any()
+        ]
+        fig, axes = _panels_figure(panels)
+        for ax, (model, stage) in zip(axes, panels):
+            panel = sensitivity[(sensitivity["model"] == model) & (sensitivity["stage"] == stage)]
+            position = _checkpoint_axis(ax, sensitivity.loc[sensitivity["model"] == model, "step"])
+            for eval_set, series in panel.groupby("eval_set", sort=True):
+                series = series.sort_values("step")
+                ax.plot([position[s] for s in series["step"]], series["spread"].to_numpy(float), label=str(eval_set),
+                        color=colors[eval_set], marker="o", linewidth=1.0, alpha=0.8)  # fmt: skip
+            mean = panel.groupby("step")["spread"].mean()
+            ax.plot([position[s] for s in mean.index], mean.to_numpy(float), label="mean", color="black",
+                    linewidth=2.6, marker="s")  # fmt: skip
+            ax.set_ylabel("Spread across formats\n(max \u2212 min)")
+            where = "every eval set" if stage == STAGE_BASE else "in-domain eval set"
+            ax.set_title(_titled(model, f"{stage} ({where})", len(models) > 1))
+            ax.set_ylim(bottom=0)
+            _legend(ax)
+        formats = [c for c in ("default", "instruct", "io") if c in sensitivity.columns]
+        fig.suptitle(f"Prompt sensitivity per checkpoint (formats: {', '.join(formats)})")
+    return fig
+
+
+def ratio_of_change_figure(out_of_domain: pd.DataFrame, transfer: pd.DataFrame) -> Figure:
+    """Mean ratio of change after fine-tuning per checkpoint: left, other eval sets of the trained task
+    (hue = task family); right, the other task kind (hue = direction). Zero line = no change."""
+    with style():
+        models = sorted(set(out_of_domain["model"]) | set(transfer["model"]))
+        if not models:
+            raise ValueError("ratio of change: no rows to plot")
+        kinds = [("out-of-domain, same task", out_of_domain, "task", "trained task"),
+                 ("across task kinds", transfer, "direction", "trained \u2192 evaluated")]  # fmt: skip
+        panels = [(m, k[0]) for m in models for k in kinds]
+        fig, axes = _panels_figure(panels)
+        for ax, (model, name) in zip(axes, panels):
+            _, table, hue, legend_title = next(k for k in kinds if k[0] == name)
+            steps = sorted(
+                set(out_of_domain.loc[out_of_domain["model"] == model, "step"])
+                | set(transfer.loc[transfer["model"] == model, "step"])
+            )
+            position = _checkpoint_axis(ax, steps)
+            panel = table[table["model"] == model]
+            order = task_order(panel[hue]) if hue == "task" else sorted(set(panel[hue]))
+            palette = sns.color_palette("colorblind", max(len(order), 1))
+            for i, key in enumerate(order):
+                series = panel[panel[hue] == key].sort_values("step")
+                ax.plot([position[s] for s in series["step"]], series["mean_ratio"].to_numpy(float), label=str(key),
+                        color=palette[i], marker="o")  # fmt: skip
+            _zero_line(ax)
+            ax.set_ylabel("Mean ratio of change\n(FT \u2212 base) / base")
+            ax.set_title(_titled(model, name, len(models) > 1))
+            _legend_titled(ax, legend_title)
+        fig.suptitle("Change after fine-tuning on eval sets it was not trained on")
+    return fig
+
+
+def gain_groups_figure(gain: pd.DataFrame) -> Figure:
+    """In-domain gain per checkpoint with its CI: one panel per group of `learned_in_pretraining` (each model
+    on its own rows), hue = ft_set, black dashed = the group mean."""
+    with style():
+        if gain.empty or "group" not in gain.columns:
+            raise ValueError("gain by group: needs rows with a 'group' column (gain_table(..., groups))")
+        sets = gain[~gain["ft_set"].str.startswith("mean (")]
+        colors = _eval_set_colors(sets.rename(columns={"ft_set": "eval_set"}))
+        models = sorted(set(gain["model"]))
+        groups = [g for g in ("learned", "not learned") if g in set(gain["group"])] + sorted(
+            set(gain["group"]) - {"learned", "not learned"}
+        )
+        panels = [(m, g) for m in models for g in groups if ((gain["model"] == m) & (gain["group"] == g)).any()]
+        fig, axes = _panels_figure(panels)
+        for ax, (model, group) in zip(axes, panels):
+            position = _checkpoint_axis(ax, gain.loc[gain["model"] == model, "step"])
+            panel = gain[(gain["model"] == model) & (gain["group"] == group)]
+            names = sorted(set(panel["ft_set"]), key=lambda f: (f.startswith("mean ("), f))  # the mean last
+            for ft_set in names:
+                series = panel[panel["ft_set"] == ft_set].sort_values("step")
+                is_mean = str(ft_set).startswith("mean (")
+                y = series["gain"].to_numpy(float)
+                err = np.vstack([y - series["ci_low"].to_numpy(float), series["ci_high"].to_numpy(float) - y])
+                err = np.where(np.isfinite(err), np.clip(err, 0, None), 0.0)
+                x = np.array([position[s] for s in series["step"]], dtype=float) + (0.08 if is_mean else 0.0)
+                container = ax.errorbar(
+                    x, y, yerr=err, label="mean" if is_mean else str(ft_set),
+                    color="black" if is_mean else colors[ft_set], linestyle="--" if is_mean else "-",
+                    marker="s" if is_mean else "o", capsize=2.5, elinewidth=0.9,
+                )  # fmt: skip
+                container[0].set_gid(str(ft_set))
+            _zero_line(ax)
+            ax.set_ylabel("In-domain gain\n(fine-tuned \u2212 base)")
+            ax.set_title(_titled(model, f"{group} in pre-training", len(models) > 1))
+            _legend_titled(ax, "ft set")
+        fig.suptitle("Gain from fine-tuning by pre-training group (95% CI, conservative)")
+    return fig
+
+
+def finetune_curves_figure(curves: pd.DataFrame) -> Figure:
+    """Training loss along fine-tuning: one panel per ft_set (each model on its own rows), one line per
+    checkpoint, coloured light (early) to dark (late pre-training)."""
+    with style():
+        if curves.empty:
+            raise ValueError("fine-tuning curves: no rows to plot")
+        models = sorted(set(curves["model"]))
+        panels = [(m, f) for m in models for f in sorted(set(curves.loc[curves["model"] == m, "ft_set"]))]
+        fig, axes = _panels_figure(panels)
+        for ax, (model, ft_set) in zip(axes, panels):
+            steps = sorted(set(curves.loc[curves["model"] == model, "step"]))
+            palette = sns.color_palette("viridis_r", len(steps))
+            panel = curves[(curves["model"] == model) & (curves["ft_set"] == ft_set)]
+            for step, series in panel.groupby("step", sort=True):
+                series = series.sort_values("train_step")
+                ax.plot(series["train_step"].to_numpy(float), series["loss"].to_numpy(float), label=str(step),
+                        color=palette[steps.index(step)])  # fmt: skip
+            ax.set_xlabel("Fine-tuning step (optimizer updates)")
+            ax.set_ylabel("Training loss")
+            ax.set_title(_titled(model, f"FT on {ft_set}", len(models) > 1))
+            _legend_titled(ax, "checkpoint")
+        fig.suptitle("Fine-tuning curves per checkpoint")
+    return fig
+
+
+def base_curves_by_group_figure(df: pd.DataFrame, groups: pd.DataFrame, shots: int | None = None) -> Figure:
+    """`base_curves_figure` with panels by the `learned_in_pretraining` group instead of task family."""
+    g = groups.set_index(["model", "eval_set"])["group"]
+    keyed = pd.MultiIndex.from_frame(df[["model", "eval_set"]])
+    grouped = df.assign(task=g.reindex(keyed).fillna("ungrouped").to_numpy())
+    fig = base_curves_figure(grouped, shots=shots)
+    fig.suptitle(fig.get_suptitle().replace("Base models across pre-training", "Base models by pre-training group"))
+    return fig
+
+
+def save_figure(fig: Figure, out_png: Path, out_svg: Path) -> None:
+    """Write any of the `*_figure`s as PNG (dpi 150) and SVG, each atomically, in the one style."""
+    with style():
+        _save(fig, out_png, out_svg)
