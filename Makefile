@@ -12,7 +12,7 @@ export XDG_CACHE_HOME      = $(CURDIR)/.cache
 export MPLCONFIGDIR        = $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: study test lint dry-run touch lock clean-results
+.PHONY: study report report-screenshot test lint dry-run touch lock clean-results
 
 $(VENV)/.installed: envs/requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ $(VENV)/.installed: envs/requirements.lock pyproject.toml
 
 study: $(VENV)/.installed  ## the embedded mini-study, end to end
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(JOBS) --profile profiles/local
+
+report: $(VENV)/.installed  ## after `make study`: every figure and table with its caption in one page
+	$(BIN)/snakemake --configfile $(CONFIG) --cores 1 --report results/report.html
+
+report-screenshot: report  ## needs Debian's chromium: the report's front page and one figure, as PNGs
+	tools/report_screenshot.sh results/report.html results/report_front.png
+	tools/report_screenshot.sh results/report.html results/report_gain_by_group.png gain_by_group.png
 
 test: $(VENV)/.installed  ## the whole test suite (unit + integration)
 	$(BIN)/python -m pytest -ra

@@ -109,14 +109,53 @@ def get_ft_set_tasks():
     return {name: config["data"]["datasets"][name]["task"] for name in FT_SETS}
 
 
+def get_finetuned_models():
+    """Every fine-tuned model folder; each holds the train_log.jsonl of its run."""
+    return [
+        f"models/{model}/{step}/{ft_set}"
+        for model in MODELS
+        for step in model_steps(model)
+        for ft_set in FT_SETS
+    ]
+
+
+def get_analysis_settings():
+    return config["analysis"]
+
+
+FINDINGS_TABLES = [
+    "prompt_sensitivity",
+    "sensitivity_by_checkpoint",
+    "out_of_domain_change",
+    "task_transfer",
+    "task_transfer_test",
+    "learned_in_pretraining",
+    "gain_table",
+]
+FINDINGS_FIGURES = [
+    "prompt_sensitivity",
+    "ratio_of_change",
+    "gain_by_group",
+    "base_curves_by_group",
+    "finetune_curves",
+]
+
+
 def get_final_output():
     return [
         "results/tables/results.csv",
         "results/tables/summary.json",
+        "results/tables/findings.json",
+        "results/tables/finetune_curves.csv",
         *[f"data/{name}/card.json" for name in DATASETS],
         *[
+            f"results/tables/{table}.{ext}"
+            for table in FINDINGS_TABLES
+            for ext in ("csv", "md")
+        ],
+        *[
             f"results/figures/{fig}.{ext}"
-            for fig in ("base_curves", "finetune_gain")
+            for fig in ["base_curves", "finetune_gain", *FINDINGS_FIGURES]
             for ext in ("png", "svg")
         ],
     ]

@@ -17,6 +17,7 @@ from ptft.analysis import (
     aggregate,
     base_curves,
     finetune_gain,
+    findings_summary,
     gain_table,
     gain_table_wide,
     learned_in_pretraining,
@@ -453,3 +454,28 @@ def test_read_train_logs_and_markdown(tmp_path):
     write_markdown(curves.head(0).assign(x=[]), tmp_path / "t.md", title="T")
     write_markdown(pd.DataFrame({"a": [1.5], "b": ["x"]}), tmp_path / "t.md", title="T")
     assert (tmp_path / "t.md").read_text().splitlines()[:4] == ["# T", "", "|   a | b   |", "|----:|:----|"]
+
+
+def test_findings_summary_is_plain_json_with_headline_numbers(study):
+    _, _, df = study
+    groups = learned_in_pretraining(df)
+    s = findings_summary(
+        sensitivity_by_checkpoint(prompt_sensitivity(df, FT_SETS)),
+        out_of_domain_change(df, FT_SETS),
+        task_transfer(df, FT_SETS),
+        task_transfer_test(df, FT_SETS),
+        groups,
+        gain_table(df, FT_SETS, groups),
+    )
+    assert json.loads(json.dumps(s)) == s
+    m = s["models"]["tiny-olmo"]
+    assert m["prompt_sensitivity_spread"] == {
+        "base": {"0": 0.0625, "400": 0.0625},
+        "fine-tuned": {"0": 0.1, "400": 0.15},
+    }
+    assert m["out_of_domain_mean_ratio"]["summarisation"] == {"0": -0.5, "400": 0.5}
+    assert m["task_transfer"][GENERATION_TO_CLASSIFICATION] == {
+        "mean_ratio": -0.25, "p_value": 0.25, "n_pairs": 4, "by_step": {"0": -0.1, "400": -0.4},
+    }  # fmt: skip
+    assert m["learned_in_pretraining"]["animals_nli"] == "not learned"
+    assert m["in_domain_gain_by_group"] == {"learned": {"0": 0.175, "400": 0.225}}

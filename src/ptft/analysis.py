@@ -640,3 +640,51 @@ def write_markdown(
     """Write a table as a GitHub Markdown table atomically (a `# title` line first when given)."""
     text = df.to_markdown(index=False, floatfmt=floatfmt)
     atomic_write_text(out_md, (f"# {title}\n\n" if title else "") + text + "\n")
+
+
+def findings_summary(
+    sensitivity: pd.DataFrame,
+    out_of_domain: pd.DataFrame,
+    transfer: pd.DataFrame,
+    transfer_test: pd.DataFrame,
+    groups: pd.DataFrame,
+    gain: pd.DataFrame,
+) -> dict[str, Any]:
+    """The headline number of each finding per model, as plain JSON (the DVC metrics file): sensitivity per
+    stage and step, out-of-domain mean ratio per task and step, transfer per direction (mean ratio, p-value,
+    per step), each eval set's group, and the mean in-domain gain per group and step."""
+
+    def by_step(frame: pd.DataFrame, column: str) -> dict[str, Any]:
+        return {str(int(s)): _number(v) for s, v in zip(frame["step"], frame[column])}
+
+    models: dict[str, Any] = {}
+    names = sorted(set(sensitivity["model"]) | set(groups["model"]) | set(gain["model"]))
+    for model in names:
+        sens = sensitivity[sensitivity["model"] == model]
+        ood = out_of_domain[out_of_domain["model"] == model]
+        tr = transfer[transfer["model"] == model]
+        test = transfer_test[transfer_test["model"] == model]
+        grp = groups[groups["model"] == model]
+        means = gain[(gain["model"] == model) & gain["ft_set"].str.startswith("mean (")]
+        models[str(model)] = {
+            "prompt_sensitivity_spread": {
+                str(stage): by_step(g.sort_values("step"), "spread") for stage, g in sens.groupby("stage", sort=True)
+            },
+            "out_of_domain_mean_ratio": {
+                str(task): by_step(g.sort_values("step"), "mean_ratio") for task, g in ood.groupby("task", sort=True)
+            },
+            "task_transfer": {
+                str(row["direction"]): {
+                    "mean_ratio": _number(row["mean_ratio"]),
+                    "p_value": _number(row["p_value"]),
+                    "n_pairs": int(row["n_pairs"]),
+                    "by_step": by_step(tr[tr["direction"] == row["direction"]].sort_values("step"), "mean_ratio"),
+                }
+                for _, row in test.iterrows()
+            },
+            "learned_in_pretraining": {str(e): str(g) for e, g in zip(grp["eval_set"], grp["group"])},
+            "in_domain_gain_by_group": {
+                str(g): by_step(rows.sort_values("step"), "gain") for g, rows in means.groupby("group", sort=True)
+            },
+        }
+    return {"models": models}

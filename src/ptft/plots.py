@@ -434,12 +434,14 @@ def finetune_curves_figure(curves: pd.DataFrame) -> Figure:
     return fig
 
 
-def base_curves_by_group_figure(df: pd.DataFrame, groups: pd.DataFrame, shots: int | None = None) -> Figure:
+def base_curves_by_group_figure(
+    df: pd.DataFrame, groups: pd.DataFrame, prompt_format: str = DEFAULT_FORMAT, shots: int | None = None
+) -> Figure:
     """`base_curves_figure` with panels by the `learned_in_pretraining` group instead of task family."""
     g = groups.set_index(["model", "eval_set"])["group"]
     keyed = pd.MultiIndex.from_frame(df[["model", "eval_set"]])
     grouped = df.assign(task=g.reindex(keyed).fillna("ungrouped").to_numpy())
-    fig = base_curves_figure(grouped, shots=shots)
+    fig = base_curves_figure(grouped, prompt_formats=(prompt_format,), shots=shots)
     fig.suptitle(fig.get_suptitle().replace("Base models across pre-training", "Base models by pre-training group"))
     return fig
 
