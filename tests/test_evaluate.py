@@ -100,7 +100,7 @@ def eval_sets(tmp_path_factory):
     return sets
 
 
-def _run(model_dir, eval_sets, out_dir):
+def _run(model_dir, eval_sets, out_dir, cfg=EVAL_CFG):
     import datasets
 
     def no_hub_datasets(*args, **kwargs):
@@ -108,7 +108,7 @@ def _run(model_dir, eval_sets, out_dir):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(datasets, "load_dataset", no_hub_datasets)
-        ev.evaluate(model_dir, eval_sets, EVAL_CFG, out_dir / "eval.json", out_dir / "predictions.jsonl", threads=1)
+        ev.evaluate(model_dir, eval_sets, cfg, out_dir / "eval.json", out_dir / "predictions.jsonl", threads=1)
     return json.loads((out_dir / "eval.json").read_text()), read_jsonl(out_dir / "predictions.jsonl")
 
 
@@ -237,6 +237,59 @@ def test_task_configs_come_from_tasks_py(eval_sets):
     }
     with pytest.raises(ValueError, match="11 shots requested"):
         ev.task_config("news_sum", summarisation, "io", 11, ev.load_eval_set("news_sum", eval_sets["news_sum"]))
+
+
+# ---------------------------------------------------------------- the whole path: fine-tuned to be perfect, scored perfect
+
+# The NLI label is fixed by the one-word hypothesis; the summary is the document's first two words. A 2-layer model
+# fine-tuned on 256 such records (15 epochs, ~2 s each) answers every test item of both.
+PERFECT_LABELS = {"cat": "entailment", "dog": "neutral", "river": "contradiction"}
+PERFECT_FT = {
+    "epochs": 15,
+    "lr": 5.0e-3,
+    "batch_size": 8,
+    "micro_batch_size": 8,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.0,
+    "max_length": 96,
+    "seed": 42,
+    "threads": 1,
+}
+
+
+def _perfect_records(task: str, split: str, n: int, rnd: random.Random) -> list[dict]:
+    rows = []
+    for i in range(n):
+        if task == "nli":
+            hypothesis = rnd.choice(sorted(PERFECT_LABELS))
+            record = {"premise": _sentence(rnd, 6), "hypothesis": hypothesis, "label": PERFECT_LABELS[hypothesis]}
+        else:
+            head = [rnd.choice("big small red blue old new".split()), rnd.choice("cat dog city river person".split())]
+            record = {"document": " ".join(head) + " " + _sentence(rnd, 4), "summary": " ".join(head)}
+        rows.append({"id": f"{task}-{split}-{i}", **record})
+    return rows
+
+
+@pytest.mark.parametrize("task", ["nli", "summarisation"])
+def test_a_model_finetuned_to_be_perfect_scores_perfect_through_lm_eval(model_dir, tmp_path, task):
+    from ptft.finetune import finetune
+
+    rnd = random.Random(5)
+    spec = {"task": task, "train": tmp_path / "train.jsonl", "test": tmp_path / "test.jsonl"}
+    _write_jsonl(spec["train"], _perfect_records(task, "train", 256, rnd))
+    _write_jsonl(spec["test"], _perfect_records(task, "test", 24, rnd))
+    finetune(model_dir, spec["train"], task, "perfect", PERFECT_FT, tmp_path / "model", threads=1)
+    cfg = {**EVAL_CFG, "prompt_formats": ["default"], "shots": [0], "limit": None, "batch_size": 8}
+    out, predictions = _run(tmp_path / "model", {"perfect": spec}, tmp_path, cfg)
+    assert out["ft_set"] == "perfect" and len(predictions) == 24
+    (result,) = out["results"]
+    if task == "nli":
+        assert result["value"] == 1.0 and (result["ci_low"], result["ci_high"]) == (1.0, 1.0)
+    else:
+        # Greedy decoding of a copied pair stops at EOS or the newline; 0.95 leaves room for one item half right
+        # (ROUGE-L 0.5) on 24, which a 2-layer model may miss while the wiring is still correct.
+        assert result["value"] >= 0.95
+        assert sum(p["prediction"].strip() == p["target"] for p in predictions) >= 22
 
 
 # ---------------------------------------------------------------- scoring functions on fixed inputs
