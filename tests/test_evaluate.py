@@ -239,6 +239,127 @@ def test_task_configs_come_from_tasks_py(eval_sets):
         ev.task_config("news_sum", summarisation, "io", 11, ev.load_eval_set("news_sum", eval_sets["news_sum"]))
 
 
+# ---------------------------------------------------------------- golden strings: every family x format, few-shot included
+
+# Fixed records: item 0 is scored, items 1 and 2 form the few-shot pool. The strings are written out by hand-checked
+# copy, so a change to a template, a delimiter or lm-eval's few-shot assembly shows up here as a diff.
+GOLDEN_RECORDS = {
+    "summarisation": [
+        {"document": "Rain fell on Pelbo.", "summary": "Rain in Pelbo."},
+        {"document": "Tobin sold a boat.", "summary": "A boat sale."},
+        {"document": "The river froze.", "summary": "Frozen river."},
+    ],
+    "question_generation": [
+        {"context": "Mira keeps a cat.", "answer": "a cat", "question": "What does Mira keep?"},
+        {"context": "Tobin lives in Pelbo.", "answer": "Pelbo", "question": "Where does Tobin live?"},
+        {"context": "Ice is cold.", "answer": "cold", "question": "How is ice?"},
+    ],
+    "nli": [
+        {"premise": "Tobin lives in Pelbo.", "hypothesis": "Tobin lives in Zarnia.", "label": "contradiction"},
+        {"premise": "Mira owns a cat.", "hypothesis": "Mira owns an animal.", "label": "entailment"},
+        {"premise": "Pelbo is big.", "hypothesis": "Pelbo is old.", "label": "neutral"},
+    ],
+    "paraphrase": [
+        {"sentence1": "Tobin lives in Pelbo.", "sentence2": "Pelbo is where Tobin lives.", "label": "yes"},
+        {"sentence1": "Mira owns a cat.", "sentence2": "Mira owns a dog.", "label": "no"},
+        {"sentence1": "The river is wide.", "sentence2": "The river is broad.", "label": "yes"},
+    ],
+}
+# (task, prompt_format) -> (the scored item alone, 2-shot: the shots lm-eval's sampler draws with SEED, then the item)
+GOLDEN_PROMPTS = {
+    ("summarisation", "default"): (
+        "### Input: Rain fell on Pelbo.\n ### Summary:",
+        "### Input: The river froze.\n ### Summary: Frozen river.\n\n"
+        "### Input: Tobin sold a boat.\n ### Summary: A boat sale.\n\n"
+        "### Input: Rain fell on Pelbo.\n ### Summary:",
+    ),
+    ("summarisation", "instruct"): (
+        "Please read the following text: Rain fell on Pelbo. Provide a summary:",
+        "Please read the following text: The river froze. Provide a summary: Frozen river.\n\n"
+        "Please read the following text: Tobin sold a boat. Provide a summary: A boat sale.\n\n"
+        "Please read the following text: Rain fell on Pelbo. Provide a summary:",
+    ),
+    ("summarisation", "io"): (
+        "Rain fell on Pelbo.",
+        "The river froze. Frozen river.\n\n"
+        "Tobin sold a boat. A boat sale.\n\n"
+        "Rain fell on Pelbo.",
+    ),
+    ("question_generation", "default"): (
+        "### Context: Mira keeps a cat.\n ### Answer: a cat\n ### Question:",
+        "### Context: Ice is cold.\n ### Answer: cold\n ### Question: How is ice?\n\n"
+        "### Context: Tobin lives in Pelbo.\n ### Answer: Pelbo\n ### Question: Where does Tobin live?\n\n"
+        "### Context: Mira keeps a cat.\n ### Answer: a cat\n ### Question:",
+    ),
+    ("question_generation", "instruct"): (
+        "Please read the following text: Mira keeps a cat. Write a question whose answer is a cat. Question:",
+        "Please read the following text: Ice is cold. Write a question whose answer is cold. Question: How is ice?\n\n"
+        "Please read the following text: Tobin lives in Pelbo. Write a question whose answer is Pelbo. Question: Where does Tobin live?\n\n"
+        "Please read the following text: Mira keeps a cat. Write a question whose answer is a cat. Question:",
+    ),
+    ("question_generation", "io"): (
+        "Mira keeps a cat. a cat",
+        "Ice is cold. cold How is ice?\n\n"
+        "Tobin lives in Pelbo. Pelbo Where does Tobin live?\n\n"
+        "Mira keeps a cat. a cat",
+    ),
+    ("nli", "default"): (
+        "### Premise: Tobin lives in Pelbo.\n ### Hypothesis: Tobin lives in Zarnia.\n ### Label:",
+        "### Premise: Pelbo is big.\n ### Hypothesis: Pelbo is old.\n ### Label: neutral\n\n"
+        "### Premise: Mira owns a cat.\n ### Hypothesis: Mira owns an animal.\n ### Label: entailment\n\n"
+        "### Premise: Tobin lives in Pelbo.\n ### Hypothesis: Tobin lives in Zarnia.\n ### Label:",
+    ),
+    ("nli", "instruct"): (
+        "Please read the premise: Tobin lives in Pelbo. Does it entail the hypothesis: Tobin lives in Zarnia. Answer entailment, neutral or contradiction:",
+        "Please read the premise: Pelbo is big. Does it entail the hypothesis: Pelbo is old. Answer entailment, neutral or contradiction: neutral\n\n"
+        "Please read the premise: Mira owns a cat. Does it entail the hypothesis: Mira owns an animal. Answer entailment, neutral or contradiction: entailment\n\n"
+        "Please read the premise: Tobin lives in Pelbo. Does it entail the hypothesis: Tobin lives in Zarnia. Answer entailment, neutral or contradiction:",
+    ),
+    ("nli", "io"): (
+        "Tobin lives in Pelbo. Tobin lives in Zarnia.",
+        "Pelbo is big. Pelbo is old. neutral\n\n"
+        "Mira owns a cat. Mira owns an animal. entailment\n\n"
+        "Tobin lives in Pelbo. Tobin lives in Zarnia.",
+    ),
+    ("paraphrase", "default"): (
+        "### Sentence 1: Tobin lives in Pelbo.\n ### Sentence 2: Pelbo is where Tobin lives.\n ### Paraphrase:",
+        "### Sentence 1: The river is wide.\n ### Sentence 2: The river is broad.\n ### Paraphrase: yes\n\n"
+        "### Sentence 1: Mira owns a cat.\n ### Sentence 2: Mira owns a dog.\n ### Paraphrase: no\n\n"
+        "### Sentence 1: Tobin lives in Pelbo.\n ### Sentence 2: Pelbo is where Tobin lives.\n ### Paraphrase:",
+    ),
+    ("paraphrase", "instruct"): (
+        "Please read the two sentences: Tobin lives in Pelbo. and Pelbo is where Tobin lives. Do they mean the same thing? Answer yes or no:",
+        "Please read the two sentences: The river is wide. and The river is broad. Do they mean the same thing? Answer yes or no: yes\n\n"
+        "Please read the two sentences: Mira owns a cat. and Mira owns a dog. Do they mean the same thing? Answer yes or no: no\n\n"
+        "Please read the two sentences: Tobin lives in Pelbo. and Pelbo is where Tobin lives. Do they mean the same thing? Answer yes or no:",
+    ),
+    ("paraphrase", "io"): (
+        "Tobin lives in Pelbo. Pelbo is where Tobin lives.",
+        "The river is wide. The river is broad. yes\n\n"
+        "Mira owns a cat. Mira owns a dog. no\n\n"
+        "Tobin lives in Pelbo. Pelbo is where Tobin lives.",
+    ),
+}
+
+
+@pytest.mark.parametrize("task, prompt_format", sorted(GOLDEN_PROMPTS))
+def test_golden_prompts_through_lm_eval(task, prompt_format):
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+
+    records = [{"id": f"g{i}", **r} for i, r in enumerate(GOLDEN_RECORDS[task])]
+    dataset = datasets.DatasetDict(
+        {"test": datasets.Dataset.from_list(records[:1]), "train": datasets.Dataset.from_list(records[1:])}
+    )
+    zero_shot, two_shot = GOLDEN_PROMPTS[(task, prompt_format)]
+    assert get_task(task).render(records[0], prompt_format) == zero_shot
+    for shots, expected in ((0, zero_shot), (2, two_shot)):
+        lm_task = ConfigurableTask(config=ev.task_config("golden", get_task(task), prompt_format, shots, dataset))
+        lm_task.set_fewshot_seed(SEED)  # as simple_evaluate(fewshot_random_seed=...) does
+        assert lm_task.fewshot_context(dataset["test"][0], shots) == expected
+        assert lm_task.doc_to_target(dataset["test"][0]) == get_task(task).target(records[0])
+
+
 # ---------------------------------------------------------------- the whole path: fine-tuned to be perfect, scored perfect
 
 # The NLI label is fixed by the one-word hypothesis; the summary is the document's first two words. A 2-layer model
