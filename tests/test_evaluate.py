@@ -210,6 +210,29 @@ def test_scored_item_is_never_in_the_fewshot_pool(eval_sets):
     assert len(dataset["train"]) == 10 and len(dataset["test"]) == 6
 
 
+def _fewshot_contexts(dataset, family, prompt_format, shots, seed):
+    from lm_eval.api.task import ConfigurableTask
+
+    lm_task = ConfigurableTask(config=ev.task_config("fewshot", family, prompt_format, shots, dataset))
+    lm_task.set_fewshot_seed(seed)
+    return [lm_task.fewshot_context(doc, shots) for doc in dataset["test"]]
+
+
+def test_fewshot_contexts_never_hold_the_scored_item_and_repeat_with_the_seed(eval_sets):
+    # The train file holds a copy of test item 0 (another id, same inputs); with 10 of 11 train records drawn per
+    # item, an unfiltered pool would show it among item 0's shots almost surely.
+    nli = get_task("nli")
+    dataset = ev.load_eval_set("places_nli", eval_sets["places_nli"])
+    contexts = _fewshot_contexts(dataset, nli, "default", 10, SEED)
+    for doc, context in zip(dataset["test"], contexts, strict=True):
+        *shots, scored = context.split(FEWSHOT_DELIMITER)
+        assert scored == nli.render(doc, "default") and len(shots) == 10
+        assert nli.render(doc, "default") + TARGET_DELIMITER + doc["label"] not in shots
+        assert all(not shot.startswith(nli.render(doc, "default")) for shot in shots)
+    assert contexts == _fewshot_contexts(ev.load_eval_set("places_nli", eval_sets["places_nli"]), nli, "default", 10, SEED)
+    assert contexts != _fewshot_contexts(dataset, nli, "default", 10, SEED + 1)
+
+
 def test_missing_field_names_file_and_line(tmp_path, eval_sets):
     bad = tmp_path / "test.jsonl"
     _write_jsonl(bad, [{"id": "x", "premise": "a", "label": "neutral"}])
