@@ -480,3 +480,114 @@ def test_bootstrap_ci_chunks_give_the_same_interval_as_one_draw(monkeypatch):
     rng = np.random.default_rng(3)
     means = scores[rng.integers(0, 50, size=(300, 50))].mean(axis=1)
     assert whole == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
+
+
+# ---------------------------------------------------------------- lm-eval's own tasks: local stand-ins and native names
+
+NATIVE_TASKS = ("arc_easy", "arc_challenge", "openbookqa", "hellaswag", "boolq", "sciq")
+
+
+@pytest.fixture(scope="module")
+def qg_set(tmp_path_factory):
+    """A question-generation eval set with two question templates, each with several distinct answers."""
+    rnd = random.Random(3)
+    folder = tmp_path_factory.mktemp("qg")
+    foods, places = ["nuts", "berries", "fish", "seeds", "grass"], ["sea", "river", "city", "forest", "desert"]
+    rows = []
+    for i in range(8):
+        kind = i % 2
+        answer = rnd.choice(foods if kind == 0 else places)
+        rows.append(
+            {
+                "id": f"qg-test-{i}",
+                "context": f"The bimp {'eats' if kind == 0 else 'lives in the'} {answer}.",
+                "answer": answer,
+                "question": "What does the bimp eat?" if kind == 0 else "Where does the bimp live?",
+                "template": f"t{kind}",
+            }
+        )
+    _write_jsonl(folder / "test.jsonl", rows)
+    _write_jsonl(folder / "train.jsonl", rows)
+    return {"task": "question_generation", "test": folder / "test.jsonl", "train": folder / "train.jsonl"}
+
+
+def test_standin_records_have_three_distinct_distractors_of_the_same_kind(qg_set):
+    records = read_jsonl(qg_set["test"])
+    rows = ev.standin_records(records, seed=1)
+    assert rows == ev.standin_records(records, seed=1)
+    by_id = {r["id"]: r for r in records}
+    for row in rows:
+        record = by_id[row["id"]]
+        distractors = {row["distractor1"], row["distractor2"], row["distractor3"]}
+        assert len(distractors) == 3 and record["answer"] not in distractors
+        same_template = {r["answer"] for r in records if r["template"] == record["template"]}
+        assert distractors <= same_template
+        assert (row["support"], row["question"], row["correct_answer"]) == (
+            record["context"],
+            record["question"],
+            record["answer"],
+        )
+
+
+def test_standin_is_scored_with_lm_evals_own_sciq_definition(model_dir, qg_set, tmp_path):
+    cfg = {
+        **EVAL_CFG,
+        "prompt_formats": ["default"],
+        "shots": [0],
+        "limit": None,
+        "lm_eval_tasks": [{"name": "sciq_mini", "task": "sciq", "from": "qg"}],
+    }
+    out, predictions = _run(model_dir, {"qg": qg_set}, tmp_path, cfg)
+    native = [r for r in out["results"] if r["prompt_format"] == "native"]
+    assert [(r["eval_set"], r["task"], r["metric"], r["shots"]) for r in native] == [
+        ("sciq_mini", "sciq", "acc", 0),
+        ("sciq_mini", "sciq", "acc_norm", 0),
+    ]
+    rows = [p for p in predictions if p["eval_set"] == "sciq_mini"]
+    n = len(ev.standin_records(read_jsonl(qg_set["test"]), SEED))
+    assert len(rows) == n == native[0]["n"] > 0
+    for result, key in zip(native, ("score", "acc_norm")):
+        assert result["value"] == pytest.approx(np.mean([r[key] for r in rows]))
+        assert result["ci_low"] <= result["value"] <= result["ci_high"]
+    for row in rows:
+        assert row["target"] == 3 and len(row["loglikelihoods"]) == 4  # sciq.yaml: the correct answer is choice 3
+        assert row["score"] == float(row["prediction"] == 3)
+    # sciq.yaml's prompt: "{{support.lstrip()}}\nQuestion: {{question}}\nAnswer:"
+    first = read_jsonl(qg_set["test"])[0]
+    assert out["example_prompts"]["sciq_mini/native/0"] == f"{first['context']}\nQuestion: {first['question']}\nAnswer:"
+
+
+def test_standin_must_come_from_a_question_generation_eval_set(eval_sets):
+    with pytest.raises(KeyError, match="'from' must name a question_generation set"):
+        ev.standin_config({"name": "x", "task": "sciq", "from": "places_nli"}, eval_sets, SEED)
+    with pytest.raises(KeyError, match="no local stand-in for lm-eval task 'boolq'"):
+        ev.standin_config({"name": "x", "task": "boolq", "from": "places_nli"}, eval_sets, SEED)
+
+
+@pytest.fixture(scope="module")
+def native_task_manager():
+    """lm-eval's task index over the folders of the paper's six tasks only (the full index takes ~10 s)."""
+    from pathlib import Path
+
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+
+    root = Path(lm_eval.tasks.__file__).parent
+    folders = [root / f for f in ("arc", "openbookqa", "hellaswag", "super_glue/boolq", "sciq")]
+    return TaskManager(include_defaults=False, include_path=[str(f) for f in folders])
+
+
+def test_the_papers_native_tasks_resolve_and_missing_data_fails_clearly(native_task_manager, monkeypatch, tmp_path):
+    import datasets
+
+    assert set(NATIVE_TASKS) <= set(native_task_manager.all_tasks)
+    with pytest.raises(KeyError, match=r"\['arc_eazy'\] are not lm-eval tasks"):
+        ev.check_native_tasks(["arc_easy", "arc_eazy"], native_task_manager)
+    # An empty datasets cache, offline: the hub dataset cannot be there.
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
+    with pytest.raises(RuntimeError, match=r"lm-eval task 'arc_easy' could not load its dataset offline; its data must be downloaded"):
+        ev.check_native_tasks(["arc_easy"], native_task_manager)
