@@ -71,3 +71,15 @@ def test_previous_step(params):
     steps = sorted(config["models"]["tiny-olmo"]["checkpoints"])
     assert previous_step(config, "tiny-olmo", steps[0]) is None
     assert previous_step(config, "tiny-olmo", steps[2]) == steps[1]
+
+
+def test_lm_eval_tasks_default_empty_and_standins_are_checked(params):
+    assert validate(copy.deepcopy(params))["evaluate"]["lm_eval_tasks"] == []
+    params["evaluate"]["lm_eval_tasks"] = ["arc_easy", {"name": "sciq_mini", "task": "sciq", "from": "science_qg"}]
+    assert validate(copy.deepcopy(params))["evaluate"]["lm_eval_tasks"][0] == "arc_easy"
+    params["evaluate"]["lm_eval_tasks"][1]["from"] = "places_nli"
+    with pytest.raises(ConfigError, match=r"stand-in 'sciq_mini': 'from' must name a question_generation set"):
+        validate(params)
+    params["evaluate"]["lm_eval_tasks"][1].update({"from": "science_qg", "task": "boolq"})
+    with pytest.raises(ConfigError, match=r"lm_eval_tasks"):
+        validate(params)

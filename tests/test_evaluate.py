@@ -100,7 +100,7 @@ def eval_sets(tmp_path_factory):
     return sets
 
 
-def _run(model_dir, eval_sets, out_dir):
+def _run(model_dir, eval_sets, out_dir, cfg=EVAL_CFG):
     import datasets
 
     def no_hub_datasets(*args, **kwargs):
@@ -108,7 +108,7 @@ def _run(model_dir, eval_sets, out_dir):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(datasets, "load_dataset", no_hub_datasets)
-        ev.evaluate(model_dir, eval_sets, EVAL_CFG, out_dir / "eval.json", out_dir / "predictions.jsonl", threads=1)
+        ev.evaluate(model_dir, eval_sets, cfg, out_dir / "eval.json", out_dir / "predictions.jsonl", threads=1)
     return json.loads((out_dir / "eval.json").read_text()), read_jsonl(out_dir / "predictions.jsonl")
 
 
@@ -210,6 +210,29 @@ def test_scored_item_is_never_in_the_fewshot_pool(eval_sets):
     assert len(dataset["train"]) == 10 and len(dataset["test"]) == 6
 
 
+def _fewshot_contexts(dataset, family, prompt_format, shots, seed):
+    from lm_eval.api.task import ConfigurableTask
+
+    lm_task = ConfigurableTask(config=ev.task_config("fewshot", family, prompt_format, shots, dataset))
+    lm_task.set_fewshot_seed(seed)
+    return [lm_task.fewshot_context(doc, shots) for doc in dataset["test"]]
+
+
+def test_fewshot_contexts_never_hold_the_scored_item_and_repeat_with_the_seed(eval_sets):
+    # The train file holds a copy of test item 0 (another id, same inputs); with 10 of 11 train records drawn per
+    # item, an unfiltered pool would show it among item 0's shots almost surely.
+    nli = get_task("nli")
+    dataset = ev.load_eval_set("places_nli", eval_sets["places_nli"])
+    contexts = _fewshot_contexts(dataset, nli, "default", 10, SEED)
+    for doc, context in zip(dataset["test"], contexts, strict=True):
+        *shots, scored = context.split(FEWSHOT_DELIMITER)
+        assert scored == nli.render(doc, "default") and len(shots) == 10
+        assert nli.render(doc, "default") + TARGET_DELIMITER + doc["label"] not in shots
+        assert all(not shot.startswith(nli.render(doc, "default")) for shot in shots)
+    assert contexts == _fewshot_contexts(ev.load_eval_set("places_nli", eval_sets["places_nli"]), nli, "default", 10, SEED)
+    assert contexts != _fewshot_contexts(dataset, nli, "default", 10, SEED + 1)
+
+
 def test_missing_field_names_file_and_line(tmp_path, eval_sets):
     bad = tmp_path / "test.jsonl"
     _write_jsonl(bad, [{"id": "x", "premise": "a", "label": "neutral"}])
@@ -237,6 +260,180 @@ def test_task_configs_come_from_tasks_py(eval_sets):
     }
     with pytest.raises(ValueError, match="11 shots requested"):
         ev.task_config("news_sum", summarisation, "io", 11, ev.load_eval_set("news_sum", eval_sets["news_sum"]))
+
+
+# ---------------------------------------------------------------- golden strings: every family x format, few-shot included
+
+# Fixed records: item 0 is scored, items 1 and 2 form the few-shot pool. The strings are written out by hand-checked
+# copy, so a change to a template, a delimiter or lm-eval's few-shot assembly shows up here as a diff.
+GOLDEN_RECORDS = {
+    "summarisation": [
+        {"document": "Rain fell on Pelbo.", "summary": "Rain in Pelbo."},
+        {"document": "Tobin sold a boat.", "summary": "A boat sale."},
+        {"document": "The river froze.", "summary": "Frozen river."},
+    ],
+    "question_generation": [
+        {"context": "Mira keeps a cat.", "answer": "a cat", "question": "What does Mira keep?"},
+        {"context": "Tobin lives in Pelbo.", "answer": "Pelbo", "question": "Where does Tobin live?"},
+        {"context": "Ice is cold.", "answer": "cold", "question": "How is ice?"},
+    ],
+    "nli": [
+        {"premise": "Tobin lives in Pelbo.", "hypothesis": "Tobin lives in Zarnia.", "label": "contradiction"},
+        {"premise": "Mira owns a cat.", "hypothesis": "Mira owns an animal.", "label": "entailment"},
+        {"premise": "Pelbo is big.", "hypothesis": "Pelbo is old.", "label": "neutral"},
+    ],
+    "paraphrase": [
+        {"sentence1": "Tobin lives in Pelbo.", "sentence2": "Pelbo is where Tobin lives.", "label": "yes"},
+        {"sentence1": "Mira owns a cat.", "sentence2": "Mira owns a dog.", "label": "no"},
+        {"sentence1": "The river is wide.", "sentence2": "The river is broad.", "label": "yes"},
+    ],
+}
+# (task, prompt_format) -> (the scored item alone, 2-shot: the shots lm-eval's sampler draws with SEED, then the item)
+GOLDEN_PROMPTS = {
+    ("summarisation", "default"): (
+        "### Input: Rain fell on Pelbo.\n ### Summary:",
+        "### Input: The river froze.\n ### Summary: Frozen river.\n\n"
+        "### Input: Tobin sold a boat.\n ### Summary: A boat sale.\n\n"
+        "### Input: Rain fell on Pelbo.\n ### Summary:",
+    ),
+    ("summarisation", "instruct"): (
+        "Please read the following text: Rain fell on Pelbo. Provide a summary:",
+        "Please read the following text: The river froze. Provide a summary: Frozen river.\n\n"
+        "Please read the following text: Tobin sold a boat. Provide a summary: A boat sale.\n\n"
+        "Please read the following text: Rain fell on Pelbo. Provide a summary:",
+    ),
+    ("summarisation", "io"): (
+        "Rain fell on Pelbo.",
+        "The river froze. Frozen river.\n\n"
+        "Tobin sold a boat. A boat sale.\n\n"
+        "Rain fell on Pelbo.",
+    ),
+    ("question_generation", "default"): (
+        "### Context: Mira keeps a cat.\n ### Answer: a cat\n ### Question:",
+        "### Context: Ice is cold.\n ### Answer: cold\n ### Question: How is ice?\n\n"
+        "### Context: Tobin lives in Pelbo.\n ### Answer: Pelbo\n ### Question: Where does Tobin live?\n\n"
+        "### Context: Mira keeps a cat.\n ### Answer: a cat\n ### Question:",
+    ),
+    ("question_generation", "instruct"): (
+        "Please read the following text: Mira keeps a cat. Write a question whose answer is a cat. Question:",
+        "Please read the following text: Ice is cold. Write a question whose answer is cold. Question: How is ice?\n\n"
+        "Please read the following text: Tobin lives in Pelbo. Write a question whose answer is Pelbo. Question: Where does Tobin live?\n\n"
+        "Please read the following text: Mira keeps a cat. Write a question whose answer is a cat. Question:",
+    ),
+    ("question_generation", "io"): (
+        "Mira keeps a cat. a cat",
+        "Ice is cold. cold How is ice?\n\n"
+        "Tobin lives in Pelbo. Pelbo Where does Tobin live?\n\n"
+        "Mira keeps a cat. a cat",
+    ),
+    ("nli", "default"): (
+        "### Premise: Tobin lives in Pelbo.\n ### Hypothesis: Tobin lives in Zarnia.\n ### Label:",
+        "### Premise: Pelbo is big.\n ### Hypothesis: Pelbo is old.\n ### Label: neutral\n\n"
+        "### Premise: Mira owns a cat.\n ### Hypothesis: Mira owns an animal.\n ### Label: entailment\n\n"
+        "### Premise: Tobin lives in Pelbo.\n ### Hypothesis: Tobin lives in Zarnia.\n ### Label:",
+    ),
+    ("nli", "instruct"): (
+        "Please read the premise: Tobin lives in Pelbo. Does it entail the hypothesis: Tobin lives in Zarnia. Answer entailment, neutral or contradiction:",
+        "Please read the premise: Pelbo is big. Does it entail the hypothesis: Pelbo is old. Answer entailment, neutral or contradiction: neutral\n\n"
+        "Please read the premise: Mira owns a cat. Does it entail the hypothesis: Mira owns an animal. Answer entailment, neutral or contradiction: entailment\n\n"
+        "Please read the premise: Tobin lives in Pelbo. Does it entail the hypothesis: Tobin lives in Zarnia. Answer entailment, neutral or contradiction:",
+    ),
+    ("nli", "io"): (
+        "Tobin lives in Pelbo. Tobin lives in Zarnia.",
+        "Pelbo is big. Pelbo is old. neutral\n\n"
+        "Mira owns a cat. Mira owns an animal. entailment\n\n"
+        "Tobin lives in Pelbo. Tobin lives in Zarnia.",
+    ),
+    ("paraphrase", "default"): (
+        "### Sentence 1: Tobin lives in Pelbo.\n ### Sentence 2: Pelbo is where Tobin lives.\n ### Paraphrase:",
+        "### Sentence 1: The river is wide.\n ### Sentence 2: The river is broad.\n ### Paraphrase: yes\n\n"
+        "### Sentence 1: Mira owns a cat.\n ### Sentence 2: Mira owns a dog.\n ### Paraphrase: no\n\n"
+        "### Sentence 1: Tobin lives in Pelbo.\n ### Sentence 2: Pelbo is where Tobin lives.\n ### Paraphrase:",
+    ),
+    ("paraphrase", "instruct"): (
+        "Please read the two sentences: Tobin lives in Pelbo. and Pelbo is where Tobin lives. Do they mean the same thing? Answer yes or no:",
+        "Please read the two sentences: The river is wide. and The river is broad. Do they mean the same thing? Answer yes or no: yes\n\n"
+        "Please read the two sentences: Mira owns a cat. and Mira owns a dog. Do they mean the same thing? Answer yes or no: no\n\n"
+        "Please read the two sentences: Tobin lives in Pelbo. and Pelbo is where Tobin lives. Do they mean the same thing? Answer yes or no:",
+    ),
+    ("paraphrase", "io"): (
+        "Tobin lives in Pelbo. Pelbo is where Tobin lives.",
+        "The river is wide. The river is broad. yes\n\n"
+        "Mira owns a cat. Mira owns a dog. no\n\n"
+        "Tobin lives in Pelbo. Pelbo is where Tobin lives.",
+    ),
+}
+
+
+@pytest.mark.parametrize("task, prompt_format", sorted(GOLDEN_PROMPTS))
+def test_golden_prompts_through_lm_eval(task, prompt_format):
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+
+    records = [{"id": f"g{i}", **r} for i, r in enumerate(GOLDEN_RECORDS[task])]
+    dataset = datasets.DatasetDict(
+        {"test": datasets.Dataset.from_list(records[:1]), "train": datasets.Dataset.from_list(records[1:])}
+    )
+    zero_shot, two_shot = GOLDEN_PROMPTS[(task, prompt_format)]
+    assert get_task(task).render(records[0], prompt_format) == zero_shot
+    for shots, expected in ((0, zero_shot), (2, two_shot)):
+        lm_task = ConfigurableTask(config=ev.task_config("golden", get_task(task), prompt_format, shots, dataset))
+        lm_task.set_fewshot_seed(SEED)  # as simple_evaluate(fewshot_random_seed=...) does
+        assert lm_task.fewshot_context(dataset["test"][0], shots) == expected
+        assert lm_task.doc_to_target(dataset["test"][0]) == get_task(task).target(records[0])
+
+
+# ---------------------------------------------------------------- the whole path: fine-tuned to be perfect, scored perfect
+
+# The NLI label is fixed by the one-word hypothesis; the summary is the document's first two words. A 2-layer model
+# fine-tuned on 256 such records (15 epochs, ~2 s each) answers every test item of both.
+PERFECT_LABELS = {"cat": "entailment", "dog": "neutral", "river": "contradiction"}
+PERFECT_FT = {
+    "epochs": 15,
+    "lr": 5.0e-3,
+    "batch_size": 8,
+    "micro_batch_size": 8,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.0,
+    "max_length": 96,
+    "seed": 42,
+    "threads": 1,
+}
+
+
+def _perfect_records(task: str, split: str, n: int, rnd: random.Random) -> list[dict]:
+    rows = []
+    for i in range(n):
+        if task == "nli":
+            hypothesis = rnd.choice(sorted(PERFECT_LABELS))
+            record = {"premise": _sentence(rnd, 6), "hypothesis": hypothesis, "label": PERFECT_LABELS[hypothesis]}
+        else:
+            head = [rnd.choice("big small red blue old new".split()), rnd.choice("cat dog city river person".split())]
+            record = {"document": " ".join(head) + " " + _sentence(rnd, 4), "summary": " ".join(head)}
+        rows.append({"id": f"{task}-{split}-{i}", **record})
+    return rows
+
+
+@pytest.mark.parametrize("task", ["nli", "summarisation"])
+def test_a_model_finetuned_to_be_perfect_scores_perfect_through_lm_eval(model_dir, tmp_path, task):
+    from ptft.finetune import finetune
+
+    rnd = random.Random(5)
+    spec = {"task": task, "train": tmp_path / "train.jsonl", "test": tmp_path / "test.jsonl"}
+    _write_jsonl(spec["train"], _perfect_records(task, "train", 256, rnd))
+    _write_jsonl(spec["test"], _perfect_records(task, "test", 24, rnd))
+    finetune(model_dir, spec["train"], task, "perfect", PERFECT_FT, tmp_path / "model", threads=1)
+    cfg = {**EVAL_CFG, "prompt_formats": ["default"], "shots": [0], "limit": None, "batch_size": 8}
+    out, predictions = _run(tmp_path / "model", {"perfect": spec}, tmp_path, cfg)
+    assert out["ft_set"] == "perfect" and len(predictions) == 24
+    (result,) = out["results"]
+    if task == "nli":
+        assert result["value"] == 1.0 and (result["ci_low"], result["ci_high"]) == (1.0, 1.0)
+    else:
+        # Greedy decoding of a copied pair stops at EOS or the newline; 0.95 leaves room for one item half right
+        # (ROUGE-L 0.5) on 24, which a 2-layer model may miss while the wiring is still correct.
+        assert result["value"] >= 0.95
+        assert sum(p["prediction"].strip() == p["target"] for p in predictions) >= 22
 
 
 # ---------------------------------------------------------------- scoring functions on fixed inputs
@@ -283,3 +480,114 @@ def test_bootstrap_ci_chunks_give_the_same_interval_as_one_draw(monkeypatch):
     rng = np.random.default_rng(3)
     means = scores[rng.integers(0, 50, size=(300, 50))].mean(axis=1)
     assert whole == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
+
+
+# ---------------------------------------------------------------- lm-eval's own tasks: local stand-ins and native names
+
+NATIVE_TASKS = ("arc_easy", "arc_challenge", "openbookqa", "hellaswag", "boolq", "sciq")
+
+
+@pytest.fixture(scope="module")
+def qg_set(tmp_path_factory):
+    """A question-generation eval set with two question templates, each with several distinct answers."""
+    rnd = random.Random(3)
+    folder = tmp_path_factory.mktemp("qg")
+    foods, places = ["nuts", "berries", "fish", "seeds", "grass"], ["sea", "river", "city", "forest", "desert"]
+    rows = []
+    for i in range(8):
+        kind = i % 2
+        answer = rnd.choice(foods if kind == 0 else places)
+        rows.append(
+            {
+                "id": f"qg-test-{i}",
+                "context": f"The bimp {'eats' if kind == 0 else 'lives in the'} {answer}.",
+                "answer": answer,
+                "question": "What does the bimp eat?" if kind == 0 else "Where does the bimp live?",
+                "template": f"t{kind}",
+            }
+        )
+    _write_jsonl(folder / "test.jsonl", rows)
+    _write_jsonl(folder / "train.jsonl", rows)
+    return {"task": "question_generation", "test": folder / "test.jsonl", "train": folder / "train.jsonl"}
+
+
+def test_standin_records_have_three_distinct_distractors_of_the_same_kind(qg_set):
+    records = read_jsonl(qg_set["test"])
+    rows = ev.standin_records(records, seed=1)
+    assert rows == ev.standin_records(records, seed=1)
+    by_id = {r["id"]: r for r in records}
+    for row in rows:
+        record = by_id[row["id"]]
+        distractors = {row["distractor1"], row["distractor2"], row["distractor3"]}
+        assert len(distractors) == 3 and record["answer"] not in distractors
+        same_template = {r["answer"] for r in records if r["template"] == record["template"]}
+        assert distractors <= same_template
+        assert (row["support"], row["question"], row["correct_answer"]) == (
+            record["context"],
+            record["question"],
+            record["answer"],
+        )
+
+
+def test_standin_is_scored_with_lm_evals_own_sciq_definition(model_dir, qg_set, tmp_path):
+    cfg = {
+        **EVAL_CFG,
+        "prompt_formats": ["default"],
+        "shots": [0],
+        "limit": None,
+        "lm_eval_tasks": [{"name": "sciq_mini", "task": "sciq", "from": "qg"}],
+    }
+    out, predictions = _run(model_dir, {"qg": qg_set}, tmp_path, cfg)
+    native = [r for r in out["results"] if r["prompt_format"] == "native"]
+    assert [(r["eval_set"], r["task"], r["metric"], r["shots"]) for r in native] == [
+        ("sciq_mini", "sciq", "acc", 0),
+        ("sciq_mini", "sciq", "acc_norm", 0),
+    ]
+    rows = [p for p in predictions if p["eval_set"] == "sciq_mini"]
+    n = len(ev.standin_records(read_jsonl(qg_set["test"]), SEED))
+    assert len(rows) == n == native[0]["n"] > 0
+    for result, key in zip(native, ("score", "acc_norm")):
+        assert result["value"] == pytest.approx(np.mean([r[key] for r in rows]))
+        assert result["ci_low"] <= result["value"] <= result["ci_high"]
+    for row in rows:
+        assert row["target"] == 3 and len(row["loglikelihoods"]) == 4  # sciq.yaml: the correct answer is choice 3
+        assert row["score"] == float(row["prediction"] == 3)
+    # sciq.yaml's prompt: "{{support.lstrip()}}\nQuestion: {{question}}\nAnswer:"
+    first = read_jsonl(qg_set["test"])[0]
+    assert out["example_prompts"]["sciq_mini/native/0"] == f"{first['context']}\nQuestion: {first['question']}\nAnswer:"
+
+
+def test_standin_must_come_from_a_question_generation_eval_set(eval_sets):
+    with pytest.raises(KeyError, match="'from' must name a question_generation set"):
+        ev.standin_config({"name": "x", "task": "sciq", "from": "places_nli"}, eval_sets, SEED)
+    with pytest.raises(KeyError, match="no local stand-in for lm-eval task 'boolq'"):
+        ev.standin_config({"name": "x", "task": "boolq", "from": "places_nli"}, eval_sets, SEED)
+
+
+@pytest.fixture(scope="module")
+def native_task_manager():
+    """lm-eval's task index over the folders of the paper's six tasks only (the full index takes ~10 s)."""
+    from pathlib import Path
+
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+
+    root = Path(lm_eval.tasks.__file__).parent
+    folders = [root / f for f in ("arc", "openbookqa", "hellaswag", "super_glue/boolq", "sciq")]
+    return TaskManager(include_defaults=False, include_path=[str(f) for f in folders])
+
+
+def test_the_papers_native_tasks_resolve_and_missing_data_fails_clearly(native_task_manager, monkeypatch, tmp_path):
+    import datasets
+
+    assert set(NATIVE_TASKS) <= set(native_task_manager.all_tasks)
+    with pytest.raises(KeyError, match=r"\['arc_eazy'\] are not lm-eval tasks"):
+        ev.check_native_tasks(["arc_easy", "arc_eazy"], native_task_manager)
+    # An empty datasets cache, offline: the hub dataset cannot be there.
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
+    with pytest.raises(RuntimeError, match=r"lm-eval task 'arc_easy' could not load its dataset offline; its data must be downloaded"):
+        ev.check_native_tasks(["arc_easy"], native_task_manager)

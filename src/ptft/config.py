@@ -84,6 +84,14 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
     for name in config["evaluate"]["eval_sets"]:
         if name not in datasets:
             raise ConfigError(f"{source}: evaluate.eval_sets lists {name!r}, which is not in data.datasets {sorted(datasets)}")
+    for entry in config["evaluate"].get("lm_eval_tasks", []):
+        if isinstance(entry, dict):
+            origin = entry["from"]
+            if origin not in config["evaluate"]["eval_sets"] or datasets[origin]["task"] != "question_generation":
+                raise ConfigError(
+                    f"{source}: evaluate.lm_eval_tasks stand-in {entry['name']!r}: 'from' must name a "
+                    f"question_generation set among evaluate.eval_sets, got {origin!r}"
+                )
     for name in config["finetune"]["ft_sets"]:
         settings = finetune_settings(config, name)
         if settings["batch_size"] % settings["micro_batch_size"]:

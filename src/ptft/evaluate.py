@@ -194,6 +194,104 @@ def task_config(eval_set: str, family: TaskFamily, prompt_format: str, shots: in
     return config
 
 
+# ---------------------------------------------------------------- lm-eval's own tasks (the instruction-tuning benchmarks)
+
+NATIVE_FORMAT = "native"  # prompt_format of a row scored with lm-eval's own task definition
+NATIVE_METRICS = ("acc", "acc_norm")
+# A local stand-in keeps the lm-eval task's YAML (prompt, choices, metrics) and swaps only its data.
+STANDIN_TASKS = ("sciq",)
+
+
+def _native_yaml(task: str) -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).parent / task / f"{task}.yaml"
+
+
+def standin_records(records: Sequence[Mapping[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """SciQ-shaped multiple-choice records from question-generation records (context, question, answer).
+
+    The support is the context and the three distractors are other records' answers to questions of the same
+    template (the same kind of answer: a food, a place, a class), drawn with the seed; records whose template has
+    fewer than three other distinct answers are left out.
+    """
+    by_template: dict[str, list[str]] = {}
+    for record in records:
+        by_template.setdefault(str(record.get("template", "")), []).append(record["answer"])
+    rng = random.Random(seed)
+    rows = []
+    for record in records:
+        others = sorted({a for a in by_template[str(record.get("template", ""))] if a != record["answer"]})
+        if len(others) < 3:
+            continue
+        d1, d2, d3 = rng.sample(others, 3)
+        rows.append(
+            {
+                "id": record["id"],
+                "support": record["context"],
+                "question": record["question"],
+                "distractor1": d1,
+                "distractor2": d2,
+                "distractor3": d3,
+                "correct_answer": record["answer"],
+            }
+        )
+    return rows
+
+
+def standin_config(spec: Mapping[str, Any], eval_sets: Mapping[str, Mapping[str, Any]], seed: int) -> dict[str, Any]:
+    """lm-eval's own YAML for spec["task"] (e.g. sciq) with its data replaced by records built from an eval set."""
+    import datasets
+    import yaml
+
+    name, task, source = spec["name"], spec["task"], spec["from"]
+    if task not in STANDIN_TASKS:
+        raise KeyError(f"lm_eval_tasks entry {name!r}: no local stand-in for lm-eval task {task!r}; known: {STANDIN_TASKS}")
+    if source not in eval_sets or get_task(eval_sets[source]["task"]).name != "question_generation":
+        raise KeyError(
+            f"lm_eval_tasks entry {name!r}: 'from' must name a question_generation set among evaluate.eval_sets, got {source!r}"
+        )
+    config = yaml.safe_load(_native_yaml(task).read_text())
+    rows = standin_records(read_jsonl(Path(eval_sets[source]["test"])), seed)
+    if not rows:
+        raise ValueError(f"lm_eval_tasks entry {name!r}: {eval_sets[source]['test']} gives no multiple-choice records")
+    dataset = datasets.DatasetDict({TEST_SPLIT: datasets.Dataset.from_list(rows)})
+    config.update(task=name, custom_dataset=functools.partial(_dataset, dataset=dataset), num_fewshot=0)
+    for key in ("dataset_path", "dataset_name", "training_split", "validation_split"):
+        config.pop(key, None)
+    config["test_split"] = TEST_SPLIT
+    config.setdefault("metadata", {}).update(standin_for=task, source=source)
+    return config
+
+
+def check_native_tasks(names: Sequence[str], task_manager) -> None:
+    """Each name must be an lm-eval task whose data is already on this machine (nothing is downloaded here)."""
+    unknown = [n for n in names if n not in task_manager.all_tasks]
+    if unknown:
+        raise KeyError(f"evaluate.lm_eval_tasks: {unknown} are not lm-eval tasks (lm_eval {importlib.metadata.version('lm_eval')})")
+    for name in names:
+        try:
+            task_manager.load([name])
+        except Exception as err:  # datasets raises several kinds (ConnectionError, FileNotFoundError, ValueError)
+            raise RuntimeError(
+                f"evaluate.lm_eval_tasks: lm-eval task {name!r} could not load its dataset offline; "
+                f"its data must be downloaded first (run once with network access, HF_DATASETS_OFFLINE unset, "
+                f"so the datasets cache holds it). Cause: {type(err).__name__}: {err}"
+            ) from err
+
+
+def _native_prediction_row(sample: Mapping[str, Any]) -> dict[str, Any]:
+    loglikelihoods = [float(ll) for ll, _is_greedy in sample["filtered_resps"]]
+    return {
+        "doc_id": sample["doc"].get("id", sample["doc_id"]),
+        "target": sample["target"],
+        "prediction": int(np.argmax(loglikelihoods)),
+        "score": float(sample["acc"]),
+        "acc_norm": float(sample["acc_norm"]),
+        "loglikelihoods": loglikelihoods,
+    }
+
+
 # ---------------------------------------------------------------- one model, every eval set
 
 
@@ -269,6 +367,23 @@ def evaluate(
                 conditions[config["task"]] = (eval_set, family, prompt_format, int(shots))
                 configs.append(config)
 
+    # lm-eval's own tasks: native names (data from the datasets cache) and local stand-ins (lm-eval's YAML, our data).
+    native: dict[str, str] = {}  # lm-eval task name -> the lm-eval task whose definition scores it
+    native_names = [t for t in eval_cfg.get("lm_eval_tasks") or [] if isinstance(t, str)]
+    # Indexing the harness's thousands of YAML tasks takes seconds: only when a native task needs it.
+    task_manager = TaskManager(include_defaults=bool(native_names))
+    check_native_tasks(native_names, task_manager)
+    for entry in eval_cfg.get("lm_eval_tasks") or []:
+        if isinstance(entry, str):
+            configs.append(entry)
+            native[entry] = entry
+        else:
+            configs.append(standin_config(entry, eval_sets, seed))
+            native[entry["name"]] = entry["task"]
+    clash = sorted(set(native) & set(eval_sets))
+    if clash:
+        raise KeyError(f"evaluate.lm_eval_tasks: {clash} also name eval sets; a row's eval_set must say which it is")
+
     model, tokenizer = _load_model(model_dir)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg["batch_size"])
     output = lm_eval.simple_evaluate(
@@ -278,7 +393,7 @@ def evaluate(
         limit=eval_cfg.get("limit"),
         bootstrap_iters=0,  # our own seeded bootstrap below
         log_samples=True,
-        task_manager=TaskManager(include_defaults=False),  # skip indexing the harness's thousands of YAML tasks
+        task_manager=task_manager,
         random_seed=seed,
         numpy_random_seed=seed,
         torch_random_seed=seed,
@@ -331,6 +446,33 @@ def evaluate(
             }
         )
         example_prompts[f"{eval_set}/{prompt_format}/{shots}"] = samples[0]["arguments"][0][0]
+
+    for name in sorted(native):
+        samples = sorted(output["samples"][name], key=lambda s: s["doc_id"])
+        if not samples:
+            raise RuntimeError(f"lm-eval returned no scored items for {name}")
+        shots = int(output["n-shot"].get(name) or 0) if "n-shot" in output else 0
+        rows = [_native_prediction_row(sample) for sample in samples]
+        for row in rows:
+            row.update(eval_set=name, prompt_format=NATIVE_FORMAT, shots=shots)
+        predictions.extend(rows)
+        for metric in NATIVE_METRICS:
+            scores = [row["score"] if metric == "acc" else row["acc_norm"] for row in rows]
+            low, high = bootstrap_ci(scores, int(eval_cfg["bootstrap_resamples"]), seed)
+            results.append(
+                {
+                    "eval_set": name,
+                    "task": native[name],
+                    "prompt_format": NATIVE_FORMAT,
+                    "shots": shots,
+                    "metric": metric,
+                    "value": float(np.mean(scores)),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": len(scores),
+                }
+            )
+        example_prompts[f"{name}/{NATIVE_FORMAT}/{shots}"] = samples[0]["arguments"][0][0]
 
     lm_eval_version = importlib.metadata.version("lm_eval")
     write_jsonl(out_predictions, predictions)
