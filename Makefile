@@ -12,7 +12,7 @@ export XDG_CACHE_HOME      = $(CURDIR)/.cache
 export MPLCONFIGDIR        = $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: study report report-screenshot test lint dry-run touch lock clean-results
+.PHONY: study report report-screenshot test lint dry-run touch repro lock clean-results
 
 $(VENV)/.installed: envs/requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ dry-run: $(VENV)/.installed
 
 touch: $(VENV)/.installed  ## after dvc checkout/pull or a git switch: realign Snakemake's mtimes
 	$(BIN)/snakemake --configfile $(CONFIG) --cores 1 --touch
+
+repro: $(VENV)/.installed  ## dvc repro: the dvc.yaml stages call `snakemake` by name, so the venv goes first on PATH
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 lock: $(VENV)/.installed
 	{ echo "# Pinned stack of ptft (Python 3.11). Regenerate: make lock. torch is the CPU build that lies on disk here."; \

@@ -26,3 +26,29 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+# One target per phase: the DVC stages in dvc.yaml each run one of these.
+rule phase_data:
+    input:
+        get_phase_output("data"),
+
+
+rule phase_checkpoints:
+    input:
+        get_phase_output("checkpoints"),
+
+
+rule phase_finetune:
+    input:
+        get_phase_output("finetune"),
+
+
+rule phase_evaluate:
+    input:
+        get_phase_output("evaluate"),
+
+
+rule phase_analysis:
+    input:
+        get_phase_output("analysis"),

@@ -36,9 +36,11 @@ rule pretrain:
         "../envs/train.yaml"
     threads: get_threads("pretrain")
     resources:
-        mem_mb=4000,
-        runtime=120,
+        gpu=get_resource("pretrain", "gpu"),
+        cpus_per_gpu=get_resource("pretrain", "cpus_per_gpu"),
+        mem_mb=get_resource("pretrain", "mem_mb"),
+        runtime=get_resource("pretrain", "runtime"),
     params:
-        model_config=get_model_config,
+        model_config=get_pretrain_config,
     script:
         "../scripts/pretrain.py"

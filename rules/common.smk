@@ -40,6 +40,15 @@ def get_model_config(wildcards):
     return config["models"][wildcards.model]
 
 
+def get_pretrain_config(wildcards):
+    """A model's config minus its list of checkpoints: adding a step must not re-run the earlier ones."""
+    return {
+        key: value
+        for key, value in config["models"][wildcards.model].items()
+        if key != "checkpoints"
+    }
+
+
 def get_previous_checkpoint(wildcards):
     """The embedded checkpoint a step continues from (none for the first configured step)."""
     previous = study_config.previous_step(config, wildcards.model, int(wildcards.step))
@@ -58,6 +67,11 @@ def get_ft_task(wildcards):
 
 def get_finetune_settings(wildcards):
     return study_config.finetune_settings(config, wildcards.ft_set)
+
+
+def get_resource(phase, name):
+    """A cluster request of one job family (config key resources.<phase>.<name>; see the schema)."""
+    return config["resources"][phase][name]
 
 
 def get_threads(section):
@@ -159,3 +173,40 @@ def get_final_output():
             for ext in ("png", "svg")
         ],
     ]
+
+
+def get_phase_output(phase):
+    """Every file target of one phase for this config: what the phase_<name> rule (and its DVC stage) builds."""
+    if phase == "data":
+        return [
+            "data/corpus/train.jsonl",
+            "data/corpus/card.json",
+            *[
+                f"data/{name}/{part}"
+                for name in DATASETS
+                for part in ("train.jsonl", "test.jsonl", "card.json")
+            ],
+        ]
+    if phase == "checkpoints":
+        return [
+            path
+            for model in MODELS
+            for path in [f"checkpoints/{model}/tokenizer"]
+            + [f"checkpoints/{model}/{step}" for step in model_steps(model)]
+        ]
+    if phase == "finetune":
+        return [
+            f"models/{model}/{step}/{ft_set}"
+            for model in MODELS
+            for step in model_steps(model)
+            for ft_set in FT_SETS
+        ]
+    if phase == "evaluate":
+        return get_eval_results()
+    if phase == "analysis":
+        return [
+            path
+            for path in get_final_output()
+            if path.startswith(("results/tables/", "results/figures/"))
+        ]
+    raise WorkflowError(f"unknown phase {phase!r}")

@@ -16,8 +16,10 @@ rule evaluate:
         "../envs/eval.yaml"
     threads: get_threads("evaluate")
     resources:
-        mem_mb=4000,
-        runtime=120,
+        gpu=get_resource("evaluate", "gpu"),
+        cpus_per_gpu=get_resource("evaluate", "cpus_per_gpu"),
+        mem_mb=get_resource("evaluate", "mem_mb"),
+        runtime=get_resource("evaluate", "runtime"),
     params:
         eval_sets=get_eval_sets(),
         settings=config["evaluate"],

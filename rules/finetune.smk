@@ -15,8 +15,10 @@ rule finetune:
         "../envs/train.yaml"
     threads: get_threads("finetune")
     resources:
-        mem_mb=4000,
-        runtime=240,
+        gpu=get_resource("finetune", "gpu"),
+        cpus_per_gpu=get_resource("finetune", "cpus_per_gpu"),
+        mem_mb=get_resource("finetune", "mem_mb"),
+        runtime=get_resource("finetune", "runtime"),
     params:
         task=get_ft_task,
         settings=get_finetune_settings,

@@ -83,3 +83,20 @@ def test_lm_eval_tasks_default_empty_and_standins_are_checked(params):
     params["evaluate"]["lm_eval_tasks"][1].update({"from": "science_qg", "task": "boolq"})
     with pytest.raises(ConfigError, match=r"lm_eval_tasks"):
         validate(params)
+
+
+def test_cluster_resources_default_to_cpu_jobs(params):
+    config = validate(params)
+    assert set(config["resources"]) == {"pretrain", "finetune", "evaluate"}
+    assert {phase: r["gpu"] for phase, r in config["resources"].items()} == {"pretrain": 0, "finetune": 0, "evaluate": 0}
+    assert config["resources"]["finetune"]["runtime"] == 240
+
+
+def test_gpu_request_is_validated(params):
+    params["resources"] = {"finetune": {"gpu": 1, "cpus_per_gpu": 8, "mem_mb": 64000, "runtime": 720}}
+    config = validate(params)
+    assert config["resources"]["finetune"]["gpu"] == 1
+    assert config["resources"]["evaluate"]["gpu"] == 0
+    params["resources"]["finetune"]["gpus"] = 1
+    with pytest.raises(ConfigError, match=r"resources\.finetune: Additional properties .*'gpus'"):
+        validate(params)

@@ -3,56 +3,36 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "schemas", "envs", "profiles", "report"]
+from conftest import ROOT, job_counts, snakemake
 
 pytestmark = pytest.mark.integration
 
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "XDG_CACHE_HOME": str(workdir / ".cache")}
-    proc = subprocess.run(
-        [str(SNAKEMAKE), "--cores", "2", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=1500
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
-    return proc
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table into {rule: count} (empty when there is nothing to do)."""
-    counts: dict[str, int] = {}
-    match = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total", output, re.S)
-    if not match:
-        return counts
-    for line in match.group(1).splitlines():
-        rule, count = line.split()
-        counts[rule] = int(count)
-    return counts
+# Every job downstream of the evaluations: each runs once whenever any evaluation result changes.
+ANALYSIS_JOBS = {
+    "aggregate": 1,
+    "plot_base_curves": 1,
+    "plot_finetune_gain": 1,
+    "findings_tables": 1,
+    "finetune_curves_table": 1,
+    "plot_prompt_sensitivity": 1,
+    "plot_ratio_of_change": 1,
+    "plot_gain_by_group": 1,
+    "plot_base_curves_by_group": 1,
+    "plot_finetune_curves": 1,
+    "all": 1,
+}
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("study")
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
-    shutil.copy(ROOT / "tests/integration/config.yaml", workdir / "params.yaml")
-    first = snakemake(workdir)
-    (workdir / "first_run.log").write_text(first.stderr)
-    return workdir
+def study(local_study) -> Path:
+    return local_study
 
 
 def config_of(workdir: Path) -> dict:
@@ -160,17 +140,7 @@ def test_changing_one_learning_rate_reruns_only_that_set(study):
     expected = {
         "finetune": len(steps),
         "evaluate": len(steps),
-        "aggregate": 1,
-        "plot_base_curves": 1,
-        "plot_finetune_gain": 1,
-        "findings_tables": 1,
-        "finetune_curves_table": 1,
-        "plot_prompt_sensitivity": 1,
-        "plot_ratio_of_change": 1,
-        "plot_gain_by_group": 1,
-        "plot_base_curves_by_group": 1,
-        "plot_finetune_curves": 1,
-        "all": 1,
+        **ANALYSIS_JOBS,
     }
     dry = snakemake(study, "-n")
     assert job_counts(dry.stdout + dry.stderr) == expected
@@ -179,6 +149,29 @@ def test_changing_one_learning_rate_reruns_only_that_set(study):
 
     changed = {p for p, mtime in before.items() if p.stat().st_mtime_ns != mtime}
     assert changed == {study / f"results/eval/tiny/{s}/news_sum.json" for s in steps}
+    again = snakemake(study, "-n")
+    assert job_counts(again.stdout + again.stderr) == {}
+
+
+def test_adding_a_checkpoint_runs_only_its_jobs(study):
+    """A later step: one pre-training increment, its fine-tunes and evaluations, then aggregation."""
+    config = config_of(study)
+    steps = config["models"]["tiny"]["checkpoints"]
+    new_step = max(steps) + 10
+    config["models"]["tiny"]["checkpoints"] = [*steps, new_step]
+    (study / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    n_ft = len(config["finetune"]["ft_sets"])
+    expected = {
+        "pretrain": 1,
+        "finetune": n_ft,
+        "evaluate": 1 + n_ft,
+        **ANALYSIS_JOBS,
+    }
+    dry = snakemake(study, "-n")
+    assert job_counts(dry.stdout + dry.stderr) == expected, dry.stdout[-3000:]
+    run = snakemake(study)
+    assert job_counts(run.stdout + run.stderr) == expected
+    assert (study / f"checkpoints/tiny/{new_step}/model.safetensors").is_file()
     again = snakemake(study, "-n")
     assert job_counts(again.stdout + again.stderr) == {}
 
