@@ -97,6 +97,14 @@ def test_base_curves_log_axis_keeps_step_zero():
     assert base_curves_figure(narrow).axes[0].get_xscale() == "linear"
 
 
+def test_base_curves_name_the_steps_on_a_secondary_axis():
+    ax = base_curves_figure(results_table(steps_tokens=((0, 0), (150, 307200), (400, 819200)))).axes[0]
+    (top,) = ax.child_axes
+    assert [t.get_text() for t in top.get_xticklabels()] == ["0", "150", "400"]
+    assert list(top.get_xticks()) == [0.0, 307200.0, 819200.0]
+    assert top.get_xlabel() == "Checkpoint (step)"
+
+
 def test_finetune_gain_panels_series_and_zero_line():
     gain = finetune_gain(results_table(), FT_SETS)
     fig = finetune_gain_figure(gain)

@@ -116,6 +116,15 @@ def _human(x: float, _pos: int | None = None) -> str:
     return f"{x:.3g}"
 
 
+def _step_axis(ax, panel: pd.DataFrame) -> None:
+    """Name each checkpoint's step on a secondary (top) axis, at its token position on the main axis."""
+    checkpoints = panel.drop_duplicates("step").sort_values("tokens")
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(checkpoints["tokens"].to_numpy(float), labels=[str(s) for s in checkpoints["step"]])
+    top.tick_params(labelsize="small")
+    top.set_xlabel("Checkpoint (step)", fontsize="small")
+
+
 def _token_axis(ax, tokens: np.ndarray) -> str:
     """Log scale when the checkpoints span more than 10x; symlog keeps step 0 (zero tokens) on the axis."""
     positive = np.unique(tokens[tokens > 0])
@@ -207,6 +216,7 @@ def base_curves_figure(
                 )  # fmt: skip
                 container[0].set_gid(f"{eval_set}|{fmt}")
             ax.set_xlabel(_token_axis(ax, panel["tokens"].to_numpy(float)))
+            _step_axis(ax, panel)
             ax.set_ylabel(_metric_label(panel["metric"]))
             ax.set_title(f"{model}: {task}" if several_models else task)
             _legend(ax)
