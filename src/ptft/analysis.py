@@ -200,6 +200,23 @@ def write_table_provenance(
 # ---------------------------------------------------------------------------------------------- analysis
 
 
+def _join_base(tuned: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """`tuned` rows with a `base` column: the base model's value at the same checkpoint, eval set, format and
+    shots; raises naming the first row that has no base result."""
+    keys = ["model", "step", "eval_set", "prompt_format", "shots", "metric"]
+    base = df[df["ft_set"] == BASE][keys + ["value"]].rename(columns={"value": "base"})
+    merged = tuned.merge(base, on=keys, how="left", validate="many_to_one")
+    missing = merged[merged["base"].isna()]
+    if not missing.empty:
+        m = missing.iloc[0]
+        raise ValueError(
+            f"no base result to compare ft_set {m['ft_set']!r} against: model={m['model']!r} step={m['step']} "
+            f"eval_set={m['eval_set']!r} prompt_format={m['prompt_format']!r} shots={m['shots']} "
+            f"({len(missing)} such rows)"
+        )
+    return merged
+
+
 def finetune_gain(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
     """Fine-tuned minus base, per checkpoint, for every eval_set of the ft_set's own task family.
 
@@ -221,20 +238,7 @@ def finetune_gain(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
             )
     family = tuned["ft_set"].map(dict(ft_sets))
     tuned = tuned[tuned["task"] == family]
-    base = df[df["ft_set"] == BASE]
-    keys = ["model", "step", "eval_set", "prompt_format", "shots", "metric"]
-    merged = tuned.merge(
-        base[keys + ["value"]].rename(columns={"value": "base"}), on=keys, how="left", validate="many_to_one"
-    )
-    missing = merged[merged["base"].isna()]
-    if not missing.empty:
-        m = missing.iloc[0]
-        raise ValueError(
-            f"no base result to compare ft_set {m['ft_set']!r} against: model={m['model']!r} step={m['step']} "
-            f"eval_set={m['eval_set']!r} prompt_format={m['prompt_format']!r} shots={m['shots']} "
-            f"({len(missing)} such rows)"
-        )
-    out = merged.rename(columns={"value": "finetuned"})
+    out = _join_base(tuned, df).rename(columns={"value": "finetuned"})
     out["gain"] = out["finetuned"] - out["base"]
     out["in_domain"] = out["eval_set"] == out["ft_set"]
     return sort_results(out[GAIN_COLUMNS].astype({"in_domain": "bool"}))
@@ -342,16 +346,7 @@ def _paired_with_base(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFr
         raise KeyError(
             f"ft_sets {unknown} are in the results but have no task family in ft_sets (known: {sorted(ft_sets)})"
         )
-    keys = ["model", "step", "eval_set", "prompt_format", "shots", "metric"]
-    base = df[df["ft_set"] == BASE][keys + ["value"]].rename(columns={"value": "base"})
-    merged = tuned.merge(base, on=keys, how="left", validate="many_to_one")
-    missing = merged[merged["base"].isna()]
-    if not missing.empty:
-        m = missing.iloc[0]
-        raise ValueError(
-            f"no base result to compare ft_set {m['ft_set']!r} against: model={m['model']!r} step={m['step']} "
-            f"eval_set={m['eval_set']!r} prompt_format={m['prompt_format']!r} shots={m['shots']}"
-        )
+    merged = _join_base(tuned, df)
     merged["ft_task"] = merged["ft_set"].map(dict(ft_sets))
     return merged
 
