@@ -5,7 +5,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "params.yaml"
+# A study config given on the command line (--configfile) replaces params.yaml rather than being merged into it:
+# another study must not inherit the mini-study's models and data sets. DVC and plain `snakemake` read params.yaml.
+if not workflow.overwrite_configfiles:
+
+    configfile: "params.yaml"
 
 
 report: "report/workflow.rst"

@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 from ptft import config as study_config
+from ptft import hub
 
 # The schema (validated in the Snakefile) filled the defaults; now the checks a schema cannot express.
 try:
@@ -10,18 +11,35 @@ try:
 except study_config.ConfigError as err:
     raise WorkflowError(str(err))
 
-# The embedded study never touches the network, and every cache stays inside the project.
+# Offline studies never touch the network; online ones (hub models) may. Every cache stays inside the project.
 study_config.apply_offline(config, Path.cwd())
 
 MODELS = sorted(config["models"])
+EMBEDDED_MODELS = [m for m in MODELS if config["models"][m]["source"] == "embedded"]
+# Hub and local models: their checkpoints are materialized (downloaded or copied), not pre-trained here.
+MATERIALIZED_MODELS = [m for m in MODELS if m not in EMBEDDED_MODELS]
+REVISIONS_LOCK = hub.lock_path(config)
+# Read once: planning expands selection rules from it; the materialize jobs add entries as they pin revisions.
+REVISIONS = hub.read_lock(REVISIONS_LOCK)
 DATASETS = sorted(config["data"]["datasets"])
 FT_SETS = sorted(config["finetune"]["ft_sets"])
 EVAL_SETS = list(config["evaluate"]["eval_sets"])
-STEPS = sorted({s for m in MODELS for s in config["models"][m]["checkpoints"]})
+
+
+def model_steps(model):
+    """A model's checkpoint labels (the {step} wildcard): steps, hub revision names, steps a rule was pinned to."""
+    try:
+        return study_config.checkpoint_labels(config, model, REVISIONS)
+    except study_config.ConfigError as err:
+        raise WorkflowError(str(err))
+
+
+STEPS = sorted({str(s) for m in MODELS for s in model_steps(m)})
 
 
 def alternatives(names):
-    return "|".join(re.escape(str(n)) for n in names)
+    # An empty list must match nothing (an empty alternative would match an empty path segment).
+    return "|".join(re.escape(str(n)) for n in names) or "(?!x)x"
 
 
 wildcard_constraints:
@@ -32,16 +50,12 @@ wildcard_constraints:
     ft=alternatives(FT_SETS + ["base"]),
 
 
-def model_steps(model):
-    return study_config.checkpoint_steps(config, model)
-
-
 def get_model_config(wildcards):
     return config["models"][wildcards.model]
 
 
 def get_pretrain_config(wildcards):
-    """A model's config minus its list of checkpoints: adding a step must not re-run the earlier ones."""
+    """A model's config minus its list of checkpoints: adding a step must not re-run (or re-download) the others."""
     return {
         key: value
         for key, value in config["models"][wildcards.model].items()
@@ -178,9 +192,9 @@ def get_final_output():
 def get_phase_output(phase):
     """Every file target of one phase for this config: what the phase_<name> rule (and its DVC stage) builds."""
     if phase == "data":
+        corpus = ["data/corpus/train.jsonl", "data/corpus/card.json"]
         return [
-            "data/corpus/train.jsonl",
-            "data/corpus/card.json",
+            *(corpus if EMBEDDED_MODELS else []),
             *[
                 f"data/{name}/{part}"
                 for name in DATASETS
@@ -191,7 +205,9 @@ def get_phase_output(phase):
         return [
             path
             for model in MODELS
-            for path in [f"checkpoints/{model}/tokenizer"]
+            for path in (
+                [f"checkpoints/{model}/tokenizer"] if model in EMBEDDED_MODELS else []
+            )
             + [f"checkpoints/{model}/{step}" for step in model_steps(model)]
         ]
     if phase == "finetune":

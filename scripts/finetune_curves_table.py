@@ -7,10 +7,11 @@ from ptft.provenance import redirect_output_to_log
 redirect_output_to_log(snakemake.log[0])
 
 from ptft.analysis import read_train_logs, write_table, write_table_provenance
+from ptft.provenance import read_provenance
 
-# models/{model}/{step}/{ft_set}
+# models/{model}/{label}/{ft_set}: the label may be a revision name (main), so the numeric step comes from provenance.
 logs = {
-    (Path(m).parts[-3], int(Path(m).parts[-2]), Path(m).parts[-1]): Path(m) / "train_log.jsonl"
+    (Path(m).parts[-3], int(read_provenance(m)["step"]), Path(m).parts[-1]): Path(m) / "train_log.jsonl"
     for m in snakemake.input.models
 }
 write_table(read_train_logs(logs), snakemake.output.table)

@@ -87,8 +87,10 @@ def test_lm_eval_tasks_default_empty_and_standins_are_checked(params):
 
 def test_cluster_resources_default_to_cpu_jobs(params):
     config = validate(params)
-    assert set(config["resources"]) == {"pretrain", "finetune", "evaluate"}
-    assert {phase: r["gpu"] for phase, r in config["resources"].items()} == {"pretrain": 0, "finetune": 0, "evaluate": 0}
+    assert set(config["resources"]) == {"pretrain", "materialize", "finetune", "evaluate"}
+    assert {phase: r["gpu"] for phase, r in config["resources"].items()} == {
+        "pretrain": 0, "materialize": 0, "finetune": 0, "evaluate": 0
+    }
     assert config["resources"]["finetune"]["runtime"] == 240
 
 

@@ -99,11 +99,59 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
                 f"{source}: finetune.ft_sets.{name}: batch_size {settings['batch_size']} is not a multiple of "
                 f"micro_batch_size {settings['micro_batch_size']}"
             )
+    for name, spec in datasets.items():
+        kind = spec.get("source", "generated")
+        if kind == "generated" and "domain" not in spec:
+            raise ConfigError(f"{source}: data.datasets.{name}: a generated set needs 'domain' (ptft.data.DOMAINS)")
+        if kind == "hub" and "hub" not in spec:
+            raise ConfigError(f"{source}: data.datasets.{name}: source hub needs hub: {{repo: ...}}")
     for model, spec in config["models"].items():
+        check_model(config, model, spec, source)
         ctx = spec.get("architecture", {}).get("max_position_embeddings")
         seq = spec.get("pretrain", {}).get("seq_len")
         if ctx and seq and seq > ctx:
             raise ConfigError(f"{source}: models.{model}.pretrain.seq_len {seq} exceeds architecture.max_position_embeddings {ctx}")
+
+
+EMBEDDED_KEYS = ("architecture", "tokenizer", "pretrain")
+KEYS_OF_SOURCE = {
+    "embedded": {"source", "checkpoints", *EMBEDDED_KEYS},
+    "hub": {"source", "checkpoints", "repo", "family", "snap", "main"},
+    "local": {"source", "checkpoints", "path", "tokens_per_step"},
+}
+REQUIRED_OF_SOURCE = {"embedded": (), "hub": ("repo", "family"), "local": ("path", "tokens_per_step")}
+
+
+def check_model(config: dict[str, Any], model: str, spec: dict[str, Any], source: str = "config") -> None:
+    """A model's keys must fit its source. Schema defaults of embedded-only keys are dropped from hub/local models."""
+    kind = spec["source"]
+    if kind != "embedded":
+        # The schema's defaults fill architecture/tokenizer/pretrain for every model; keep only what the user wrote.
+        schema = load_schema()
+        model_schema = {**schema["properties"]["models"]["additionalProperties"], "$defs": schema["$defs"]}
+        for key in EMBEDDED_KEYS:
+            if key in spec and spec[key] == fill_defaults({key: {}}, model_schema)[key]:
+                del spec[key]
+    extra = sorted(set(spec) - KEYS_OF_SOURCE[kind])
+    if extra:
+        raise ConfigError(
+            f"{source}: models.{model} (source {kind}) has {extra}, which apply to other sources only; "
+            f"its keys are {sorted(KEYS_OF_SOURCE[kind])}"
+            + (" (a hub model's architecture and tokenizer come from its repository)" if kind == "hub" else "")
+        )
+    missing = [key for key in REQUIRED_OF_SOURCE[kind] if key not in spec]
+    if missing:
+        raise ConfigError(f"{source}: models.{model} (source {kind}) needs {missing}")
+    if kind == "hub":
+        from ptft.hub import get_family
+
+        get_family(spec["family"], model)
+    for item in spec["checkpoints"]:
+        if kind != "hub" and not isinstance(item, int):
+            raise ConfigError(
+                f"{source}: models.{model}.checkpoints: {item!r} is not a step; only hub models take revision "
+                f"names and selection rules, a {kind} model's checkpoints are integers"
+            )
 
 
 def finetune_settings(config: dict[str, Any], ft_set: str) -> dict[str, Any]:
@@ -116,7 +164,32 @@ def finetune_settings(config: dict[str, Any], ft_set: str) -> dict[str, Any]:
 
 
 def checkpoint_steps(config: dict[str, Any], model: str) -> list[int]:
+    """The configured steps of an embedded model, in order."""
     return sorted(config["models"][model]["checkpoints"])
+
+
+def checkpoint_labels(config: dict[str, Any], model: str, lock: dict[str, Any] | None = None) -> list[int | str]:
+    """Every checkpoint label of a model (the {step} wildcard): steps, revision names, and the steps a selection
+    rule was pinned to in the revisions lock. Planning needs no network: an unpinned rule is an error."""
+    spec = config["models"][model]
+    if spec["source"] == "embedded":
+        return checkpoint_steps(config, model)
+    labels: list[int | str] = []
+    for item in spec["checkpoints"]:
+        if isinstance(item, dict):
+            from ptft.hub import RESOLVE_COMMAND, rule_key, rule_labels
+
+            picked = rule_labels(lock or {}, model, item)
+            if picked is None:
+                raise ConfigError(
+                    f"models.{model}.checkpoints: selection rule {rule_key(item)} is not resolved yet (planning does "
+                    f"not ask the hub). Pin it in the revisions lock first: "
+                    + RESOLVE_COMMAND.format(configfile="<your config>")
+                )
+            labels.extend(picked)
+        else:
+            labels.append(item)
+    return list(dict.fromkeys(labels))
 
 
 def previous_step(config: dict[str, Any], model: str, step: int) -> int | None:
@@ -126,14 +199,14 @@ def previous_step(config: dict[str, Any], model: str, step: int) -> int | None:
 
 
 def apply_offline(config: dict[str, Any], project_dir: Path) -> None:
-    """For an offline study: forbid hub access and keep every cache inside the project (jobs inherit this)."""
+    """Set the hub clients' mode for the study's jobs (they inherit this process's environment): an offline study
+    forbids hub access; a study with offline: false allows it even when the shell (e.g. the Makefile) set
+    HF_HUB_OFFLINE. Either way every cache defaults to the project's .cache/ (an HF_HOME already set wins)."""
     import os
 
-    if not config.get("offline", True):
-        return
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    flag = "1" if config.get("offline", True) else "0"
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[name] = flag
     cache = Path(project_dir).resolve() / ".cache"
     os.environ.setdefault("HF_HOME", str(cache / "huggingface"))
     os.environ.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))

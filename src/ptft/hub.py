@@ -1,0 +1,547 @@
+"""Checkpoints from the Hugging Face hub and local folders: resolve a configured checkpoint to a branch and commit,
+pin it in the study's lock file, and materialize it as a checkpoint folder (safetensors only) with provenance.
+
+    python -m ptft.hub resolve --configfile configs/paper-olmo1b.yaml   # pin every hub checkpoint in the lock file
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import fcntl
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from ptft.config import ConfigError
+from ptft.provenance import PROVENANCE_FILE, atomic_dir, atomic_write_text, provenance, sha256_file, write_json
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a model family names its pre-training checkpoints on the hub."""
+
+    name: str
+    branch: re.Pattern[str]  # named groups: step, and tokens (in billions) where the name carries them
+    tokens_per_step: int | None = None  # only for families whose branch names carry no token count
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in [
+        Family("olmo", re.compile(r"^step(?P<step>\d+)-tokens(?P<tokens>\d+)B$")),  # allenai/OLMo-1B-hf
+        Family("olmo-0724", re.compile(r"^step(?P<step>\d+)-tokens(?P<tokens>\d+)B$")),  # allenai/OLMo-1B-0724-hf
+        Family("olmo2", re.compile(r"^stage1-step(?P<step>\d+)-tokens(?P<tokens>\d+)B$")),  # allenai/OLMo-2-*
+        # Pythia trains every step on 1024 sequences of 2048 tokens (2,097,152 tokens): that is the family's definition
+        # of tokens seen, not a guess at a branch suffix (its branch names carry none).
+        Family("pythia", re.compile(r"^step(?P<step>\d+)$"), tokens_per_step=2_097_152),
+    ]
+}
+
+# What a checkpoint folder needs: weights (safetensors only: pickled *.bin files can run code when loaded), the
+# model and tokenizer configs, and the tokenizer's vocabulary files.
+ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "*.tiktoken"]
+SELECTION_RULES = ("first", "last", "uniform_by_tokens")
+LOCK_HEADER = (
+    "# ptft revisions lock: every hub checkpoint of the study pinned to a commit hash. Written by the materialize\n"
+    "# jobs on first run and by `python -m ptft.hub resolve --configfile ...`; commit it with the study. Later runs\n"
+    "# download these commits even when the branch has moved since.\n"
+)
+RESOLVE_COMMAND = "python -m ptft.hub resolve --configfile {configfile}  (or: make lock-revisions CONFIG={configfile})"
+
+
+class HubError(RuntimeError):
+    """A hub repository, revision or download is not what the config expects; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A branch or tag of a hub repository, with the pre-training step and tokens its name encodes (None if not)."""
+
+    name: str
+    commit: str
+    step: int | None = None
+    tokens: int | None = None
+
+
+# ------------------------------------------------------------------------------------------------------- families
+
+
+def get_family(name: str | None, model: str) -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(f"models.{model}.family is {name!r}; known families: {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def parse_branch(family: Family, name: str) -> tuple[int, int] | None:
+    """(step, tokens seen) of a branch name of the family, or None when the name is not a step branch."""
+    match = family.branch.match(name)
+    if not match:
+        return None
+    step = int(match["step"])
+    if family.tokens_per_step is not None:
+        return step, step * family.tokens_per_step
+    return step, int(match["tokens"]) * 10**9
+
+
+# ------------------------------------------------------------------------------------------------ hub access
+
+
+def _endpoint() -> str | None:
+    # Read at call time (huggingface_hub reads HF_ENDPOINT once, at import), so a test or a job can point here.
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+@contextlib.contextmanager
+def hub_errors(repo: str, what: str) -> Iterator[None]:
+    """Turn the hub client's errors into HubErrors that say what to do."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        yield
+    except GatedRepoError as err:
+        raise HubError(
+            f"{repo} is gated: {what} needs a token of an account that accepted its terms. Set HF_TOKEN to that "
+            f"token (huggingface.co/settings/tokens) and rerun.\n({_first_line(err)})"
+        ) from None
+    except RevisionNotFoundError:
+        raise  # the callers know which revision and list the available ones
+    except RepositoryNotFoundError as err:
+        raise HubError(
+            f"{repo}: repository not found while trying to {what}. Check models.<name>.repo; if the repository is "
+            f"private or gated, set HF_TOKEN to a token with access to it.\n({_first_line(err)})"
+        ) from None
+    except OfflineModeIsEnabled:
+        raise HubError(
+            f"{repo}: cannot {what}: HF_HUB_OFFLINE is set (config offline: true). Set offline: false in the study "
+            f"config, or pin the checkpoint in the lock file and pre-fill the HF cache (HF_HOME={os.environ.get('HF_HOME')})."
+        ) from None
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status in (401, 403):
+            raise HubError(
+                f"{repo}: access denied ({status}) while trying to {what}; the repository may be private or gated. "
+                f"Set HF_TOKEN to a token with access to it.\n({_first_line(err)})"
+            ) from None
+        raise
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def list_refs(repo: str, family: Family, token: str | None = None) -> list[Ref]:
+    """Every branch and tag of `repo`, step branches parsed by `family` (one call to the hub's list of refs)."""
+    from huggingface_hub import HfApi
+
+    with hub_errors(repo, "list its branches"):
+        refs = HfApi(endpoint=_endpoint(), token=token).list_repo_refs(repo)
+    out = []
+    for ref in [*refs.branches, *refs.tags]:
+        parsed = parse_branch(family, ref.name)
+        out.append(Ref(ref.name, ref.target_commit, *(parsed or (None, None))))
+    return out
+
+
+def step_refs(refs: list[Ref]) -> list[Ref]:
+    return sorted((r for r in refs if r.step is not None), key=lambda r: (r.step, r.name))
+
+
+# --------------------------------------------------------------------------------------------------- resolution
+
+
+def rule_key(rule: dict[str, Any]) -> str:
+    """The stable name of a selection rule (its key in the lock file): first, last, uniform_by_tokens=N."""
+    (name, value), = rule.items()
+    return name if name in ("first", "last") else f"{name}={int(value)}"
+
+
+def _entry(ref: Ref, requested: Any, snapped: bool = False, **extra: Any) -> dict[str, Any]:
+    return {"requested": requested, "branch": ref.name, "commit": ref.commit, "step": ref.step, "tokens": ref.tokens,
+            "snapped": snapped, **extra}  # fmt: skip
+
+
+def resolve(
+    request: int | str, refs: list[Ref], *, repo: str, model: str, snap: str = "exact", main: dict | None = None
+) -> dict[str, Any]:
+    """The lock entry of one requested checkpoint: a step (int) or a revision name (branch or tag)."""
+    steps = step_refs(refs)
+    if isinstance(request, int):
+        exact = [r for r in steps if r.step == request]
+        if exact:
+            return _entry(exact[0], request)
+        if not steps:
+            raise HubError(f"models.{model}.checkpoints: {repo} has no branch naming a step; known names: "
+                           f"{sorted(r.name for r in refs)[:20]}")  # fmt: skip
+        nearest = sorted(steps, key=lambda r: (abs(r.step - request), r.step))
+        if snap == "nearest":
+            return _entry(nearest[0], request, snapped=True)
+        listing = ", ".join(f"{r.name} (step {r.step})" for r in sorted(nearest[:4], key=lambda r: r.step))
+        raise HubError(
+            f"models.{model}.checkpoints: step {request} has no branch in {repo}; the nearest available are "
+            f"{listing}. Request one of those steps, or set models.{model}.snap: nearest to use the nearest one "
+            f"(the requested and the used step are both recorded)."
+        )
+    by_name = {r.name: r for r in refs}
+    if request not in by_name:
+        close = difflib.get_close_matches(request, list(by_name), n=5, cutoff=0.5)
+        raise HubError(
+            f"models.{model}.checkpoints: revision {request!r} does not exist in {repo}; closest names: "
+            f"{close or sorted(by_name)[:5]}"
+        )
+    ref = by_name[request]
+    if ref.step is None:
+        # A name that carries no step (main, a tag) is the step branch with the same commit, if there is one.
+        same = [r for r in steps if r.commit == ref.commit]
+        if same:
+            ref = Ref(ref.name, ref.commit, same[-1].step, same[-1].tokens)
+        elif request == "main" and main:
+            ref = Ref(ref.name, ref.commit, int(main["step"]), int(main["tokens"]))
+        else:
+            key = f"models.{model}.main: {{step: ..., tokens: ...}}" if request == "main" else "a step branch instead"
+            raise HubError(
+                f"models.{model}.checkpoints: revision {request!r} of {repo} (commit {ref.commit}) matches no step "
+                f"branch, so its step and tokens are unknown; set {key}."
+            )
+    return _entry(ref, request)
+
+
+def select(rule: dict[str, Any], refs: list[Ref], *, repo: str, model: str) -> list[Ref]:
+    """The step branches a selection rule picks: first, last, or N spread evenly over tokens seen."""
+    steps = step_refs(refs)
+    if not steps:
+        raise HubError(f"models.{model}.checkpoints: {repo} has no step branches for rule {rule_key(rule)}")
+    (name, value), = rule.items()
+    if name == "first":
+        return [steps[0]]
+    if name == "last":
+        return [steps[-1]]
+    n = int(value)
+    lo, hi = steps[0].tokens, steps[-1].tokens
+    targets = [hi] if n == 1 else [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    chosen: list[Ref] = []
+    for target in targets:
+        best = min((r for r in steps if r not in chosen), key=lambda r: (abs(r.tokens - target), r.step), default=None)
+        if best is not None:
+            chosen.append(best)
+    return sorted(chosen, key=lambda r: r.step)
+
+
+# ------------------------------------------------------------------------------------------------------ lock file
+
+
+def lock_path(config: dict[str, Any], root: Path = Path(".")) -> Path:
+    return Path(root) / (config.get("revisions_lock") or f"configs/{config.get('study', 'study')}.lock.yaml")
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        return {"models": {}}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data.get("models", {}), dict):
+        raise HubError(f"{path}: expected a mapping 'models: {{<model>: ...}}' (a ptft revisions lock)")
+    data.setdefault("models", {})
+    return data
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    # Several materialize jobs may add entries at once: serialise read-modify-write on a sidecar lock file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def update_lock(path: Path, change: Callable[[dict[str, Any]], Any]) -> Any:
+    """Apply `change` to the lock's data under an exclusive lock and rewrite the file atomically; return its result."""
+    path = Path(path)
+    with _exclusive(path):
+        data = read_lock(path)
+        result = change(data)
+        atomic_write_text(path, LOCK_HEADER + yaml.safe_dump(data, sort_keys=True, width=120))
+    return result
+
+
+def _model_lock(data: dict[str, Any], model: str, spec: dict[str, Any], path: Path) -> dict[str, Any]:
+    entry = data["models"].setdefault(model, {"repo": spec["repo"], "family": spec["family"], "checkpoints": {}})
+    if entry.get("repo") != spec["repo"]:
+        raise HubError(
+            f"{path}: models.{model} is pinned to repo {entry.get('repo')!r}, but the config names {spec['repo']!r}; "
+            f"delete models.{model} from the lock file to resolve the new repository."
+        )
+    entry.setdefault("checkpoints", {})
+    return entry
+
+
+def locked_entry(path: Path, model: str, label: Any) -> dict[str, Any] | None:
+    return read_lock(path)["models"].get(model, {}).get("checkpoints", {}).get(str(label))
+
+
+def rule_labels(lock: dict[str, Any], model: str, rule: dict[str, Any]) -> list[int] | None:
+    """The checkpoint labels a selection rule was resolved to in the lock file (None when not resolved yet)."""
+    labels = lock.get("models", {}).get(model, {}).get("rules", {}).get(rule_key(rule))
+    return None if labels is None else [int(x) for x in labels]
+
+
+def pin(path: Path, model: str, spec: dict[str, Any], label: Any, token: str | None = None) -> dict[str, Any]:
+    """The lock entry of a configured checkpoint (a step or a name): read from the lock, or resolved and added."""
+    existing = locked_entry(path, model, label)
+    if existing is not None:
+        return existing
+    if _offline():
+        raise HubError(
+            f"models.{model}: checkpoint {label!r} is not pinned in {path}, and offline is true (HF_HUB_OFFLINE) so "
+            f"the hub cannot be asked. Set offline: false, or pin it where the hub is reachable: "
+            + RESOLVE_COMMAND.format(configfile="<the study config>")
+        )
+    family = get_family(spec.get("family"), model)
+    refs = list_refs(spec["repo"], family, token)
+    entry = resolve(label, refs, repo=spec["repo"], model=model, snap=spec.get("snap", "exact"), main=spec.get("main"))
+
+    def add(data):
+        checkpoints = _model_lock(data, model, spec, path)["checkpoints"]
+        return checkpoints.setdefault(str(label), entry)  # a concurrent job's entry wins: one pin per label
+
+    return update_lock(path, add)
+
+
+def resolve_config(config: dict[str, Any], path: Path, token: str | None = None) -> dict[str, list[str]]:
+    """Pin every hub checkpoint of a study (selection rules included) in the lock file; return labels per model."""
+    done: dict[str, list[str]] = {}
+    for model, spec in config["models"].items():
+        if spec.get("source") != "hub":
+            continue
+        family = get_family(spec.get("family"), model)
+        refs = list_refs(spec["repo"], family, token)
+        lock = read_lock(path)
+        pinned = lock["models"].get(model, {}).get("checkpoints", {})
+        entries: dict[str, dict[str, Any]] = {}
+        rules: dict[str, list[int]] = {}
+        for item in spec["checkpoints"]:
+            if isinstance(item, dict):
+                picked = select(item, refs, repo=spec["repo"], model=model)
+                rules[rule_key(item)] = [r.step for r in picked]
+                for ref in picked:
+                    entries.setdefault(str(ref.step), pinned.get(str(ref.step)) or _entry(ref, ref.step, rule=rule_key(item)))
+            elif str(item) not in pinned:
+                entries[str(item)] = resolve(item, refs, repo=spec["repo"], model=model,
+                                             snap=spec.get("snap", "exact"), main=spec.get("main"))  # fmt: skip
+
+        def add(data, entries=entries, rules=rules, model=model, spec=spec):
+            entry = _model_lock(data, model, spec, path)
+            for label, value in entries.items():
+                entry["checkpoints"].setdefault(label, value)
+            if rules:
+                entry.setdefault("rules", {}).update(rules)
+
+        update_lock(path, add)
+        done[model] = sorted(read_lock(path)["models"][model]["checkpoints"])
+    return done
+
+
+# ------------------------------------------------------------------------------------------------- materialize
+
+
+def _transient(err: BaseException) -> bool:
+    """A download error worth retrying: the connection, a cut transfer, or the hub's 5xx / rate limit."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        return err.response.status_code >= 500 or err.response.status_code in (408, 429)
+    if isinstance(err, LocalEntryNotFoundError):
+        return not _offline()  # the hub client's word for "could not reach the hub, and nothing cached"
+    # OSError covers huggingface_hub's size-consistency check after a cut transfer.
+    return isinstance(err, (httpx2.TransportError, ConnectionError, TimeoutError, OSError))
+
+
+def download(repo: str, commit: str, *, label: str, attempts: int = 4, backoff_s: float = 5.0,
+             token: str | None = None) -> Path:  # fmt: skip
+    """The snapshot folder of repo@commit in the HF cache (weights and configs only), downloading what is missing.
+
+    huggingface_hub already resumes a cut transfer a few times within one call; around that, whole calls are retried
+    with exponential backoff (`attempts` in all), resuming from the partial files the cache keeps.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RevisionNotFoundError
+
+    last: BaseException | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            with hub_errors(repo, f"download checkpoint {label!r} (commit {commit})"):
+                folder = snapshot_download(repo, revision=commit, allow_patterns=ALLOW_PATTERNS, endpoint=_endpoint(),
+                                           token=token)  # fmt: skip
+            return Path(folder)
+        except HubError:
+            raise
+        except RevisionNotFoundError:
+            raise HubError(
+                f"{repo}: the pinned commit {commit} of checkpoint {label!r} no longer exists (history rewritten?). "
+                f"Delete that entry from the lock file to resolve the checkpoint again, knowing the weights may differ."
+            ) from None
+        except LocalEntryNotFoundError as err:
+            if _offline():
+                raise HubError(
+                    f"{repo}@{commit} (checkpoint {label!r}) is not in the HF cache (HF_HOME={os.environ.get('HF_HOME')}) "
+                    f"and offline is true (HF_HUB_OFFLINE), so it cannot be downloaded. Set offline: false in the study "
+                    f"config, or fill the cache where the hub is reachable."
+                ) from None
+            last = err
+        except Exception as err:  # noqa: BLE001 - sorted into transient and not just below
+            if not _transient(err):
+                raise
+            last = err
+        if attempt < attempts:
+            wait = backoff_s * 2 ** (attempt - 1)
+            print(f"download of {repo}@{commit} failed ({_first_line(last)}); retry {attempt}/{attempts - 1} in {wait:g} s",
+                  file=sys.stderr)  # fmt: skip
+            time.sleep(wait)
+    raise HubError(
+        f"{repo}@{commit} (checkpoint {label!r}): download failed after {attempts} attempts with backoff "
+        f"(each attempt also resumes cut transfers itself): {_first_line(last)}. Nothing was written to the "
+        f"checkpoint folder; rerun to resume from the partial files in the HF cache."
+    ) from last
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    # A hard link costs no space next to the HF cache's copy; nothing ever writes a checkpoint file in place.
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    src = src.resolve()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+def _fill(tmp: Path, source: Path, where: str, link: bool) -> dict[str, str]:
+    """Put the checkpoint files of `source` into `tmp`; return the weights' sha256 by file name."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file() and ".cache" not in p.parts]
+    keep = sorted(filter_repo_objects(files, allow_patterns=ALLOW_PATTERNS))
+    weights = [f for f in keep if f.endswith(".safetensors")]
+    if not weights:
+        pickles = [f for f in files if f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+        raise HubError(
+            f"{where} has no *.safetensors weights" + (f" (only pickled {pickles[:3]})" if pickles else "")
+            + "; ptft loads safetensors only and never unpickles weights. Choose a revision with safetensors."
+        )
+    for name in keep:
+        (_link_or_copy if link else _copy)(source / name, tmp / name)
+    return {name: sha256_file(tmp / name) for name in weights}
+
+
+def _check_loadable(folder: Path, where: str) -> dict[str, Any]:
+    """Load the model config without remote code (cheap): fails here, not in the first fine-tuning job."""
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
+    except (ValueError, OSError, KeyError) as err:
+        raise HubError(
+            f"{where}: its config.json does not load with transformers without remote code ({_first_line(err)}); "
+            f"ptft never runs repository code. Use the repository's native transformers version (e.g. the -hf repo)."
+        ) from None
+    return {"model_type": cfg.model_type, "architectures": getattr(cfg, "architectures", None)}
+
+
+def materialize(model: str, label: str | int, spec: dict[str, Any], lock_file: Path, out_dir: Path, *,
+                attempts: int = 4, backoff_s: float = 5.0) -> dict[str, Any]:  # fmt: skip
+    """Write checkpoint `label` of a hub or local model to `out_dir` (atomically) with provenance.json; return it."""
+    out_dir = Path(out_dir)
+    label = _label(label)
+    source = spec["source"]
+    if source == "hub":
+        entry = pin(Path(lock_file), model, spec, label)
+        where = f"{spec['repo']}@{entry['commit']} (branch {entry['branch']})"
+        snapshot = download(spec["repo"], entry["commit"], label=str(label), attempts=attempts, backoff_s=backoff_s)
+        identity = {"repo": spec["repo"], "family": spec["family"], **entry}
+        link = True
+    elif source == "local":
+        if not isinstance(label, int):
+            raise ConfigError(f"models.{model}.checkpoints: a local model's checkpoints are steps (integers), got {label!r}")
+        snapshot = Path(str(spec["path"]).replace("{checkpoint}", str(label))).expanduser()
+        if not snapshot.is_dir():
+            raise HubError(f"models.{model}.path: {snapshot} (checkpoint {label}) is not a folder")
+        where = str(snapshot)
+        identity = {"path": str(snapshot.resolve()), "step": label, "tokens": label * int(spec["tokens_per_step"])}
+        link = False  # a copy: later edits of the source folder must not change the study's checkpoint
+    else:
+        raise ConfigError(f"models.{model}.source is {source!r}; materialize handles hub and local models")
+    with atomic_dir(out_dir) as tmp:
+        weights = _fill(tmp, snapshot, where, link)
+        arch = _check_loadable(tmp, where)
+        record = provenance("checkpoint", spec, None, model=model, label=str(label), source=source,
+                            weights_sha256=weights, **arch, **identity)  # fmt: skip
+        write_json(tmp / PROVENANCE_FILE, record)
+    return record
+
+
+def _label(label: str | int) -> str | int:
+    """A checkpoint label as configured: an int for a step, a string for a revision name (wildcards are strings)."""
+    return int(label) if isinstance(label, str) and label.isdigit() else label
+
+
+# ------------------------------------------------------------------------------------------------------------ CLI
+
+
+def _load_config(paths: list[str]) -> dict[str, Any]:
+    from ptft.config import validate
+
+    config: dict[str, Any] = {}
+    for p in paths:
+        config.update(yaml.safe_load(Path(p).read_text(encoding="utf-8")) or {})
+    return validate(config, source=", ".join(paths))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ptft.hub", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    res = sub.add_parser("resolve", help="pin every hub checkpoint of a study config (selection rules too) in its lock file")
+    res.add_argument("--configfile", required=True, nargs="+", help="the study config (as given to snakemake)")
+    res.add_argument("--lock", help="lock file (default: the config's revisions_lock)")
+    args = parser.parse_args(argv)
+    try:
+        config = _load_config(args.configfile)
+        path = Path(args.lock) if args.lock else lock_path(config)
+        for model, labels in resolve_config(config, path).items():
+            print(f"{model}: {len(labels)} checkpoints pinned in {path}: {', '.join(labels)}")
+    except (HubError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
