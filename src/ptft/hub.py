@@ -100,6 +100,13 @@ def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
+def _cache_dir() -> str | None:
+    # Like HF_ENDPOINT, read at call time (huggingface_hub fixes its default cache folder at import).
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    return str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None
+
+
 def _offline() -> bool:
     from huggingface_hub import constants
 
@@ -396,7 +403,7 @@ def download(repo: str, commit: str, *, label: str, attempts: int = 4, backoff_s
         try:
             with hub_errors(repo, f"download checkpoint {label!r} (commit {commit})"):
                 folder = snapshot_download(repo, revision=commit, allow_patterns=ALLOW_PATTERNS, endpoint=_endpoint(),
-                                           token=token)  # fmt: skip
+                                           cache_dir=_cache_dir(), token=token)  # fmt: skip
             return Path(folder)
         except HubError:
             raise
