@@ -6,6 +6,7 @@ test commits generated files, moves branches, gates a repository, or injects fau
 Endpoints: GET /api/{type}s/{repo}[/revision/{rev}] (info with sha and siblings), GET /api/{type}s/{repo}/refs,
 GET /api/{type}s/{repo}/tree/{rev}[/{path}], POST /api/{type}s/{repo}/paths-info/{rev}, HEAD/GET
 [/{type}s]/{repo}/resolve/{rev}/{path} (X-Repo-Commit, ETag, Content-Length, Range).
+`tiny_tokenizer` and `tiny_model_files` generate real repository content: a BPE tokenizer and seeded tiny models.
 """
 
 from __future__ import annotations
@@ -126,6 +127,40 @@ class FakeHub:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# ------------------------------------------------------------------------------------ repository content
+
+
+def tiny_tokenizer(folder: Path) -> Path:
+    """A real byte-level BPE tokenizer (300 tokens, EOS and PAD of its own) trained on a generated corpus."""
+    from ptft.checkpoints import train_tokenizer
+    from ptft.provenance import write_jsonl
+
+    corpus = folder / "corpus.jsonl"
+    write_jsonl(corpus, [{"text": f"the river {i} flows past the city of stone number {i * 7}"} for i in range(200)])
+    train_tokenizer(corpus, {"vocab_size": 300}, 0, folder / "tokenizer")
+    (folder / "tokenizer/provenance.json").unlink()
+    return folder / "tokenizer"
+
+
+def tiny_model_files(architecture: str, seed: int, tokenizer_dir: Path, tmp: Path, context: int = 256) -> dict[str, bytes]:
+    """Repository files of a real tiny causal LM (olmo, olmo2 or gpt_neox; seeded weights) with its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig, Olmo2Config, OlmoConfig
+
+    size = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                max_position_embeddings=context, vocab_size=300)  # fmt: skip
+    tokenizer = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+    vocab = json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    ids = {f"{k}_token_id": vocab[tokenizer[f"{k}_token"]] for k in ("eos", "bos", "pad") if tokenizer.get(f"{k}_token")}
+    config = {"olmo": OlmoConfig, "olmo2": Olmo2Config, "gpt_neox": GPTNeoXConfig}[architecture](**size, **ids)
+    torch.manual_seed(seed)
+    folder = tmp / f"{architecture}-{seed}"
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    files.update({p.name: p.read_bytes() for p in tokenizer_dir.iterdir() if p.is_file()})
+    return files
 
 
 def _file_entry(path: str, data: bytes) -> dict:

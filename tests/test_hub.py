@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hubserver import FakeHub
+from hubserver import FakeHub, tiny_model_files, tiny_tokenizer
 from ptft import hub
 from ptft.config import ConfigError, checkpoint_labels, validate
-from ptft.provenance import read_provenance, write_jsonl
+from ptft.provenance import read_provenance
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 # Branch names as the families' real repositories spell them (the token suffix is not computable from the step).
@@ -30,32 +30,16 @@ REPOS = {"olmo": "allenai/OLMo-1B-hf", "olmo-0724": "allenai/OLMo-1B-0724-hf", "
 # ------------------------------------------------------------------------------------------------- fixtures
 
 
+ARCHITECTURES = {"olmo": "olmo", "olmo-0724": "olmo", "olmo2": "olmo2", "pythia": "gpt_neox"}
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
-    from ptft.checkpoints import train_tokenizer
-
-    base = tmp_path_factory.mktemp("tokenizer")
-    corpus = base / "corpus.jsonl"
-    write_jsonl(corpus, [{"text": f"the river {i} flows past the city of stone number {i * 7}"} for i in range(200)])
-    train_tokenizer(corpus, {"vocab_size": 300}, 0, base / "tok")
-    (base / "tok/provenance.json").unlink()
-    return base / "tok"
+    return tiny_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 def model_files(family: str, seed: int, tokenizer_dir: Path, tmp: Path) -> dict[str, bytes]:
-    """A real tiny model of the family's architecture (seeded weights) with its tokenizer, as repository files."""
-    import torch
-    from transformers import AutoModelForCausalLM, GPTNeoXConfig, Olmo2Config, OlmoConfig
-
-    size = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                max_position_embeddings=256, vocab_size=300)  # fmt: skip
-    config = {"olmo": OlmoConfig, "olmo-0724": OlmoConfig, "olmo2": Olmo2Config, "pythia": GPTNeoXConfig}[family](**size)
-    torch.manual_seed(seed)
-    folder = tmp / f"{family}-{seed}"
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    files.update({p.name: p.read_bytes() for p in tokenizer_dir.iterdir() if p.is_file()})
-    return files
+    return tiny_model_files(ARCHITECTURES[family], seed, tokenizer_dir, tmp)
 
 
 @pytest.fixture(scope="session")

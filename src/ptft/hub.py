@@ -455,7 +455,9 @@ def _fill(tmp: Path, source: Path, where: str, link: bool) -> dict[str, str]:
     """Put the checkpoint files of `source` into `tmp`; return the weights' sha256 by file name."""
     from huggingface_hub.utils import filter_repo_objects
 
-    files = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file() and ".cache" not in p.parts]
+    # local_dir downloads keep metadata under .cache/ inside the folder: never part of a checkpoint
+    files = [rel.as_posix() for rel in (p.relative_to(source) for p in source.rglob("*") if p.is_file())
+             if ".cache" not in rel.parts]  # fmt: skip
     keep = sorted(filter_repo_objects(files, allow_patterns=ALLOW_PATTERNS))
     weights = [f for f in keep if f.endswith(".safetensors")]
     if not weights:
