@@ -1,9 +1,9 @@
-"""Planning cost: time `snakemake -n` on a paper-sized grid and on one 10x larger, print seconds and ratios.
+"""Planning cost: time `snakemake -n` on the paper's grid and on one 10x larger, print seconds and ratios.
 
-The paper config (configs/paper-olmo1b.yaml) does not exist yet, so the grid is generated from the
-embedded study's schema with the paper's shape: 8 checkpoints x 5 fine-tuning sets x 16 eval sets
-(3 prompt formats each). The larger grid has 10x the checkpoints, hence ~10x the jobs. Nothing runs;
-only the DAG is built. Goal (issue 7): under 5 s for the paper grid, growing no worse than linearly.
+The paper grid is configs/paper-olmo1b.yaml itself (8 hub checkpoints x 5 fine-tuning sets x 13 eval sets,
+3 prompt formats each; planning needs no network). The larger grid has 10x the checkpoints, hence ~10x the
+jobs. The smoke grids reshape the embedded study. Nothing runs; only the DAG is built. Goal (issue 7):
+under 5 s for the paper grid, growing no worse than linearly.
 
     python bench/plan_overhead.py            # paper-sized grid and 10x
     python bench/plan_overhead.py --smoke    # a tiny grid and 2x, seconds
@@ -53,6 +53,20 @@ def grid_config(n_checkpoints: int, n_ft_sets: int, n_eval_sets: int) -> dict:
     return config
 
 
+def paper_config(scale: int) -> dict:
+    """configs/paper-olmo1b.yaml with `scale` times its checkpoints (steps only: planning resolves nothing)."""
+    config = yaml.safe_load((ROOT / "configs/paper-olmo1b.yaml").read_text())
+    model = config["models"]["olmo-1b"]
+    if scale > 1:
+        model["checkpoints"] = [1000 * (i + 1) for i in range(len(model["checkpoints"]) * scale)]
+    return config
+
+
+def shape_of(config: dict) -> tuple[int, int, int]:
+    (model,) = config["models"].values()
+    return len(model["checkpoints"]), len(config["finetune"]["ft_sets"]), len(config["evaluate"]["eval_sets"])
+
+
 def plan(config: dict, workdir: Path) -> tuple[float, int]:
     """Seconds of `snakemake -n` (whole process: parse, validate, build the DAG) and its job count."""
     (workdir / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -71,15 +85,19 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny grid and 2x, to check the script works")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings per grid")
     args = parser.parse_args()
-    shapes = [("small", (2, 2, 4)), ("2x", (4, 2, 4))] if args.smoke else [("paper", (8, 5, 16)), ("10x", (80, 5, 16))]
+    if args.smoke:
+        grids = [("small", grid_config(2, 2, 4)), ("2x", grid_config(4, 2, 4))]
+    else:
+        grids = [("paper", paper_config(1)), ("10x", paper_config(10))]
     with tempfile.TemporaryDirectory(prefix="plan_overhead_") as tmp:
         workdir = Path(tmp)
         for name in WORKFLOW_FILES:
             src = ROOT / name
             (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
         results = []
-        for label, shape in shapes:
-            timings = [plan(grid_config(*shape), workdir) for _ in range(max(1, args.repeats))]
+        for label, config in grids:
+            shape = shape_of(config)
+            timings = [plan(config, workdir) for _ in range(max(1, args.repeats))]
             seconds = min(t for t, _ in timings)
             jobs = timings[0][1]
             results.append((label, shape, seconds, jobs))

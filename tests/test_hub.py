@@ -4,6 +4,7 @@ resolve step branches per family, pin commits in the lock file, download safeten
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -191,6 +192,21 @@ def test_selection_rules_plan_from_the_lock_and_fail_before_it(client, tmp_path)
         checkpoint_labels(config, "m", hub.read_lock(tmp_path / "lock.yaml"))
     hub.resolve_config(config, tmp_path / "lock.yaml")
     assert checkpoint_labels(config, "m", hub.read_lock(tmp_path / "lock.yaml")) == [1000, 343000, 425000, "main"]
+
+
+def test_the_resolve_command_pins_a_whole_config(client, tmp_path, monkeypatch, capsys):
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "MPLCONFIGDIR", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the command sets them
+    config = yaml.safe_load(PARAMS.read_text())
+    config.update(offline=False, revisions_lock=str(tmp_path / "study.lock.yaml"))
+    config["models"] = {"p": spec("pythia", checkpoints=[{"first": True}, {"last": True}, 1000, "main"])}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
+    assert hub.main(["resolve", "--configfile", str(tmp_path / "study.yaml")]) == 0
+    assert "p: 4 checkpoints pinned" in capsys.readouterr().out
+    pinned = hub.read_lock(tmp_path / "study.lock.yaml")["models"]["p"]
+    assert sorted(pinned["checkpoints"]) == ["0", "1000", "143000", "main"]
+    assert pinned["checkpoints"]["main"]["commit"] == pinned["checkpoints"]["143000"]["commit"]
+    assert pinned["rules"] == {"first": [0], "last": [143000]}
 
 
 def test_a_pinned_study_keeps_its_commit_when_the_branch_moves(client, tokenizer_dir, tmp_path):

@@ -543,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = _load_config(args.configfile)
+        from ptft.config import apply_offline
+
+        apply_offline(config, Path.cwd())  # the study's own offline setting and cache folder, as in its jobs
         path = Path(args.lock) if args.lock else lock_path(config)
         for model, labels in resolve_config(config, path).items():
             print(f"{model}: {len(labels)} checkpoints pinned in {path}: {', '.join(labels)}")
