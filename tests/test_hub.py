@@ -222,6 +222,8 @@ def test_a_pinned_study_keeps_its_commit_when_the_branch_moves(client, tokenizer
         client.set_branch(REPOS["pythia"], "step1000", first["commit"])
     assert again["commit"] == first["commit"] != moved
     assert again["weights_sha256"] == weights
+    with pytest.raises(hub.HubError, match=r"pinned to repo 'EleutherAI/pythia-160m', but the config names"):
+        run(spec("pythia", repo="EleutherAI/pythia-70m"), 1000, tmp_path, lock, out="other")
     assert (tmp_path / "again/1000/model.safetensors").read_bytes() == (tmp_path / "first/1000/model.safetensors").read_bytes()
 
 

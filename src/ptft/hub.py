@@ -306,8 +306,12 @@ def _model_lock(data: dict[str, Any], model: str, spec: dict[str, Any], path: Pa
     return entry
 
 
-def locked_entry(path: Path, model: str, label: Any) -> dict[str, Any] | None:
-    return read_lock(path)["models"].get(model, {}).get("checkpoints", {}).get(str(label))
+def locked_entry(path: Path, model: str, spec: dict[str, Any], label: Any) -> dict[str, Any] | None:
+    """The pinned entry of a checkpoint, if any; a lock made for another repository is an error, not a pin."""
+    pinned = read_lock(path)["models"].get(model)
+    if pinned is None:
+        return None
+    return _model_lock({"models": {model: pinned}}, model, spec, path)["checkpoints"].get(str(label))
 
 
 def rule_labels(lock: dict[str, Any], model: str, rule: dict[str, Any]) -> list[int] | None:
@@ -318,7 +322,7 @@ def rule_labels(lock: dict[str, Any], model: str, rule: dict[str, Any]) -> list[
 
 def pin(path: Path, model: str, spec: dict[str, Any], label: Any, token: str | None = None) -> dict[str, Any]:
     """The lock entry of a configured checkpoint (a step or a name): read from the lock, or resolved and added."""
-    existing = locked_entry(path, model, label)
+    existing = locked_entry(path, model, spec, label)
     if existing is not None:
         return existing
     if _offline():
