@@ -14,7 +14,7 @@ def test_every_family_has_the_three_formats_and_a_metric():
 
 def test_render_default_format_exactly():
     assert get_task("nli").render(NLI, "default") == (
-        "### Premise: Tobin lives in Pelbo.\n ### Hypothesis: Tobin lives in Zarnia.\n ### Label:"
+        "### Input_1: Tobin lives in Pelbo.\n ### Input_2: Tobin lives in Zarnia.\n ### Inference:"
     )
     assert get_task("nli").render(NLI, "io") == "Tobin lives in Pelbo. Tobin lives in Zarnia."
 
