@@ -49,10 +49,13 @@ def _mnli_rows(split: str, n: int) -> list[dict]:
 
 GLUE = {
     "mnli": {"train": _mnli_rows("train", N_MNLI), "validation_matched": _mnli_rows("vm", 9)},
-    "rte": {"validation": [{"sentence1": f"s{i}", "sentence2": f"t{i}", "label": i % 2, "idx": i} for i in range(6)]},
-    "qqp": {"validation": [{"question1": f"q{i}?", "question2": f"r{i}?", "label": i % 2, "idx": i} for i in range(6)],
+    "rte": {"train": [{"sentence1": "x", "sentence2": "y", "label": 1, "idx": 0}],
+            "validation": [{"sentence1": f"s{i}", "sentence2": f"t{i}", "label": i % 2, "idx": i} for i in range(6)]},
+    "qqp": {"train": [{"question1": f"tq{i}?", "question2": f"tr{i}?", "label": i % 2, "idx": i} for i in range(8)],
+            "validation": [{"question1": f"q{i}?", "question2": f"r{i}?", "label": i % 2, "idx": i} for i in range(6)],
             "test": [{"question1": f"q{i}?", "question2": f"r{i}?", "label": -1, "idx": i} for i in range(4)]},
-    "stsb": {"validation": [{"sentence1": f"a{i}", "sentence2": f"b{i}", "label": score, "idx": i}
+    "stsb": {"train": [{"sentence1": "x", "sentence2": "y", "label": 4.0, "idx": 0}],
+             "validation": [{"sentence1": f"a{i}", "sentence2": f"b{i}", "label": score, "idx": i}
                             for i, score in enumerate([0.0, 3.5, 3.6, 5.0, 2.2])]},
 }
 TWEETS = [
@@ -86,7 +89,8 @@ def hub():
     repos = {
         "nyu-mll/glue": Repo(_glue_files()),
         # No `configs:` section: datasets infers the splits from data/{split}-*.parquet, as for many hub repos.
-        "cardiffnlp/tweet_qa": Repo({"README.md": b"# tweets\n", "data/train-00000-of-00001.parquet": _parquet(TWEETS)}),
+        "cardiffnlp/tweet_qa": Repo({"README.md": b"# tweets\n", "data/train-00000-of-00001.parquet": _parquet(TWEETS),
+                                     "data/validation-00000-of-00001.parquet": _parquet(TWEETS[:1])}),
         "allenai/tulu-v2-sft-mixture": Repo({"README.md": b"# tulu\n", "data/train-00000-of-00001.parquet": _parquet(TULU)}),
         "someone/gated-set": Repo(_glue_files(), gated=True),
         "someone/flaky": Repo(_glue_files(), broken={"mnli/validation_matched-00000-of-00001.parquet"}),
@@ -154,7 +158,8 @@ def test_mnli_fields_labels_and_card(hub, tmp_path):
     card = json.loads((out / "card.json").read_text())
     assert card["hub"] == {"repo": "nyu-mll/glue", "config": "mnli", "revision_requested": "main",
                            "commit": hub.repos["nyu-mll/glue"].commit, "url": "https://huggingface.co/datasets/nyu-mll/glue"}
-    assert card["sizes"]["train"] == {"source_split": "train", "rows_in_split": N_MNLI, "rows_sampled": 20, "rows_written": 20}
+    assert card["sizes"]["train"] == {"source_split": "train", "rows_in_split": N_MNLI, "rows_excluded_as_test": 0,
+                                     "rows_sampled": 20, "rows_written": 20}
     assert card["label_distribution"]["test"] == {"entailment": 3, "neutral": 3, "contradiction": 3}
     assert card["seed"] == 42 and card["fields"] == MNLI["fields"] and card["dropped_rows"] == {"train": {}, "test": {}}
     assert json.loads((out / "provenance.json").read_text())["hub_commit"] == hub.repos["nyu-mll/glue"].commit
@@ -178,6 +183,19 @@ def test_training_sample_is_the_authors_and_deterministic(hub, tmp_path):
     assert runs["a"] == [f"mnli-train-{i}" for i in authors["idx"]]
 
 
+def test_test_rows_are_left_out_of_a_training_set_from_the_same_split(hub, tmp_path):
+    import datasets
+
+    proc, out = prepare(hub, tmp_path, "mnli", {**MNLI, "splits": {"train": "train", "test": "train"}, "n_test": 10})
+    _ok(proc)
+    train, test = [[r["id"] for r in _rows(out / f"{part}.jsonl")] for part in ("train", "test")]
+    assert len(test) == 10 and len(train) == 20 and not set(train) & set(test)
+    source = datasets.Dataset.from_list(GLUE["mnli"]["train"])
+    assert test == [f"mnli-train-{i}" for i in source.shuffle(seed=42).select(range(10))["idx"]]
+    card = json.loads((out / "card.json").read_text())
+    assert card["sizes"]["train"]["rows_excluded_as_test"] == 10
+
+
 @pytest.mark.parametrize(
     ("config", "spec_part", "expected"),
     [
@@ -190,7 +208,7 @@ def test_training_sample_is_the_authors_and_deterministic(hub, tmp_path):
 )
 def test_label_normalisation(hub, tmp_path, config, spec_part, expected):
     spec = {**MNLI, **spec_part, "hub": {"repo": "nyu-mll/glue", "config": config, "revision": "main"},
-            "splits": {"train": "validation", "test": "validation"}, "n_train": None}
+            "splits": {"train": "train", "test": "validation"}, "n_train": None}
     proc, out = prepare(hub, tmp_path, config, spec)
     _ok(proc)
     assert [r["label"] for r in _rows(out / "test.jsonl")] == expected
@@ -198,7 +216,7 @@ def test_label_normalisation(hub, tmp_path, config, spec_part, expected):
 
 def test_qqp_uses_labelled_validation_and_says_why_in_the_card(hub, tmp_path):
     spec = {**MNLI, "task": "paraphrase", "hub": {"repo": "nyu-mll/glue", "config": "qqp"},
-            "splits": {"train": "validation", "test": "validation"}, "n_train": 4,
+            "splits": {"train": "train", "test": "validation"}, "n_train": 4,
             "fields": {"sentence1": "question1", "sentence2": "question2", "label": "label"}, "labels": {1: "yes", 0: "no"}}
     proc, out = prepare(hub, tmp_path, "qqp", spec)
     _ok(proc)
@@ -206,14 +224,14 @@ def test_qqp_uses_labelled_validation_and_says_why_in_the_card(hub, tmp_path):
     assert "SetFit/qqp test, whose labels are all -1" in card["note"] and "GLUE qqp validation" in card["note"]
     assert card["label_distribution"]["test"] == {"yes": 3, "no": 3}
     # The authors' split: every label is -1, which maps to no label word; the error names the row.
-    proc, out = prepare(hub, tmp_path / "authors", "qqp", {**spec, "splits": {"train": "validation", "test": "test"}})
+    proc, out = prepare(hub, tmp_path / "authors", "qqp", {**spec, "splits": {"train": "train", "test": "test"}})
     assert "test row 0 has label -1 in column 'label', expected one of ['0', '1']" in _failed(proc)
     assert not out.exists()
 
 
 def test_format_strings_with_indexing_and_empty_rows_dropped(hub, tmp_path):
     spec = {"task": "question_generation", "source": "hub", "hub": {"repo": "cardiffnlp/tweet_qa"},
-            "splits": {"train": "train", "test": "train"}, "n_train": None, "n_test": None,
+            "splits": {"train": "validation", "test": "train"}, "n_train": None, "n_test": None,  # as the authors
             "fields": {"context": "{Tweet}", "answer": "Answer: {Answer[0]} ({qid})", "question": "Question"}}
     proc, out = prepare(hub, tmp_path, "tweet_qa", spec)
     _ok(proc)
@@ -255,7 +273,7 @@ def test_offline_reads_the_hub_cache_and_otherwise_says_the_study_is_offline(hub
     for part in ("train.jsonl", "test.jsonl"):
         assert (online / part).read_text() == (offline / part).read_text()
     assert json.loads((offline / "card.json").read_text())["hub"]["commit"] == hub.repos["nyu-mll/glue"].commit
-    rte = {**MNLI, "hub": {"repo": "nyu-mll/glue", "config": "rte"}, "splits": {"train": "validation", "test": "validation"},
+    rte = {**MNLI, "hub": {"repo": "nyu-mll/glue", "config": "rte"}, "splits": {"train": "train", "test": "validation"},
            "fields": {"premise": "sentence1", "hypothesis": "sentence2", "label": "label"}, "n_train": None}
     proc, out = prepare(hub, tmp_path / "offline-rte", "rte", rte, home=home, offline=True)
     assert "the study is offline" in _failed(proc) and "split 'validation'" in proc.stderr
@@ -276,9 +294,9 @@ def test_offline_reads_the_hub_cache_and_otherwise_says_the_study_is_offline(hub
         ({"splits": {"train": "train", "test": "validation"}},
          "has no split 'validation'; available splits: ['train', 'validation_matched']"),
         ({"fields": {"premise": "premise", "hypothesis": "hypo", "label": "label"}},
-         "fields.hypothesis = 'hypo' reads column(s) ['hypo'], which split 'train' lacks; its columns are "
+         "fields.hypothesis = 'hypo' reads column(s) ['hypo'], which split 'validation_matched' lacks; its columns are "
          "['premise', 'hypothesis', 'label', 'idx']"),
-        ({"n_train": 61}, "n_train = 61 but split 'train' of nyu-mll/glue has only 60 rows"),
+        ({"n_train": 61}, "n_train: split 'train' of nyu-mll/glue has 60 rows: n = 61 but only 60 rows are left"),
         ({"hub": {"repo": "someone/gated-set", "config": "mnli"}}, "someone/gated-set is gated on the hub; accept its "
          "terms on https://huggingface.co/datasets/someone/gated-set and set HF_TOKEN"),
     ],

@@ -22,7 +22,6 @@ from typing import Any, Callable, Mapping, Sequence
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
 from ptft.tasks import TaskFamily, get_task
 
-SPLITS = ("train", "test")
 CARD_FILE = "card.json"
 README = "README.md"  # the dataset card, whose YAML `configs:` section maps configs and splits to files
 HUB_SPEC_KEYS = ("task", "source", "hub", "splits", "fields", "labels", "label_threshold", "n_train", "n_test",
@@ -114,6 +113,9 @@ def hub_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
     splits = spec.get("splits") or {}
     if not splits.get("train"):
         problems.append(f"{where}.splits.train must name the split that gives the training set / few-shot pool")
+    elif splits.get("train") == splits.get("test") and spec.get("n_test") is None:
+        problems.append(f"{where}: splits.train and splits.test are both {splits['train']!r}; set n_test so that the "
+                        "rest of the split can be the training set / few-shot pool (test rows are left out of it)")
     chat = spec.get("chat_template", "plain")
     if chat not in CHAT_TEMPLATES:
         problems.append(f"{where}.chat_template: {chat!r} is not one of {list(CHAT_TEMPLATES)}")
@@ -239,10 +241,17 @@ def check_columns(name: str, split: str, columns: Sequence[str], fields: Mapping
                                f"which split {split!r} lacks; its columns are {list(columns)}")
 
 
-def subsample(dataset: Any, n: int | None, seed: int) -> tuple[Any, list[int]]:
-    """The authors' sample: `dataset.shuffle(seed=seed).select(range(n))`, with each row's source index."""
+def subsample(dataset: Any, n: int | None, seed: int, exclude: frozenset[int] = frozenset()) -> tuple[Any, list[int]]:
+    """The authors' sample: `dataset.shuffle(seed=seed).select(range(n))`, with each row's source index.
+
+    `exclude` leaves rows out first (the test rows, when training and test come from the same split).
+    """
     indexed = dataset.add_column("__ptft_index__", list(range(len(dataset))))
+    if exclude:
+        indexed = indexed.select([i for i in range(len(dataset)) if i not in exclude], keep_in_memory=True)
     if n is not None:
+        if n > len(indexed):
+            raise ValueError(f"n = {n} but only {len(indexed)} rows are left to draw from")
         indexed = indexed.shuffle(seed=seed, keep_in_memory=True).select(range(n), keep_in_memory=True)
     indices = indexed["__ptft_index__"]
     return indexed.remove_columns("__ptft_index__"), list(indices)
@@ -433,26 +442,35 @@ def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: 
     sizes: dict[str, dict[str, Any]] = {}
     out: dict[str, list[dict[str, str]]] = {}
     dropped: dict[str, dict[str, int]] = {}
-    for role in SPLITS:
+    loaded: dict[str, Any] = {}
+    test_rows: frozenset[int] = frozenset()
+    for role in ("test", "train"):  # test first: a training set drawn from the same split must avoid its rows
         split = spec["splits"].get(role)
         if split is None:  # a set used only for fine-tuning (Tulu) has no test split of its own
             out[role], sizes[role] = [], {"source_split": None, "rows_in_split": 0, "rows_sampled": 0, "rows_written": 0}
             continue
-        _log(f"{name}: loading {repo} config {config!r} split {split!r}")
-        dataset = load_split(name, repo, config, split, commit, cache_dir, snapshot)
-        check_columns(name, split, dataset.column_names, spec["fields"])
+        if split not in loaded:
+            _log(f"{name}: loading {repo} config {config!r} split {split!r}")
+            loaded[split] = load_split(name, repo, config, split, commit, cache_dir, snapshot)
+            check_columns(name, split, loaded[split].column_names, spec["fields"])
+        dataset = loaded[split]
+        exclude = test_rows if role == "train" and split == spec["splits"].get("test") else frozenset()
         n = spec.get(f"n_{role}")
-        if n is not None and n > len(dataset):
-            raise HubDataError(f"data set {name!r}: n_{role} = {n} but split {split!r} of {repo} has only "
-                               f"{len(dataset)} rows; lower n_{role} or set it to null (all rows)")
-        sample, indices = subsample(dataset, n, seed)
+        try:
+            sample, indices = subsample(dataset, n, seed, exclude)
+        except ValueError as err:
+            raise HubDataError(f"data set {name!r}: n_{role}: split {split!r} of {repo} has {len(dataset)} rows"
+                               f"{f' ({len(exclude)} of them test rows)' if exclude else ''}: {err}; lower n_{role} or "
+                               "set it to null (all rows)") from None
+        if role == "test":
+            test_rows = frozenset(indices)
         records, dropped[role] = to_records(name, split, sample.to_list(), indices, spec, family)
         if not records:
             raise HubDataError(f"data set {name!r}: no {role} records left from split {split!r} "
                                f"(dropped: {dropped[role]})")
         out[role] = records
-        sizes[role] = {"source_split": split, "rows_in_split": len(dataset), "rows_sampled": len(sample),
-                       "rows_written": len(records)}
+        sizes[role] = {"source_split": split, "rows_in_split": len(dataset), "rows_excluded_as_test": len(exclude),
+                       "rows_sampled": len(sample), "rows_written": len(records)}
         _log(f"{name}: {role} = {len(records)} records from {split!r} ({len(dataset)} rows, "
              f"{len(sample)} sampled, dropped {dropped[role] or 'none'})")
     card = hub_dataset_card(name, spec, seed, requested, commit, sizes, dropped, out, family)
@@ -479,7 +497,8 @@ def hub_dataset_card(name: str, spec: Mapping[str, Any], seed: int, requested: s
         "splits": {role: len(rows) for role, rows in splits.items()},
         "sizes": sizes,
         "sampling": "train: Dataset.shuffle(seed=seed).select(range(n_train)) of the source split, the authors' "
-        "sample; test: the whole split unless n_test (then the same seeded draw); ids are "
+        "sample; test: the whole split unless n_test (then the same seeded draw); when both come from one split "
+        "the test rows are drawn first and left out of the training draw; ids are "
         "{name}-{source split}-{row index in the source split}",
         "fields": dict(spec["fields"]),
         "dropped_rows": dropped,
