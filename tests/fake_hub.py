@@ -40,7 +40,10 @@ class Repo:
 
 
 class FakeHub:
-    """Serve `repos` (repo id -> Repo) as dataset repositories; use as a context manager."""
+    """Serve `repos` (repo id -> Repo) as dataset repositories; use as a context manager.
+
+    A key "org/name@branch" serves another branch of org/name (its own files and commit).
+    """
 
     def __init__(self, repos: dict[str, Repo]):
         self.repos = repos
@@ -93,8 +96,13 @@ def _handler(hub: FakeHub):
                 return None
             commit = repo.resolve(revision or "main")
             if commit is None:
-                self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
-                return None
+                # Another branch of the same repo (e.g. refs/convert/parquet) is served as "{repo}@{branch}".
+                branches = [r for key, r in hub.repos.items() if key.startswith(repo_id + "@")
+                            and (key == f"{repo_id}@{revision}" or r.commit == revision)]
+                if not branches:
+                    self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+                    return None
+                repo, commit = branches[0], branches[0].commit
             return repo, commit
 
         def _entries(self, repo: Repo, prefix: str, recursive: bool) -> list[dict]:

@@ -58,6 +58,7 @@ GLUE = {
              "validation": [{"sentence1": f"a{i}", "sentence2": f"b{i}", "label": score, "idx": i}
                             for i, score in enumerate([0.0, 3.5, 3.6, 5.0, 2.2])]},
 }
+ARTICLES = [{"document": f"Article {i} text.", "summary": f"Summary {i}.", "id": str(i)} for i in range(5)]
 TWEETS = [
     {"Tweet": "Rain all day in Leeds.", "Question": "where did it rain?", "Answer": ["Leeds", "in Leeds"], "qid": "a"},
     {"Tweet": "No answer here.", "Question": "what?", "Answer": [], "qid": "b"},
@@ -93,6 +94,10 @@ def hub():
                                      "data/validation-00000-of-00001.parquet": _parquet(TWEETS[:1])}),
         "allenai/tulu-v2-sft-mixture": Repo({"README.md": b"# tulu\n", "data/train-00000-of-00001.parquet": _parquet(TULU)}),
         "someone/gated-set": Repo(_glue_files(), gated=True),
+        # A repo still defined by a loading script, and the hub's parquet conversion of it on another branch.
+        "EdinburghNLP/xsum": Repo({"README.md": b"# xsum\n", "xsum.py": b"import datasets\n"}),
+        "EdinburghNLP/xsum@refs/convert/parquet": Repo({"default/train/0000.parquet": _parquet(ARTICLES),
+                                                        "default/test/0000.parquet": _parquet(ARTICLES[:2])}),
         "someone/flaky": Repo(_glue_files(), broken={"mnli/validation_matched-00000-of-00001.parquet"}),
     }
     with FakeHub(repos) as server:
@@ -156,7 +161,7 @@ def test_mnli_fields_labels_and_card(hub, tmp_path):
         assert record["label"] == ("entailment", "neutral", "contradiction")[source[index]["label"]]
         assert set(record) == {"id", "premise", "hypothesis", "label"}
     card = json.loads((out / "card.json").read_text())
-    assert card["hub"] == {"repo": "nyu-mll/glue", "config": "mnli", "revision_requested": "main",
+    assert card["hub"] == {"repo": "nyu-mll/glue", "config": "mnli", "data_dir": None, "revision_requested": "main",
                            "commit": hub.repos["nyu-mll/glue"].commit, "url": "https://huggingface.co/datasets/nyu-mll/glue"}
     assert card["sizes"]["train"] == {"source_split": "train", "rows_in_split": N_MNLI, "rows_excluded_as_test": 0,
                                      "rows_sampled": 20, "rows_written": 20}
@@ -262,6 +267,26 @@ def test_tulu_conversations_become_prompt_and_completion(hub, tmp_path):
     family = get_task("instruction")
     assert family.render(train[1], "default") == "<|user|>\nHi\n<|assistant|>\n"
     assert family.completion(train[1]) == TARGET_DELIMITER + "Hello"
+
+
+def test_script_repo_points_to_the_parquet_conversion_which_loads(hub, tmp_path):
+    spec = {"task": "summarisation", "source": "hub", "hub": {"repo": "EdinburghNLP/xsum", "config": None},
+            "splits": {"train": "train", "test": "test"}, "n_train": 3, "n_test": None,
+            "fields": {"document": "document", "summary": "summary"}}
+    proc, out = prepare(hub, tmp_path / "main", "xsum", spec)
+    assert "set hub.revision: refs/convert/parquet and hub.data_dir" in _failed(proc)
+    converted = {**spec, "hub": {"repo": "EdinburghNLP/xsum", "revision": "refs/convert/parquet", "data_dir": "default"}}
+    proc, out = prepare(hub, tmp_path / "converted", "xsum", converted)
+    _ok(proc)
+    assert _rows(out / "test.jsonl")[1] == {"id": "xsum-test-1", "document": "Article 1 text.", "summary": "Summary 1."}
+    card = json.loads((out / "card.json").read_text())
+    assert card["hub"]["commit"] == hub.repos["EdinburghNLP/xsum@refs/convert/parquet"].commit
+    assert card["target_length"]["train"]["mean_words"] == 2.0
+    # Offline, a branch without a README.md is found by the commit hash the card recorded.
+    pinned = {**converted, "hub": {**converted["hub"], "revision": card["hub"]["commit"]}}
+    proc, again = prepare(hub, tmp_path / "offline", "xsum", pinned, offline=True, home=tmp_path / "converted" / "hf")
+    _ok(proc)
+    assert (again / "train.jsonl").read_text() == (out / "train.jsonl").read_text()
 
 
 def test_offline_reads_the_hub_cache_and_otherwise_says_the_study_is_offline(hub, tmp_path):

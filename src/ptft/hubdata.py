@@ -286,9 +286,16 @@ def _pin(name: str, repo: str, revision: str) -> tuple[str, Path | None]:
 
     if _offline():
         cached = try_to_load_from_cache(repo, README, revision=revision, repo_type="dataset")
-        if not isinstance(cached, str):
-            raise _offline_error(name, repo, f"revision {revision!r}", Path(_hub_cache()))
-        return Path(cached).parent.name, Path(cached).parent
+        if isinstance(cached, str):
+            return Path(cached).parent.name, Path(cached).parent
+        # A repo or branch without a card (the parquet conversion) is found by its commit hash only.
+        from huggingface_hub.file_download import repo_folder_name
+
+        snapshot = Path(_hub_cache()) / repo_folder_name(repo_id=repo, repo_type="dataset") / "snapshots" / revision
+        if re.fullmatch(r"[0-9a-f]{40}", revision) and snapshot.is_dir():
+            return revision, snapshot
+        raise _offline_error(name, repo, f"revision {revision!r} (for a branch without a README.md, pin "
+                             "hub.revision to the commit its card records)", Path(_hub_cache()))
     try:
         return Path(hf_hub_download(repo, README, repo_type="dataset", revision=revision)).parent.name, None
     except GatedRepoError:
@@ -337,6 +344,12 @@ def _retrying(name: str, what: str, action: Callable[[], Any]) -> Any:
         except HubDataError:
             raise
         except Exception as err:
+            if "scripts are no longer supported" in str(err):
+                raise HubDataError(
+                    f"data set {name!r}: {what} is defined by a loading script, which datasets no longer runs ({err}); "
+                    "the hub's own parquet conversion of it is the branch refs/convert/parquet: set hub.revision: "
+                    "refs/convert/parquet and hub.data_dir to its config folder there (e.g. default), hub.config: null"
+                ) from None
             if not _transient(err) or attempt == DOWNLOAD_ATTEMPTS:
                 outcome = "download failed" if _transient(err) else "could not be loaded"
                 raise HubDataError(f"data set {name!r}: {what} {outcome} after {attempt} attempt(s): "
@@ -358,7 +371,7 @@ def _config_names(source: str, revision: str | None) -> list[str]:
 
 
 def load_split(name: str, repo: str, config: str | None, split: str, revision: str, cache_dir: Path,
-               snapshot: Path | None = None) -> Any:
+               snapshot: Path | None = None, data_dir: str | None = None) -> Any:
     """One split of a hub data set at a commit as a `datasets.Dataset`.
 
     Only that split's files are downloaded (the builder's data files of the split, from the README's
@@ -373,7 +386,8 @@ def load_split(name: str, repo: str, config: str | None, split: str, revision: s
 
     def load():
         try:
-            builder = datasets.load_dataset_builder(source, config, revision=pinned, cache_dir=str(cache_dir))
+            builder = datasets.load_dataset_builder(source, config, revision=pinned, cache_dir=str(cache_dir),
+                                                    data_dir=data_dir)
         except ValueError as err:
             if "BuilderConfig" not in str(err) and "config" not in str(err).lower():
                 raise
@@ -386,7 +400,7 @@ def load_split(name: str, repo: str, config: str | None, split: str, revision: s
             raise HubDataError(f"data set {name!r}: {repo} (config {config!r}) has no split {split!r}; "
                                f"available splits: {sorted(files) if files else []}")
         return datasets.load_dataset(source, config, split=split, revision=pinned, cache_dir=str(cache_dir),
-                                     data_files={split: list(files[split])})
+                                     data_dir=data_dir, data_files={split: list(files[split])})
 
     if snapshot:
         def load_offline():
@@ -451,7 +465,7 @@ def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: 
             continue
         if split not in loaded:
             _log(f"{name}: loading {repo} config {config!r} split {split!r}")
-            loaded[split] = load_split(name, repo, config, split, commit, cache_dir, snapshot)
+            loaded[split] = load_split(name, repo, config, split, commit, cache_dir, snapshot, hub.get("data_dir"))
             check_columns(name, split, loaded[split].column_names, spec["fields"])
         dataset = loaded[split]
         exclude = test_rows if role == "train" and split == spec["splits"].get("test") else frozenset()
@@ -491,7 +505,7 @@ def hub_dataset_card(name: str, spec: Mapping[str, Any], seed: int, requested: s
         "name": name,
         "task": family.name,
         "source": "hub",
-        "hub": {"repo": repo, "config": config, "revision_requested": requested,
+        "hub": {"repo": repo, "config": config, "data_dir": hub.get("data_dir"), "revision_requested": requested,
                 "commit": commit, "url": f"https://huggingface.co/datasets/{repo}"},
         "seed": seed,
         "splits": {role: len(rows) for role, rows in splits.items()},
