@@ -1,4 +1,4 @@
-"""ptft.hubdata against a local stand-in of the hub (tests/fake_hub.py): the real huggingface_hub and datasets
+"""ptft.hubdata against a local stand-in of the hub (tests/hubserver.py): the real huggingface_hub and datasets
 client code downloads tiny parquet data sets laid out like the paper's hub repos.
 
 Each preparation runs in a fresh Python process, because huggingface_hub and datasets read HF_ENDPOINT,
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fake_hub import FakeHub, Repo
+from hubserver import FakeHub
 from ptft import hubdata
 from ptft.config import ConfigError, validate
 from ptft.tasks import TARGET_DELIMITER, get_task
@@ -77,9 +77,9 @@ TULU = [
 ]
 
 
-def _glue_files() -> dict[str, bytes]:
-    files = {"README.md": _readme({c: list(s) for c, s in GLUE.items()})}
-    for config, splits in GLUE.items():
+def _glue_files(glue: dict = GLUE) -> dict[str, bytes]:
+    files = {"README.md": _readme({c: list(s) for c, s in glue.items()})}
+    for config, splits in glue.items():
         for split, rows in splits.items():
             files[f"{config}/{split}-00000-of-00001.parquet"] = _parquet(rows)
     return files
@@ -87,21 +87,28 @@ def _glue_files() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def hub():
-    repos = {
-        "nyu-mll/glue": Repo(_glue_files()),
+    with FakeHub() as server:
+        server.commit("nyu-mll/glue", _glue_files(), repo_type="dataset")
         # No `configs:` section: datasets infers the splits from data/{split}-*.parquet, as for many hub repos.
-        "cardiffnlp/tweet_qa": Repo({"README.md": b"# tweets\n", "data/train-00000-of-00001.parquet": _parquet(TWEETS),
-                                     "data/validation-00000-of-00001.parquet": _parquet(TWEETS[:1])}),
-        "allenai/tulu-v2-sft-mixture": Repo({"README.md": b"# tulu\n", "data/train-00000-of-00001.parquet": _parquet(TULU)}),
-        "someone/gated-set": Repo(_glue_files(), gated=True),
+        server.commit("cardiffnlp/tweet_qa", {"README.md": b"# tweets\n", "data/train-00000-of-00001.parquet": _parquet(TWEETS),
+                                              "data/validation-00000-of-00001.parquet": _parquet(TWEETS[:1])},
+                      repo_type="dataset")
+        server.commit("allenai/tulu-v2-sft-mixture", {"README.md": b"# tulu\n",
+                                                      "data/train-00000-of-00001.parquet": _parquet(TULU)}, repo_type="dataset")
+        server.create_repo("someone/gated-set", "dataset", gated=True)
+        server.commit("someone/gated-set", _glue_files(), repo_type="dataset")
         # A repo still defined by a loading script, and the hub's parquet conversion of it on another branch.
-        "EdinburghNLP/xsum": Repo({"README.md": b"# xsum\n", "xsum.py": b"import datasets\n"}),
-        "EdinburghNLP/xsum@refs/convert/parquet": Repo({"default/train/0000.parquet": _parquet(ARTICLES),
-                                                        "default/test/0000.parquet": _parquet(ARTICLES[:2])}),
-        "someone/flaky": Repo(_glue_files(), broken={"mnli/validation_matched-00000-of-00001.parquet"}),
-    }
-    with FakeHub(repos) as server:
+        server.commit("EdinburghNLP/xsum", {"README.md": b"# xsum\n", "xsum.py": b"import datasets\n"}, repo_type="dataset")
+        server.commit("EdinburghNLP/xsum", {"default/train/0000.parquet": _parquet(ARTICLES),
+                                            "default/test/0000.parquet": _parquet(ARTICLES[:2])},
+                      branch="refs/convert/parquet", repo_type="dataset")
+        # Files of their own name, so that the faults injected for them hit nothing else.
+        server.commit("someone/flaky", _glue_files({"flaky": GLUE["mnli"]}), repo_type="dataset")
         yield server
+
+
+def commit_of(hub, repo_id: str, branch: str = "main") -> str:
+    return hub.repos[("dataset", repo_id)].branches[branch]
 
 
 MNLI = {
@@ -122,7 +129,7 @@ def prepare(hub, tmp_path: Path, name: str, spec: dict, seed: int = 42, offline:
     """Run prepare_hub_dataset in a fresh process against the fake hub; return the process and the output folder."""
     out = tmp_path / "data" / name
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(home or tmp_path / "hf"), PYTHONPATH=str(ROOT / "src"),
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home or tmp_path / "hf"), PYTHONPATH=str(ROOT / "src"),
                HF_HUB_OFFLINE="1" if offline else "0", HF_DATASETS_OFFLINE="1" if offline else "0",
                HF_HUB_DISABLE_TELEMETRY="1")
     code = ("import json, sys; from pathlib import Path; from ptft.hubdata import prepare_hub_dataset; "
@@ -149,6 +156,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 def test_mnli_fields_labels_and_card(hub, tmp_path):
+    served_before = len(hub.log)
     proc, out = prepare(hub, tmp_path, "mnli", MNLI)
     _ok(proc)
     train, test = _rows(out / "train.jsonl"), _rows(out / "test.jsonl")
@@ -162,14 +170,16 @@ def test_mnli_fields_labels_and_card(hub, tmp_path):
         assert set(record) == {"id", "premise", "hypothesis", "label"}
     card = json.loads((out / "card.json").read_text())
     assert card["hub"] == {"repo": "nyu-mll/glue", "config": "mnli", "data_dir": None, "revision_requested": "main",
-                           "commit": hub.repos["nyu-mll/glue"].commit, "url": "https://huggingface.co/datasets/nyu-mll/glue"}
+                           "commit": commit_of(hub, "nyu-mll/glue"), "url": "https://huggingface.co/datasets/nyu-mll/glue"}
     assert card["sizes"]["train"] == {"source_split": "train", "rows_in_split": N_MNLI, "rows_excluded_as_test": 0,
                                      "rows_sampled": 20, "rows_written": 20}
     assert card["label_distribution"]["test"] == {"entailment": 3, "neutral": 3, "contradiction": 3}
     assert card["seed"] == 42 and card["fields"] == MNLI["fields"] and card["dropped_rows"] == {"train": {}, "test": {}}
-    assert json.loads((out / "provenance.json").read_text())["hub_commit"] == hub.repos["nyu-mll/glue"].commit
+    assert json.loads((out / "provenance.json").read_text())["hub_commit"] == commit_of(hub, "nyu-mll/glue")
     # Only the two splits asked for were downloaded, not the whole repo.
-    assert hub.repos["nyu-mll/glue"].gets.get("rte/validation-00000-of-00001.parquet") is None
+    downloads = sorted(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1] for method, path, status in hub.log[served_before:]
+                       if method == "GET" and status == 200 and "/resolve/" in path and path.endswith(".parquet"))
+    assert downloads == ["mnli/train-00000-of-00001.parquet", "mnli/validation_matched-00000-of-00001.parquet"]
 
 
 def test_training_sample_is_the_authors_and_deterministic(hub, tmp_path):
@@ -280,7 +290,7 @@ def test_script_repo_points_to_the_parquet_conversion_which_loads(hub, tmp_path)
     _ok(proc)
     assert _rows(out / "test.jsonl")[1] == {"id": "xsum-test-1", "document": "Article 1 text.", "summary": "Summary 1."}
     card = json.loads((out / "card.json").read_text())
-    assert card["hub"]["commit"] == hub.repos["EdinburghNLP/xsum@refs/convert/parquet"].commit
+    assert card["hub"]["commit"] == commit_of(hub, "EdinburghNLP/xsum", "refs/convert/parquet")
     assert card["target_length"]["train"]["mean_words"] == 2.0
     # Offline, a branch without a README.md is found by the commit hash the card recorded.
     pinned = {**converted, "hub": {**converted["hub"], "revision": card["hub"]["commit"]}}
@@ -297,7 +307,7 @@ def test_offline_reads_the_hub_cache_and_otherwise_says_the_study_is_offline(hub
     _ok(proc)
     for part in ("train.jsonl", "test.jsonl"):
         assert (online / part).read_text() == (offline / part).read_text()
-    assert json.loads((offline / "card.json").read_text())["hub"]["commit"] == hub.repos["nyu-mll/glue"].commit
+    assert json.loads((offline / "card.json").read_text())["hub"]["commit"] == commit_of(hub, "nyu-mll/glue")
     rte = {**MNLI, "hub": {"repo": "nyu-mll/glue", "config": "rte"}, "splits": {"train": "train", "test": "validation"},
            "fields": {"premise": "sentence1", "hypothesis": "sentence2", "label": "label"}, "n_train": None}
     proc, out = prepare(hub, tmp_path / "offline-rte", "rte", rte, home=home, offline=True)
@@ -334,13 +344,25 @@ def test_clear_failures_leave_no_output(hub, tmp_path, change, message):
 
 
 def test_broken_download_is_retried_a_bounded_number_of_times(hub, tmp_path):
-    flaky = hub.repos["someone/flaky"]
-    out = tmp_path / "data" / "mnli"
+    flaky = {**MNLI, "hub": {"repo": "someone/flaky", "config": "flaky"}}
+    # A transfer cut once midway is resumed and the set is written.
+    hub.add_fault("flaky/train-*", times=1, kind="cut")
+    proc, out = prepare(hub, tmp_path / "cut-once", "mnli", flaky)
+    _ok(proc)
+    assert len(_rows(out / "train.jsonl")) == 20
+    # A server that stays down: a bounded number of tries, then a clear failure.
+    out = tmp_path / "down" / "data" / "mnli"
     out.mkdir(parents=True)
     (out / "train.jsonl").write_text("earlier output\n")
-    proc, out = prepare(hub, tmp_path, "mnli", {**MNLI, "hub": {"repo": "someone/flaky", "config": "mnli"}})
+    served_before = len(hub.log)
+    outage = hub.add_fault("flaky/validation_matched-*", times=float("inf"), kind="outage")
+    try:
+        proc, out = prepare(hub, tmp_path / "down", "mnli", flaky)
+    finally:
+        hub.faults.remove(outage)
     assert f"download failed after {hubdata.DOWNLOAD_ATTEMPTS} attempt(s)" in _failed(proc)
-    assert flaky.gets["mnli/validation_matched-00000-of-00001.parquet"] == hubdata.DOWNLOAD_ATTEMPTS
+    tries = [p for m, p, _ in hub.log[served_before:] if m == "GET" and "flaky/validation_matched-" in p]
+    assert hubdata.DOWNLOAD_ATTEMPTS <= len(tries) <= 2 * hubdata.DOWNLOAD_ATTEMPTS
     # The earlier output is untouched and no half-written folder is left beside it.
     assert (out / "train.jsonl").read_text() == "earlier output\n" and sorted(p.name for p in out.parent.iterdir()) == ["mnli"]
 
