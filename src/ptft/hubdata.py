@@ -19,13 +19,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ptft.data import CARD_FILE  # the same card name as generated sets
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
 from ptft.tasks import TaskFamily, get_task
 
-CARD_FILE = "card.json"
 README = "README.md"  # the dataset card, whose YAML `configs:` section maps configs and splits to files
-HUB_SPEC_KEYS = ("task", "source", "hub", "splits", "fields", "labels", "label_threshold", "n_train", "n_test",
-                 "chat_template")
 CHAT_TEMPLATES = ("plain",)
 DOWNLOAD_ATTEMPTS = 3  # a broken download is retried this many times in all, then the job fails
 RETRY_WAIT_S = 1.0  # doubled after each failed attempt
@@ -96,6 +94,8 @@ def hub_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
             problems.append(f"{where}.fields.{field_name}: {err}")
     labels, threshold = spec.get("labels"), spec.get("label_threshold")
     if family.kind == "classification":
+        if "{" in str(fields.get(family.target_field, "")):
+            problems.append(f"{where}.fields.{family.target_field} must name the column of raw labels, not a format string")
         if (labels is None) == (threshold is None):
             problems.append(f"{where}: a classification set needs exactly one of labels (raw value -> label word) "
                             f"or label_threshold (numeric score); got {'both' if labels is not None else 'neither'}")
@@ -212,7 +212,7 @@ def to_records(name: str, split: str, rows: Sequence[Mapping[str, Any]], indices
         empty = None
         for field_name, source in fields.items():
             if family.kind == "classification" and field_name == family.target_field:
-                raw = row[source] if "{" not in source else field_text(source, row, field_name, family.target_field)
+                raw = row[source]
                 word = label_word(raw, spec, family)
                 if word is None:
                     expected = (f"a number (label_threshold {spec['label_threshold']})"
