@@ -63,6 +63,8 @@ TWEETS = [
     {"Tweet": "Rain all day in Leeds.", "Question": "where did it rain?", "Answer": ["Leeds", "in Leeds"], "qid": "a"},
     {"Tweet": "No answer here.", "Question": "what?", "Answer": [], "qid": "b"},
     {"Tweet": "Sun in Rome.", "Question": "where was the sun?", "Answer": ["Rome"], "qid": "c"},
+    {"Tweet": "", "Question": "who?", "Answer": ["me"], "qid": "d"},
+    {"Tweet": "Snow.", "Question": " ", "Answer": ["snow"], "qid": "e"},
 ]
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
@@ -254,10 +256,11 @@ def test_format_strings_with_indexing_and_empty_rows_dropped(hub, tmp_path):
     assert test == [
         {"id": "tweet_qa-train-0", "context": "Rain all day in Leeds.", "answer": "Answer: Leeds (a)", "question": "where did it rain?"},
         {"id": "tweet_qa-train-2", "context": "Sun in Rome.", "answer": "Answer: Rome (c)", "question": "where was the sun?"},
+        {"id": "tweet_qa-train-3", "context": "", "answer": "Answer: me (d)", "question": "who?"},  # empty input kept
     ]
     card = json.loads((out / "card.json").read_text())
-    assert card["dropped_rows"]["test"] == {"empty answer": 1}
-    assert card["sizes"]["test"]["rows_in_split"] == 3 and card["sizes"]["test"]["rows_written"] == 2
+    assert card["dropped_rows"]["test"] == {"answer: format string does not apply": 1, "question: empty": 1}
+    assert card["sizes"]["test"]["rows_in_split"] == 5 and card["sizes"]["test"]["rows_written"] == 3
 
 
 def test_tulu_conversations_become_prompt_and_completion(hub, tmp_path):

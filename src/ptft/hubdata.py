@@ -165,6 +165,10 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+class _Unrenderable(Exception):
+    """A format string that does not apply to a row (e.g. {Answer[0]} of an empty list)."""
+
+
 def field_text(source: str, row: Mapping[str, Any], field_name: str, target_field: str) -> str:
     """One record field from a row: a column's value, or a format string over columns.
 
@@ -173,9 +177,9 @@ def field_text(source: str, row: Mapping[str, Any], field_name: str, target_fiel
     """
     if "{" in source:
         try:
-            return string.Formatter().vformat(source, (), row)
-        except (IndexError, KeyError, TypeError):
-            return ""  # e.g. {Answer[0]} of an empty list: the row is dropped as lacking this field
+            return string.Formatter().vformat(source, (), {k: "" if v is None else v for k, v in row.items()})
+        except (IndexError, KeyError, TypeError) as err:
+            raise _Unrenderable(f"{type(err).__name__}: {err}") from None
     value = row[source]
     if _is_conversation(value):
         if field_name == target_field:
@@ -201,15 +205,17 @@ def label_word(raw: Any, spec: Mapping[str, Any], family: TaskFamily) -> str | N
 
 def to_records(name: str, split: str, rows: Sequence[Mapping[str, Any]], indices: Sequence[int],
                spec: Mapping[str, Any], family: TaskFamily) -> tuple[list[dict[str, str]], dict[str, int]]:
-    """Records (id + the family's fields) of the rows, and how many rows were dropped for an empty field.
+    """Records (id + the family's fields) of the rows, and how many rows were dropped, by reason.
 
+    A row is dropped when its target is empty (nothing to learn or score) or a format string does not
+    apply to it; an empty input is kept, as the authors kept it (SciQ has questions without support).
     `indices` are the rows' positions in the source split, so an id names the hub row it came from.
     """
     fields = spec["fields"]
     records, dropped = [], Counter()
     for row, index in zip(rows, indices):
         record = {"id": f"{name}-{split}-{index}"}
-        empty = None
+        reason = None
         for field_name, source in fields.items():
             if family.kind == "classification" and field_name == family.target_field:
                 raw = row[source]
@@ -222,12 +228,16 @@ def to_records(name: str, split: str, rows: Sequence[Mapping[str, Any]], indices
                                        f"{source!r}, expected {expected}")
                 record[field_name] = word
                 continue
-            text = field_text(str(source), row, field_name, family.target_field)
-            if not text.strip():
-                empty = empty or field_name
+            try:
+                text = field_text(str(source), row, field_name, family.target_field)
+            except _Unrenderable:
+                reason = reason or f"{field_name}: format string does not apply"
+                continue
+            if field_name == family.target_field and not text.strip():
+                reason = reason or f"{field_name}: empty"
             record[field_name] = text
-        if empty:
-            dropped[f"empty {empty}"] += 1
+        if reason:
+            dropped[reason] += 1
             continue
         records.append(record)
     return records, dict(dropped)
