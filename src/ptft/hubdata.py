@@ -5,6 +5,10 @@
 are read exactly as they read them), maps columns to the task family's fields, turns raw labels into
 label words, draws the authors' training sample (`Dataset.shuffle(seed).select(range(n))`) and writes
 data/{name}/train.jsonl, test.jsonl and card.json, so fine-tuning and evaluation need no change.
+
+Offline (HF_HUB_OFFLINE=1) the same README configs are read from the hub-cache snapshot of the pinned
+commit: datasets' own offline fallback finds only its Arrow cache, whose folder names depend on the data
+files asked for, so it cannot tell which split it holds.
 """
 
 from __future__ import annotations
