@@ -140,6 +140,18 @@ TASKS: dict[str, TaskFamily] = {
             metric="accuracy",
             label_words=("yes", "no"),
         ),
+        # Instruction tuning (Tulu v2): the prompt is already a rendered conversation, so every format is the
+        # prompt itself. The paper does not score instruction tuning in these formats but with lm-eval's own
+        # tasks (evaluate.lm_eval_tasks); the formats exist because every family has all three.
+        TaskFamily(
+            name="instruction",
+            kind="generation",
+            input_fields=("prompt",),
+            target_field="completion",
+            formats={"default": "{prompt}", "instruct": "{prompt}", "io": "{prompt}"},
+            metric="rougeL",
+            max_new_tokens=60,
+        ),
     )
 }
 
