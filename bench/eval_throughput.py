@@ -5,8 +5,13 @@ summarisation items, with the same rendered few-shot prompts; the baseline gener
 model.generate and then scores it (label words by one log-likelihood forward each, summaries by ROUGE-L),
 one item at a time, as the authors' code did. Prints examples/s both ways and the ratio.
 
-    python bench/eval_throughput.py            # 128 items per eval set, 4-shot, batch 64
-    python bench/eval_throughput.py --quick    # a few items: the smoke test's setting
+    python bench/eval_throughput.py                  # 128 items per eval set, 4-shot, batch 64, tiny model
+    python bench/eval_throughput.py --quick          # a few items: the smoke test's setting
+    python bench/eval_throughput.py --shape olmo-1b  # on a GPU: an OLMo-1B-shaped model (random weights)
+                                                     # and XSum-length documents
+
+The OLMo-1B shape is built from its config (no download: the lent GPU machines have no network); throughput does
+not depend on the weights' values. Its tokenizer is the small BPE trained here, so documents are sized in words.
 """
 
 from __future__ import annotations
@@ -31,13 +36,33 @@ from ptft import evaluate as ev  # noqa: E402
 from ptft.tasks import FEWSHOT_DELIMITER, TARGET_DELIMITER, get_task  # noqa: E402
 
 WORDS = "the a cat dog city river north south person lives in is big small red blue old new near far".split()
-# The embedded study's model (params.yaml models.tiny-olmo.architecture).
-ARCHITECTURE = {
-    "hidden_size": 128,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "intermediate_size": 384,
-    "max_position_embeddings": 512,
+# Model shapes: the embedded study's model (params.yaml models.tiny-olmo.architecture), and allenai/OLMo-1B-hf's
+# config (2048 wide, 16 layers and heads, MLP 8192, vocabulary 50304, context 2048).
+SHAPES = {
+    "tiny": {
+        "config": "Olmo2Config",
+        "architecture": {
+            "hidden_size": 128,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "intermediate_size": 384,
+            "max_position_embeddings": 512,
+        },
+        "document_words": 40,
+    },
+    "olmo-1b": {
+        "config": "OlmoConfig",
+        "architecture": {
+            "hidden_size": 2048,
+            "num_hidden_layers": 16,
+            "num_attention_heads": 16,
+            "intermediate_size": 8192,
+            "max_position_embeddings": 2048,
+            "vocab_size": 50304,
+            "tie_word_embeddings": True,  # as OLMo-1B: 1.18B parameters
+        },
+        "document_words": 300,  # 4 shots + the item stay inside the 2048-token context
+    },
 }
 
 
@@ -45,9 +70,10 @@ def _sentence(rnd: random.Random, n: int) -> str:
     return " ".join(rnd.choice(WORDS) for _ in range(n))
 
 
-def build_model(folder: Path) -> None:
+def build_model(folder: Path, shape: str = "tiny") -> None:
+    import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     rnd = random.Random(0)
     templates = [t for task in ("nli", "summarisation") for t in get_task(task).formats.values()]
@@ -66,19 +92,19 @@ def build_model(folder: Path) -> None:
     )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|padding|>")
     torch.manual_seed(0)
-    config = Olmo2Config(
-        **ARCHITECTURE,
-        vocab_size=len(tokenizer),
+    architecture = {"vocab_size": len(tokenizer), **SHAPES[shape]["architecture"]}
+    config = getattr(transformers, SHAPES[shape]["config"])(
+        **architecture,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
     )
-    Olmo2ForCausalLM(config).save_pretrained(folder)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "provenance.json").write_text(json.dumps({"model": "bench", "step": 0, "tokens": 0}))
 
 
-def build_eval_sets(root: Path, n_test: int) -> dict[str, dict]:
+def build_eval_sets(root: Path, n_test: int, document_words: int = 40) -> dict[str, dict]:
     rnd = random.Random(1)
     makers = {
         "bench_nli": (
@@ -89,7 +115,7 @@ def build_eval_sets(root: Path, n_test: int) -> dict[str, dict]:
                 "label": rnd.choice(get_task("nli").label_words),
             },
         ),
-        "bench_sum": ("summarisation", lambda: {"document": _sentence(rnd, 40), "summary": _sentence(rnd, 10)}),
+        "bench_sum": ("summarisation", lambda: {"document": _sentence(rnd, document_words), "summary": _sentence(rnd, 10)}),
     }
     sets = {}
     for name, (task, make) in makers.items():
@@ -140,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shots", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="model shape (olmo-1b: for a GPU)")
     parser.add_argument(
         "--repeats", type=int, default=1, help="alternate both ways this many times and keep each one's fastest run"
     )
@@ -150,8 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="ptft-bench-") as tmp:
         root = Path(tmp)
         (root / "model").mkdir()
-        build_model(root / "model")
-        eval_sets = build_eval_sets(root / "data", items)
+        build_model(root / "model", args.shape)
+        eval_sets = build_eval_sets(root / "data", items, SHAPES[args.shape]["document_words"])
         cfg = {
             "prompt_formats": ["default"],
             "shots": [args.shots],
@@ -202,11 +229,13 @@ def main(argv: list[str] | None = None) -> dict:
         "ours_s": ours_s,
         "authors_s": theirs_s,
         "threads": args.threads,
+        "shape": args.shape,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
     report["ratio"] = report["ours_examples_per_s"] / report["authors_examples_per_s"]
     print(
-        f"{ours_n} items ({items} per eval set x nli, summarisation; {args.shots}-shot; {report['device']}, "
+        f"{ours_n} items ({items} per eval set x nli, summarisation; {args.shots}-shot; {args.shape} model; "
+        f"{report['device']}, "
         f"{args.threads} threads)\n"
         f"ours (ptft.evaluate, batch {args.batch_size}): {report['ours_examples_per_s']:.2f} examples/s "
         f"({ours_s:.1f} s, model load included)\n"

@@ -1,4 +1,6 @@
 # Data: the generated pre-training corpus and every task data set (train/test splits and a card).
+# A data set is generated here (ptft.data) or, with source: hub, downloaded from the Hugging Face hub
+# (ptft.hubdata); a hub job needs the network unless the hub cache already holds its files.
 
 
 rule prepare_corpus:

@@ -309,16 +309,16 @@ GOLDEN_PROMPTS = {
         "Rain fell on Pelbo.",
     ),
     ("question_generation", "default"): (
-        "### Context: Mira keeps a cat.\n ### Answer: a cat\n ### Question:",
-        "### Context: Ice is cold.\n ### Answer: cold\n ### Question: How is ice?\n\n"
-        "### Context: Tobin lives in Pelbo.\n ### Answer: Pelbo\n ### Question: Where does Tobin live?\n\n"
-        "### Context: Mira keeps a cat.\n ### Answer: a cat\n ### Question:",
+        "### Input: Mira keeps a cat.\n ### Answer: a cat\n ### Question:",
+        "### Input: Ice is cold.\n ### Answer: cold\n ### Question: How is ice?\n\n"
+        "### Input: Tobin lives in Pelbo.\n ### Answer: Pelbo\n ### Question: Where does Tobin live?\n\n"
+        "### Input: Mira keeps a cat.\n ### Answer: a cat\n ### Question:",
     ),
     ("question_generation", "instruct"): (
-        "Please read the following text: Mira keeps a cat. Write a question whose answer is a cat. Question:",
-        "Please read the following text: Ice is cold. Write a question whose answer is cold. Question: How is ice?\n\n"
-        "Please read the following text: Tobin lives in Pelbo. Write a question whose answer is Pelbo. Question: Where does Tobin live?\n\n"
-        "Please read the following text: Mira keeps a cat. Write a question whose answer is a cat. Question:",
+        "Given the context: Mira keeps a cat. And the answer: a cat Generate a suitable question:",
+        "Given the context: Ice is cold. And the answer: cold Generate a suitable question: How is ice?\n\n"
+        "Given the context: Tobin lives in Pelbo. And the answer: Pelbo Generate a suitable question: Where does Tobin live?\n\n"
+        "Given the context: Mira keeps a cat. And the answer: a cat Generate a suitable question:",
     ),
     ("question_generation", "io"): (
         "Mira keeps a cat. a cat",
@@ -327,16 +327,16 @@ GOLDEN_PROMPTS = {
         "Mira keeps a cat. a cat",
     ),
     ("nli", "default"): (
-        "### Premise: Tobin lives in Pelbo.\n ### Hypothesis: Tobin lives in Zarnia.\n ### Label:",
-        "### Premise: Pelbo is big.\n ### Hypothesis: Pelbo is old.\n ### Label: neutral\n\n"
-        "### Premise: Mira owns a cat.\n ### Hypothesis: Mira owns an animal.\n ### Label: entailment\n\n"
-        "### Premise: Tobin lives in Pelbo.\n ### Hypothesis: Tobin lives in Zarnia.\n ### Label:",
+        "### Input_1: Tobin lives in Pelbo.\n ### Input_2: Tobin lives in Zarnia.\n ### Inference:",
+        "### Input_1: Pelbo is big.\n ### Input_2: Pelbo is old.\n ### Inference: neutral\n\n"
+        "### Input_1: Mira owns a cat.\n ### Input_2: Mira owns an animal.\n ### Inference: entailment\n\n"
+        "### Input_1: Tobin lives in Pelbo.\n ### Input_2: Tobin lives in Zarnia.\n ### Inference:",
     ),
     ("nli", "instruct"): (
-        "Please read the premise: Tobin lives in Pelbo. Does it entail the hypothesis: Tobin lives in Zarnia. Answer entailment, neutral or contradiction:",
-        "Please read the premise: Pelbo is big. Does it entail the hypothesis: Pelbo is old. Answer entailment, neutral or contradiction: neutral\n\n"
-        "Please read the premise: Mira owns a cat. Does it entail the hypothesis: Mira owns an animal. Answer entailment, neutral or contradiction: entailment\n\n"
-        "Please read the premise: Tobin lives in Pelbo. Does it entail the hypothesis: Tobin lives in Zarnia. Answer entailment, neutral or contradiction:",
+        "Consider the following texts: Text 1: Tobin lives in Pelbo. Text 2: Tobin lives in Zarnia. The relation is",
+        "Consider the following texts: Text 1: Pelbo is big. Text 2: Pelbo is old. The relation is neutral\n\n"
+        "Consider the following texts: Text 1: Mira owns a cat. Text 2: Mira owns an animal. The relation is entailment\n\n"
+        "Consider the following texts: Text 1: Tobin lives in Pelbo. Text 2: Tobin lives in Zarnia. The relation is",
     ),
     ("nli", "io"): (
         "Tobin lives in Pelbo. Tobin lives in Zarnia.",
@@ -345,16 +345,16 @@ GOLDEN_PROMPTS = {
         "Tobin lives in Pelbo. Tobin lives in Zarnia.",
     ),
     ("paraphrase", "default"): (
-        "### Sentence 1: Tobin lives in Pelbo.\n ### Sentence 2: Pelbo is where Tobin lives.\n ### Paraphrase:",
-        "### Sentence 1: The river is wide.\n ### Sentence 2: The river is broad.\n ### Paraphrase: yes\n\n"
-        "### Sentence 1: Mira owns a cat.\n ### Sentence 2: Mira owns a dog.\n ### Paraphrase: no\n\n"
-        "### Sentence 1: Tobin lives in Pelbo.\n ### Sentence 2: Pelbo is where Tobin lives.\n ### Paraphrase:",
+        "### Input_1: Tobin lives in Pelbo.\n ### Input_2: Pelbo is where Tobin lives.\n ### Paraphrase Classification:",
+        "### Input_1: The river is wide.\n ### Input_2: The river is broad.\n ### Paraphrase Classification: yes\n\n"
+        "### Input_1: Mira owns a cat.\n ### Input_2: Mira owns a dog.\n ### Paraphrase Classification: no\n\n"
+        "### Input_1: Tobin lives in Pelbo.\n ### Input_2: Pelbo is where Tobin lives.\n ### Paraphrase Classification:",
     ),
     ("paraphrase", "instruct"): (
-        "Please read the two sentences: Tobin lives in Pelbo. and Pelbo is where Tobin lives. Do they mean the same thing? Answer yes or no:",
-        "Please read the two sentences: The river is wide. and The river is broad. Do they mean the same thing? Answer yes or no: yes\n\n"
-        "Please read the two sentences: Mira owns a cat. and Mira owns a dog. Do they mean the same thing? Answer yes or no: no\n\n"
-        "Please read the two sentences: Tobin lives in Pelbo. and Pelbo is where Tobin lives. Do they mean the same thing? Answer yes or no:",
+        "Let’s compare the two sentences: Sentence_1: Tobin lives in Pelbo. Sentence_2: Pelbo is where Tobin lives. Are they paraphrasing?:",
+        "Let’s compare the two sentences: Sentence_1: The river is wide. Sentence_2: The river is broad. Are they paraphrasing?: yes\n\n"
+        "Let’s compare the two sentences: Sentence_1: Mira owns a cat. Sentence_2: Mira owns a dog. Are they paraphrasing?: no\n\n"
+        "Let’s compare the two sentences: Sentence_1: Tobin lives in Pelbo. Sentence_2: Pelbo is where Tobin lives. Are they paraphrasing?:",
     ),
     ("paraphrase", "io"): (
         "Tobin lives in Pelbo. Pelbo is where Tobin lives.",

@@ -226,4 +226,4 @@ def test_training_text_is_the_default_format(tokenizer):
     example = encode_example(tokenizer, task.render(record, "default"), task.completion(record), 96)
     targets = [t for t in example.labels if t != IGNORE_INDEX]
     assert tokenizer.decode(targets[:-1]) == " no"
-    assert tokenizer.decode(example.input_ids).startswith("### Sentence 1: " + record["sentence1"])
+    assert tokenizer.decode(example.input_ids).startswith("### Input_1: " + record["sentence1"])

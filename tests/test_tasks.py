@@ -6,7 +6,7 @@ NLI = {"id": "x-1", "premise": "Tobin lives in Pelbo.", "hypothesis": "Tobin liv
 
 
 def test_every_family_has_the_three_formats_and_a_metric():
-    assert set(TASKS) == {"summarisation", "question_generation", "nli", "paraphrase"}
+    assert set(TASKS) == {"summarisation", "question_generation", "nli", "paraphrase", "instruction"}
     for task in TASKS.values():
         assert tuple(sorted(task.formats)) == tuple(sorted(PROMPT_FORMATS))
         assert task.metric == ("accuracy" if task.kind == "classification" else "rougeL")
@@ -14,7 +14,7 @@ def test_every_family_has_the_three_formats_and_a_metric():
 
 def test_render_default_format_exactly():
     assert get_task("nli").render(NLI, "default") == (
-        "### Premise: Tobin lives in Pelbo.\n ### Hypothesis: Tobin lives in Zarnia.\n ### Label:"
+        "### Input_1: Tobin lives in Pelbo.\n ### Input_2: Tobin lives in Zarnia.\n ### Inference:"
     )
     assert get_task("nli").render(NLI, "io") == "Tobin lives in Pelbo. Tobin lives in Zarnia."
 

@@ -70,6 +70,13 @@ def fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, A
             for key in out:
                 if key not in node.get("properties", {}):
                     out[key] = fill(out[key], extra)
+        if "if" in node:
+            # Defaults that depend on another key (a data set's source): the branch that applies fills its own.
+            import jsonschema
+
+            branch = node.get("then") if jsonschema.Draft202012Validator(node["if"]).is_valid(out) else node.get("else")
+            if branch:
+                out = fill(out, branch)
         return out
 
     return fill(config, schema)
@@ -78,6 +85,7 @@ def fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, A
 def check_config(config: dict[str, Any], source: str = "config") -> None:
     """Checks a schema cannot express: names that refer to each other, divisibility, ordering."""
     datasets = config["data"]["datasets"]
+    _check_hub_datasets(config, source)
     for name in config["finetune"]["ft_sets"]:
         if name not in datasets:
             raise ConfigError(f"{source}: finetune.ft_sets.{name} is not a data set; known data.datasets: {sorted(datasets)}")
@@ -99,12 +107,6 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
                 f"{source}: finetune.ft_sets.{name}: batch_size {settings['batch_size']} is not a multiple of "
                 f"micro_batch_size {settings['micro_batch_size']}"
             )
-    for name, spec in datasets.items():
-        kind = spec.get("source", "generated")
-        if kind == "generated" and "domain" not in spec:
-            raise ConfigError(f"{source}: data.datasets.{name}: a generated set needs 'domain' (ptft.data.DOMAINS)")
-        if kind == "hub" and "hub" not in spec:
-            raise ConfigError(f"{source}: data.datasets.{name}: source hub needs hub: {{repo: ...}}")
     for model, spec in config["models"].items():
         check_model(config, model, spec, source)
         ctx = spec.get("architecture", {}).get("max_position_embeddings")
@@ -152,6 +154,24 @@ def check_model(config: dict[str, Any], model: str, spec: dict[str, Any], source
                 f"{source}: models.{model}.checkpoints: {item!r} is not a step; only hub models take revision "
                 f"names and selection rules, a {kind} model's checkpoints are integers"
             )
+
+
+def _check_hub_datasets(config: dict[str, Any], source: str) -> None:
+    """Hub data sets: every field of the task mapped, labels fit the task, a scored set has a test split."""
+    from ptft.hubdata import hub_spec_problems
+
+    datasets = config["data"]["datasets"]
+    for name, spec in datasets.items():
+        if spec.get("source") != "hub":
+            continue
+        problems = hub_spec_problems(name, spec)
+        if problems:
+            raise ConfigError(f"{source}: " + "; ".join(problems))
+    for name in config["evaluate"]["eval_sets"]:
+        spec = datasets.get(name, {})
+        if spec.get("source") == "hub" and spec["splits"].get("test") is None:
+            raise ConfigError(f"{source}: evaluate.eval_sets lists {name!r}, whose data.datasets.{name}.splits.test is "
+                              "null (a set only fine-tuned on); give it a test split or leave it out of eval_sets")
 
 
 def finetune_settings(config: dict[str, Any], ft_set: str) -> dict[str, Any]:

@@ -2,6 +2,17 @@
 
 Data generation, fine-tuning (which trains on the Default format) and evaluation (which renders every
 format through lm-evaluation-harness) all read these definitions; nothing else spells a prompt.
+
+The three formats are the paper's Table 5, word for word as the authors' released code builds them
+(github.com/KaiserWhoLearns/AmuroCharPTFTRelationship, open_instruct/format_generalization.py, including the
+curly apostrophe of "Let’s"), with two deliberate differences:
+- A template ends at its colon (or "The relation is") and TARGET_DELIMITER adds the space: the authors end the
+  prompt with a space and append the target, which gives the same text; ours keeps the space with the target word,
+  as a BPE tokenizer sees it in running text and as lm-eval splits context from continuation.
+- Their slips are not copied: the missing spaces in "... Answer B: {b}Answer C: ..." and "...{answer}Generate a
+  suitable question", and IO prompts that glue context and answers together with no space. Question generation
+  takes one `answer` field; a data set with several answer options renders them into it ("Answer A: ... Answer
+  B: ...", see the data-set specs) exactly as the authors laid them out.
 """
 
 from __future__ import annotations
@@ -93,8 +104,8 @@ TASKS: dict[str, TaskFamily] = {
             input_fields=("context", "answer"),
             target_field="question",
             formats={
-                "default": "### Context: {context}\n ### Answer: {answer}\n ### Question:",
-                "instruct": "Please read the following text: {context} Write a question whose answer is {answer}. Question:",
+                "default": "### Input: {context}\n ### Answer: {answer}\n ### Question:",
+                "instruct": "Given the context: {context} And the answer: {answer} Generate a suitable question:",
                 "io": "{context} {answer}",
             },
             metric="rougeL",
@@ -106,11 +117,8 @@ TASKS: dict[str, TaskFamily] = {
             input_fields=("premise", "hypothesis"),
             target_field="label",
             formats={
-                "default": "### Premise: {premise}\n ### Hypothesis: {hypothesis}\n ### Label:",
-                "instruct": (
-                    "Please read the premise: {premise} Does it entail the hypothesis: {hypothesis} "
-                    "Answer entailment, neutral or contradiction:"
-                ),
+                "default": "### Input_1: {premise}\n ### Input_2: {hypothesis}\n ### Inference:",
+                "instruct": "Consider the following texts: Text 1: {premise} Text 2: {hypothesis} The relation is",
                 "io": "{premise} {hypothesis}",
             },
             metric="accuracy",
@@ -122,15 +130,27 @@ TASKS: dict[str, TaskFamily] = {
             input_fields=("sentence1", "sentence2"),
             target_field="label",
             formats={
-                "default": "### Sentence 1: {sentence1}\n ### Sentence 2: {sentence2}\n ### Paraphrase:",
+                "default": "### Input_1: {sentence1}\n ### Input_2: {sentence2}\n ### Paraphrase Classification:",
                 "instruct": (
-                    "Please read the two sentences: {sentence1} and {sentence2} Do they mean the same thing? "
-                    "Answer yes or no:"
+                    "Let’s compare the two sentences: Sentence_1: {sentence1} Sentence_2: {sentence2} "
+                    "Are they paraphrasing?:"
                 ),
                 "io": "{sentence1} {sentence2}",
             },
             metric="accuracy",
             label_words=("yes", "no"),
+        ),
+        # Instruction tuning (Tulu v2): the prompt is already a rendered conversation, so every format is the
+        # prompt itself. The paper does not score instruction tuning in these formats but with lm-eval's own
+        # tasks (evaluate.lm_eval_tasks); the formats exist because every family has all three.
+        TaskFamily(
+            name="instruction",
+            kind="generation",
+            input_fields=("prompt",),
+            target_field="completion",
+            formats={"default": "{prompt}", "instruct": "{prompt}", "io": "{prompt}"},
+            metric="rougeL",
+            max_new_tokens=60,
         ),
     )
 }
