@@ -46,6 +46,24 @@ def test_a_study_config_plans_its_whole_grid_with_no_network(workflow, name):
     assert not (workflow / config["revisions_lock"]).exists()  # revisions are pinned by the jobs, not by planning
 
 
+def test_a_selection_rule_plans_from_the_lock_only(workflow):
+    config = yaml.safe_load((ROOT / "configs/pythia-160m.yaml").read_text())
+    config["models"]["pythia-160m"]["checkpoints"] = [{"uniform_by_tokens": 3}, "main"]
+    config.update(study="rules", revisions_lock="configs/rules.lock.yaml")
+    (workflow / "configs/rules.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workflow, "-n", "--configfile", "configs/rules.yaml", check=False)
+    assert proc.returncode != 0
+    assert "uniform_by_tokens=3 is not resolved yet" in proc.stdout + proc.stderr
+    assert "python -m ptft.hub resolve --configfile" in proc.stdout + proc.stderr
+    # What `python -m ptft.hub resolve` writes; planning then expands the rule from it, still with no network.
+    (workflow / "configs/rules.lock.yaml").write_text(yaml.safe_dump({"models": {"pythia-160m": {
+        "repo": "EleutherAI/pythia-160m", "family": "pythia", "checkpoints": {},
+        "rules": {"uniform_by_tokens=3": [0, 71000, 143000]}}}}))  # fmt: skip
+    proc = snakemake(workflow, "-n", "--configfile", "configs/rules.yaml")
+    assert job_counts(proc.stdout + proc.stderr)["materialize"] == 4
+    assert "checkpoints/pythia-160m/71000" in proc.stdout + proc.stderr
+
+
 def test_the_paper_config_is_the_papers_grid(workflow):
     config = yaml.safe_load((ROOT / "configs/paper-olmo1b.yaml").read_text())
     model = config["models"]["olmo-1b"]
