@@ -34,6 +34,7 @@ from ptft.provenance import (
     write_json,
     write_jsonl,
 )
+from ptft import varlen
 from ptft.tasks import get_task
 
 IGNORE_INDEX = -100  # label of a token that carries no loss (prompt, padding, example boundaries)
@@ -98,13 +99,16 @@ def collate(examples: Sequence[Example | dict], pad_token_id: int) -> dict[str, 
 def pack(examples: Sequence[Example | dict]) -> dict[str, torch.Tensor]:
     """Concatenate a micro-batch into one row with position ids restarting at 0 per example (padding-free).
 
-    transformers turns restarting position ids into a block-diagonal causal mask, so no token attends across an
-    example boundary; the first label of each example is IGNORE_INDEX, so no loss crosses one either.
+    The attention ptft.varlen registers runs each example (seq_lens) as its own causal block; other attention
+    implementations read the restarting position ids as a block-diagonal mask. Either way no token attends across an
+    example boundary, and the first label of each example is IGNORE_INDEX, so no loss crosses one either.
     """
     from transformers import DataCollatorWithFlattening
 
     features = [e if isinstance(e, dict) else {"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    return DataCollatorWithFlattening(return_tensors="pt", separator_id=IGNORE_INDEX)(features)
+    batch = DataCollatorWithFlattening(return_tensors="pt", separator_id=IGNORE_INDEX)(features)
+    batch["seq_lens"] = [len(f["input_ids"]) for f in features]  # for ptft.varlen: one causal block per example
+    return batch
 
 
 def load_examples(
@@ -274,6 +278,87 @@ def _trainer_class():
     return PtftTrainer
 
 
+def build_trainer(
+    model: torch.nn.Module,
+    dataset: Sequence[dict],
+    ft_cfg: dict,
+    *,
+    ft_set: str,
+    state_dir: Path,
+    log_file: Path,
+    pad_token_id: int,
+    world_size: int = 1,
+    max_steps: int | None = None,
+):
+    """The configured Trainer for one run: the paper's recipe with our speed settings (the benchmark builds it too).
+
+    dataset holds {"input_ids", "labels"} dicts; state_dir receives the periodic saves; log_file the per-step rows.
+    """
+    from transformers import TrainingArguments
+
+    batch_size, micro_batch_size = int(ft_cfg["batch_size"]), int(ft_cfg["micro_batch_size"])
+    if batch_size % (micro_batch_size * world_size):
+        raise ValueError(
+            f"fine-tuning {ft_set!r}: batch_size {batch_size} is not a multiple of micro_batch_size {micro_batch_size} "
+            f"x {world_size} processes"
+        )
+    grad_accum = batch_size // (micro_batch_size * world_size)
+    cuda = torch.cuda.is_available()
+    bf16 = cuda if ft_cfg.get("bf16", "auto") == "auto" else bool(ft_cfg["bf16"])
+    steps_per_epoch = math.ceil(math.ceil(len(dataset) / (micro_batch_size * world_size)) / grad_accum)
+    total_steps = int(ft_cfg["epochs"]) * steps_per_epoch
+    warmup_steps = math.ceil(float(ft_cfg["warmup_ratio"]) * total_steps)  # transformers 5 refuses warmup_ratio
+    save_steps = ft_cfg.get("save_steps")
+    args = TrainingArguments(
+        output_dir=str(state_dir),
+        per_device_train_batch_size=micro_batch_size,
+        gradient_accumulation_steps=grad_accum,
+        num_train_epochs=int(ft_cfg["epochs"]),
+        max_steps=max_steps or -1,
+        learning_rate=float(ft_cfg["lr"]),
+        weight_decay=float(ft_cfg["weight_decay"]),
+        lr_scheduler_type="linear",
+        warmup_steps=warmup_steps,
+        max_grad_norm=GRAD_CLIP,
+        optim="adamw_torch_fused" if cuda else "adamw_torch",
+        bf16=bf16,
+        # named only when on: the argument's name moves between transformers 5 releases
+        **({"gradient_checkpointing": True} if ft_cfg.get("gradient_checkpointing") else {}),
+        logging_steps=1,
+        logging_nan_inf_filter=False,  # a NaN must stop the job, not be averaged away
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=1,
+        seed=int(ft_cfg["seed"]),
+        data_seed=int(ft_cfg["seed"]),
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not cuda,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=False,
+    )
+    packing = bool(ft_cfg.get("packing", True))
+    if packing:
+        model.set_attn_implementation(varlen.register())
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=pack if packing else (lambda batch: collate(batch, pad_token_id)),
+    )
+    method = ft_cfg.get("method", "full")
+    trainer.setup_log(ft_set, log_file, steps_per_epoch, flops_per_token(model, method), peak_flops())
+    trainer.plan = {
+        "packing": packing,
+        "bf16": bf16,
+        "gradient_accumulation": grad_accum,
+        "warmup_steps": warmup_steps,
+        "steps_per_epoch": steps_per_epoch,
+    }
+    return trainer
+
+
 def finetune(
     checkpoint_dir: Path,
     train_path: Path,
@@ -290,7 +375,7 @@ def finetune(
     ft_cfg is the set's slice (ptft.config.finetune_settings): the per-set settings plus the study's method and lora.
     A rerun after a kill resumes from the last save in resume_dir_for(out_dir). max_steps stops early (benchmarks).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
 
     torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -302,17 +387,12 @@ def finetune(
     if method not in ("full", "lora"):
         raise ValueError(f"finetune.method must be 'full' or 'lora', got {method!r}")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    batch_size, micro_batch_size = int(ft_cfg["batch_size"]), int(ft_cfg["micro_batch_size"])
-    if batch_size % (micro_batch_size * world_size):
+    if int(ft_cfg["batch_size"]) % (int(ft_cfg["micro_batch_size"]) * world_size):  # fail before any work
         raise ValueError(
-            f"fine-tuning {ft_set!r}: batch_size {batch_size} is not a multiple of micro_batch_size {micro_batch_size} "
-            f"x {world_size} processes"
+            f"fine-tuning {ft_set!r}: batch_size {ft_cfg['batch_size']} is not a multiple of micro_batch_size "
+            f"{ft_cfg['micro_batch_size']} x {world_size} processes"
         )
-    grad_accum = batch_size // (micro_batch_size * world_size)
-    seed, epochs = int(ft_cfg["seed"]), int(ft_cfg["epochs"])
-    packing = bool(ft_cfg.get("packing", True))
-    cuda = torch.cuda.is_available()
-    bf16 = cuda if ft_cfg.get("bf16", "auto") == "auto" else bool(ft_cfg["bf16"])
+    seed = int(ft_cfg["seed"])
     base = read_provenance(checkpoint_dir)
 
     # the data first: a bad record fails before any state is written
@@ -365,54 +445,20 @@ def finetune(
             model.enable_input_require_grads()
     dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
 
-    steps_per_epoch = math.ceil(math.ceil(len(dataset) / (micro_batch_size * world_size)) / grad_accum)
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = math.ceil(float(ft_cfg["warmup_ratio"]) * total_steps)  # transformers 5 refuses warmup_ratio
-    save_steps = ft_cfg.get("save_steps")
-    args = TrainingArguments(
-        output_dir=str(resume_dir),
-        per_device_train_batch_size=micro_batch_size,
-        gradient_accumulation_steps=grad_accum,
-        num_train_epochs=epochs,
-        max_steps=max_steps or -1,
-        learning_rate=float(ft_cfg["lr"]),
-        weight_decay=float(ft_cfg["weight_decay"]),
-        lr_scheduler_type="linear",
-        warmup_steps=warmup_steps,
-        max_grad_norm=GRAD_CLIP,
-        optim="adamw_torch_fused" if cuda else "adamw_torch",
-        bf16=bf16,
-        # named only when on: the argument's name moves between transformers 5 releases
-        **({"gradient_checkpointing": True} if ft_cfg.get("gradient_checkpointing") else {}),
-        logging_steps=1,
-        logging_nan_inf_filter=False,  # a NaN must stop the job, not be averaged away
-        save_strategy="steps" if save_steps else "no",
-        save_steps=save_steps or 500,
-        save_total_limit=1,
-        seed=seed,
-        data_seed=seed,
-        report_to="none",
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        use_cpu=not cuda,
-        ddp_find_unused_parameters=False,
-        disable_tqdm=False,
-    )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = _trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=pack if packing else (lambda batch: collate(batch, pad_id)),
-    )
-    trainer.setup_log(ft_set, log_file, steps_per_epoch, flops_per_token(model, method), peak_flops())
+    trainer = build_trainer(
+        model, dataset, ft_cfg, ft_set=ft_set, state_dir=resume_dir, log_file=log_file, pad_token_id=pad_id,
+        world_size=world_size, max_steps=max_steps,
+    )  # fmt: skip
+    plan = trainer.plan
 
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except torch.cuda.OutOfMemoryError as err:
         raise RuntimeError(
-            f"GPU out of memory fine-tuning {ft_set!r} (micro_batch_size {micro_batch_size}, max_length {max_length}): "
+            f"GPU out of memory fine-tuning {ft_set!r} (micro_batch_size {ft_cfg['micro_batch_size']}, "
+            f"max_length {max_length}): "
             f"lower finetune.ft_sets.{ft_set}.micro_batch_size (gradient accumulation keeps the effective batch), "
             f"lower finetune.ft_sets.{ft_set}.max_length, or set finetune.ft_sets.{ft_set}.gradient_checkpointing: true"
         ) from err
@@ -422,6 +468,7 @@ def finetune(
 
     log_rows = read_jsonl(log_file)
     trainer.model.config.use_cache = True  # generation at evaluation wants it back
+    trainer.model.set_attn_implementation("sdpa")  # the saved model must not need ptft.varlen to load
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp)  # a PeftModel writes only its adapter
         tokenizer.save_pretrained(tmp)
@@ -439,8 +486,8 @@ def finetune(
                 task=task,
                 method=method,
                 engine="transformers.Trainer",
-                packing=packing,
-                bf16=bf16,
+                packing=plan["packing"],
+                bf16=plan["bf16"],
                 lora_target_modules=targets,
                 base_checkpoint=str(checkpoint_dir),
                 train_path=str(train_path),
@@ -448,8 +495,8 @@ def finetune(
                 n_truncated=sum(e.truncated for e in examples),
                 max_length=max_length,
                 optimizer_steps=trainer.state.global_step,
-                warmup_steps=warmup_steps,
-                gradient_accumulation=grad_accum,
+                warmup_steps=plan["warmup_steps"],
+                gradient_accumulation=plan["gradient_accumulation"],
                 world_size=world_size,
                 trained_tokens=sum(r["tokens"] for r in log_rows),
                 seconds=round(seconds, 1),
