@@ -20,6 +20,7 @@ Tokens/s counts real (non-padding) tokens of the timed steps, after warm-up step
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="ptft-bench-") as tmp:
         authors = run_authors(model, examples, steps, warmup, Path(tmp))
         model.load_state_dict(initial)  # the same starting weights for both
+        gc.collect()  # the baseline's optimizer state must not share the GPU with ours
         if args.device == "cuda":
             torch.cuda.empty_cache()
         ours = run_ours(model, examples, args.micro_batch, steps, warmup, Path(tmp))

@@ -48,19 +48,27 @@ def varlen_attention_forward(
         raise ValueError(f"packed attention: seq_lens {seq_lens} do not tile a row of shape {tuple(query.shape)}")
     gqa = key.shape[1] != query.shape[1]
     varlen_attn, has_window = _flash_varlen()
-    if varlen_attn is not None and query.is_cuda and dropout == 0.0 and query.dtype in (torch.float16, torch.bfloat16):
+    flash_dtype = query.dtype if query.dtype in (torch.float16, torch.bfloat16) else None
+    if flash_dtype is None and query.is_cuda and torch.is_autocast_enabled("cuda"):
+        flash_dtype = torch.get_autocast_dtype("cuda")  # RoPE in fp32 can promote q and k; autocast would cast back
+    if varlen_attn is not None and query.is_cuda and dropout == 0.0 and flash_dtype is not None:
+        query, key, value = (t.to(flash_dtype) for t in (query, key, value))
         offsets = [0]
         for n in seq_lens:
             offsets.append(offsets[-1] + n)
         cu = torch.tensor(offsets, dtype=torch.int32).to(query.device, non_blocking=True)
         causal = {"window_size": (-1, 0)} if has_window else {"is_causal": True}
         extra = {"enable_gqa": True} if gqa else {}
+        if scaling is not None and abs(scaling - query.shape[-1] ** -0.5) > 1e-9:
+            extra["scale"] = scaling  # named only when not the default: older torch releases lack the argument
         try:
             out = varlen_attn(
                 query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1),
-                cu, cu, max(seq_lens), max(seq_lens), scale=scaling, **causal, **extra,
+                cu, cu, max(seq_lens), max(seq_lens), **causal, **extra,
             )  # fmt: skip
             return out.unsqueeze(0), None
+        except torch.cuda.OutOfMemoryError:
+            raise
         except (TypeError, RuntimeError) as err:  # a torch whose varlen kernel takes other arguments or dtypes
             _warn_once(f"torch varlen attention failed ({err}); running one SDPA call per example instead")
     parts, start = [], 0
