@@ -441,3 +441,38 @@ def test_config_knows_lora_and_checks_the_effective_batch():
     params["resources"] = {"finetune": {"gpu": 3}}
     with pytest.raises(ConfigError, match=r"news_sum: batch_size 8 .* micro_batch_size 8 x resources\.finetune\.gpu 3"):
         validate(params)
+
+
+# ---------------------------------------------------------------- the rule
+
+
+def _dry_run(workdir: Path, gpus: int, micro_batch_size: int) -> subprocess.CompletedProcess:
+    import yaml
+
+    root = Path(__file__).parents[1]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["resources"] = {"finetune": {"gpu": gpus}}
+    params["finetune"]["defaults"]["micro_batch_size"] = micro_batch_size
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "snakemake"), "-n", "-p", "--cores", "1", "-s", str(root / "Snakefile"),
+            "--directory", str(workdir), "models/tiny-olmo/0/news_sum",
+        ],  # fmt: skip
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_rule_runs_under_accelerate_launch_with_several_gpus(tmp_path):
+    """Dry runs of the real workflow print the finetune command: plain python, or DDP under accelerate."""
+    one = _dry_run(tmp_path, gpus=1, micro_batch_size=8)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert "python -m ptft.finetune --checkpoint checkpoints/tiny-olmo/0 " in one.stdout
+    two = _dry_run(tmp_path, gpus=2, micro_batch_size=4)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "accelerate launch --multi_gpu --num_processes 2 --num_machines 1 -m ptft.finetune --checkpoint" in two.stdout
+    indivisible = _dry_run(tmp_path, gpus=2, micro_batch_size=8)
+    assert indivisible.returncode != 0
+    assert "batch_size 8 is not a multiple of micro_batch_size 8 x resources.finetune.gpu 2" in indivisible.stdout
