@@ -476,3 +476,21 @@ def test_the_rule_runs_under_accelerate_launch_with_several_gpus(tmp_path):
     indivisible = _dry_run(tmp_path, gpus=2, micro_batch_size=8)
     assert indivisible.returncode != 0
     assert "batch_size 8 is not a multiple of micro_batch_size 8 x resources.finetune.gpu 2" in indivisible.stdout
+
+
+def test_two_processes_under_ddp_train_like_one(checkpoint, tmp_path):
+    """torchrun (what `accelerate launch --multi_gpu` runs underneath) with 2 CPU processes: half the gradient
+    accumulation each, the same loss curve and token count as one process, and one published folder."""
+    train = write_jsonl(tmp_path / "train.jsonl", paraphrase_rows(32, seed=5))
+    cfg = dict(FT_CFG, epochs=1, micro_batch_size=1)
+    finetune(checkpoint, train, "paraphrase", "para", cfg, tmp_path / "one", threads=1)
+    command = _finetune_command(checkpoint, train, tmp_path / "two", cfg)
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", *command[1:]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "two" / "provenance.json").read_text())
+    assert (record["world_size"], record["gradient_accumulation"]) == (2, 2)
+    one, two = log(tmp_path / "one"), log(tmp_path / "two")
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=1e-5)
+    assert [r["tokens"] for r in two] == [r["tokens"] for r in one]

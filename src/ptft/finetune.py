@@ -251,7 +251,11 @@ def _trainer_class():
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - (self.step_started or time.perf_counter())
-                tokens = self.step_tokens * self.args.world_size
+                tokens = self.step_tokens
+                if self.args.world_size > 1:  # every process trained its own share of the batch
+                    count = torch.tensor(tokens, device=self.args.device)
+                    torch.distributed.all_reduce(count)
+                    tokens = int(count)
                 tokens_per_s = tokens / seconds if seconds > 0 else None
                 mfu = (
                     self.flops_token * tokens_per_s / (self.peak * self.args.world_size)
