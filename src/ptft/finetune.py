@@ -1,11 +1,12 @@
 """Fine-tuning of one checkpoint on one training set (full or LoRA), with the loss on the completion only.
 
 The prompt is the task's Default format and the completion is the delimiter, the target and EOS: exactly the
-context/continuation split that evaluation scores. The engine is the transformers Trainer (accelerate underneath:
-DDP under `accelerate launch`, bf16, fused AdamW, checkpoints that restore optimizer, scheduler, RNG and data
-position) fed by a padding-free collator: each micro-batch is one row of concatenated examples whose position ids
-restart at 0, so attention stays inside each example and no FLOPs go to padding. Resumable state lives in a hidden
-sibling of the output folder, which appears (atomically) only when training has finished.
+context/continuation split that evaluation scores. The engine is the transformers Trainer, the library the paper
+used, with accelerate underneath: DDP under `accelerate launch`, bf16, fused AdamW, and checkpoints that restore
+optimizer, scheduler, RNG and data position, none of which we then maintain ourselves. Each micro-batch is packed
+padding-free into one row whose position ids restart per example, and ptft.varlen attends per example, so no FLOPs
+go to padding or across examples. Resumable state lives in a hidden sibling of the output folder, which appears
+(atomically) only when training has finished.
 """
 
 from __future__ import annotations
@@ -229,13 +230,13 @@ def _trainer_class():
         def setup_log(self, ft_set, log_file, steps_per_epoch, flops_token, peak):
             self.ft_set, self.log_file, self.steps_per_epoch = ft_set, log_file, steps_per_epoch
             self.flops_token, self.peak = flops_token, peak
-            self.step_tokens, self.tokens_trained, self.step_started = 0, 0, None
+            self.step_tokens, self.step_started = 0, None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             # packed rows hold no padding; padded ones count their attention mask
             mask = inputs.get("attention_mask")
             self.step_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
-            if self.step_started is None:
+            if self.step_started is None:  # the first step; later ones start where the previous one was logged
                 self.step_started = time.perf_counter()
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
@@ -250,7 +251,8 @@ def _trainer_class():
                     )
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
-                seconds = time.perf_counter() - (self.step_started or time.perf_counter())
+                now = time.perf_counter()
+                seconds = now - (self.step_started or now)  # the whole step: data, forward, backward, optimizer
                 tokens = self.step_tokens
                 if self.args.world_size > 1:  # every process trained its own share of the batch
                     count = torch.tensor(tokens, device=self.args.device)
@@ -272,11 +274,10 @@ def _trainer_class():
                     "tokens_per_s": round(tokens_per_s, 1) if tokens_per_s else None,
                     "mfu": round(mfu, 4) if mfu is not None else None,
                 }
-                self.tokens_trained += tokens
                 if self.is_world_process_zero():
                     with open(self.log_file, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps(row, sort_keys=True) + "\n")
-                self.step_tokens, self.step_started = 0, None
+                self.step_tokens, self.step_started = 0, now
             super().log(logs, start_time)
 
     return PtftTrainer
