@@ -365,14 +365,18 @@ def _finetune_command(checkpoint: Path, train: Path, out: Path, cfg: dict) -> li
     ]  # fmt: skip
 
 
-def test_a_killed_run_resumes_from_its_last_save(checkpoint, tmp_path):
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_killed_run_resumes_from_its_last_save(checkpoint, tmp_path, method):
     from ptft.finetune import last_complete_checkpoint, resume_dir_for
 
+    cfg = RESUME_CFG if method == "full" else dict(LORA_CFG, epochs=3, micro_batch_size=1, save_steps=3)
     train = write_jsonl(tmp_path / "train.jsonl", paraphrase_rows(48, seed=2))
     out = tmp_path / "models" / "para"
     resume = resume_dir_for(out)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(_finetune_command(checkpoint, train, out, RESUME_CFG), env=env, stderr=subprocess.PIPE)
+    killed_log = tmp_path / "killed.log"  # a file, not a pipe: a full pipe would stall the run before its save
+    with open(killed_log, "w") as stderr:
+        proc = subprocess.Popen(_finetune_command(checkpoint, train, out, cfg), env=env, stderr=stderr)
     try:
         deadline = time.monotonic() + 120
         while (not resume.exists() or last_complete_checkpoint(resume) is None) and proc.poll() is None:
@@ -382,20 +386,21 @@ def test_a_killed_run_resumes_from_its_last_save(checkpoint, tmp_path):
         proc.wait()
     finally:
         proc.kill()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL, killed_log.read_text()[-2000:]
     assert not out.exists()  # a killed run leaves no folder that looks finished
     saved = int(last_complete_checkpoint(resume).name.split("-")[1])
     assert 3 <= saved < 36 and saved % 3 == 0
 
-    rerun = subprocess.run(_finetune_command(checkpoint, train, out, RESUME_CFG), env=env, capture_output=True, text=True)
+    rerun = subprocess.run(_finetune_command(checkpoint, train, out, cfg), env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     record = json.loads((out / "provenance.json").read_text())
-    assert record["resumed_from_step"] >= saved and f"resuming para from" in rerun.stderr
+    # it resumed from the last save (so ran fewer steps than the 36 of a whole run)
+    assert record["resumed_from_step"] == saved and "resuming para from" in rerun.stderr
     assert not resume.exists()  # published, so the state is gone
     resumed_log = log(out)
     assert [r["step"] for r in resumed_log] == list(range(1, 37))
 
-    finetune(checkpoint, train, "paraphrase", "para", RESUME_CFG, tmp_path / "uninterrupted", threads=1)
+    finetune(checkpoint, train, "paraphrase", "para", cfg, tmp_path / "uninterrupted", threads=1)
     whole = log(tmp_path / "uninterrupted")
     assert resumed_log[-1]["loss"] == pytest.approx(whole[-1]["loss"], abs=1e-4)
     assert [r["loss"] for r in resumed_log] == pytest.approx([r["loss"] for r in whole], abs=1e-4)
