@@ -330,7 +330,9 @@ def test_lora_adapter_and_merged_evaluation_score_the_same(lora_model, checkpoin
     for how in ("adapter", "merged"):
         evaluate(lora_model, {"p": spec}, cfg, tmp_path / f"{how}.json", tmp_path / f"{how}.jsonl", 1, lora_eval=how)
         predictions = [json.loads(line) for line in (tmp_path / f"{how}.jsonl").read_text().splitlines()]
-        outputs[how] = (json.loads((tmp_path / f"{how}.json").read_text())["results"], predictions)
+        scores = json.loads((tmp_path / f"{how}.json").read_text())
+        assert scores["provenance"]["lora_eval"] == how
+        outputs[how] = (scores["results"], predictions)
     (adapter, adapter_pred), (merged, merged_pred) = outputs["adapter"], outputs["merged"]
     assert [r["value"] for r in adapter] == [r["value"] for r in merged]
     assert [p["prediction"] for p in adapter_pred] == [p["prediction"] for p in merged_pred]

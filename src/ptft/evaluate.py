@@ -522,6 +522,8 @@ def evaluate(
                 rouge={"type": "rougeL", "measure": "fmeasure", "use_stemmer": ROUGE_USE_STEMMER},
                 ci_level=CI_LEVEL,
                 threads=threads,
+                # how a LoRA adapter was run (finetune.lora_eval); None for full weights
+                lora_eval=lora_eval if (model_dir / "adapter_config.json").is_file() else None,
             ),
         },
     )

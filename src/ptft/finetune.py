@@ -283,6 +283,17 @@ def _trainer_class():
     return PtftTrainer
 
 
+def gradient_accumulation(ft_cfg: dict, world_size: int, ft_set: str) -> int:
+    """Micro-batches per optimizer step on each process: batch_size / (micro_batch_size x processes)."""
+    batch_size, micro_batch_size = int(ft_cfg["batch_size"]), int(ft_cfg["micro_batch_size"])
+    if batch_size % (micro_batch_size * world_size):
+        raise ValueError(
+            f"fine-tuning {ft_set!r}: batch_size {batch_size} is not a multiple of micro_batch_size {micro_batch_size} "
+            f"x {world_size} processes"
+        )
+    return batch_size // (micro_batch_size * world_size)
+
+
 def build_trainer(
     model: torch.nn.Module,
     dataset: Sequence[dict],
@@ -301,13 +312,8 @@ def build_trainer(
     """
     from transformers import TrainingArguments
 
-    batch_size, micro_batch_size = int(ft_cfg["batch_size"]), int(ft_cfg["micro_batch_size"])
-    if batch_size % (micro_batch_size * world_size):
-        raise ValueError(
-            f"fine-tuning {ft_set!r}: batch_size {batch_size} is not a multiple of micro_batch_size {micro_batch_size} "
-            f"x {world_size} processes"
-        )
-    grad_accum = batch_size // (micro_batch_size * world_size)
+    micro_batch_size = int(ft_cfg["micro_batch_size"])
+    grad_accum = gradient_accumulation(ft_cfg, world_size, ft_set)
     cuda = torch.cuda.is_available()
     bf16 = cuda if ft_cfg.get("bf16", "auto") == "auto" else bool(ft_cfg["bf16"])
     steps_per_epoch = math.ceil(math.ceil(len(dataset) / (micro_batch_size * world_size)) / grad_accum)
@@ -392,11 +398,7 @@ def finetune(
     if method not in ("full", "lora"):
         raise ValueError(f"finetune.method must be 'full' or 'lora', got {method!r}")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if int(ft_cfg["batch_size"]) % (int(ft_cfg["micro_batch_size"]) * world_size):  # fail before any work
-        raise ValueError(
-            f"fine-tuning {ft_set!r}: batch_size {ft_cfg['batch_size']} is not a multiple of micro_batch_size "
-            f"{ft_cfg['micro_batch_size']} x {world_size} processes"
-        )
+    gradient_accumulation(ft_cfg, world_size, ft_set)  # fail before any work
     seed = int(ft_cfg["seed"])
     base = read_provenance(checkpoint_dir)
 
