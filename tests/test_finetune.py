@@ -501,3 +501,21 @@ def test_two_processes_under_ddp_train_like_one(checkpoint, tmp_path):
     one, two = log(tmp_path / "one"), log(tmp_path / "two")
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=1e-5)
     assert [r["tokens"] for r in two] == [r["tokens"] for r in one]
+
+
+def test_the_log_reports_throughput_and_mfu_against_the_given_peak(checkpoint, tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from ptft.finetune import flops_per_token
+
+    monkeypatch.setenv("PTFT_PEAK_FLOPS", "1e12")
+    train = write_jsonl(tmp_path / "train.jsonl", paraphrase_rows(8))
+    finetune(checkpoint, train, "paraphrase", "para", dict(FT_CFG, epochs=1), tmp_path / "out", threads=1)
+    flops = flops_per_token(AutoModelForCausalLM.from_pretrained(checkpoint), "full")
+    rows = log(tmp_path / "out")
+    assert {"step", "epoch", "loss", "lr", "tokens", "tokens_per_s", "mfu", "grad_norm"} <= set(rows[0])
+    for row in rows:
+        assert row["tokens_per_s"] > 0
+        assert row["mfu"] == pytest.approx(flops * row["tokens_per_s"] / 1e12, rel=1e-2, abs=1e-4)
+    record = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert record["trained_tokens"] == sum(r["tokens"] for r in rows) > 0
