@@ -1,4 +1,5 @@
 # All Python helpers of the workflow: config checks, wildcard constraints, input functions.
+import json
 import re
 from pathlib import Path
 
@@ -83,6 +84,19 @@ def get_finetune_settings(wildcards):
     return study_config.finetune_settings(config, wildcards.ft_set)
 
 
+def get_finetune_settings_json(wildcards):
+    """The set's settings as one JSON argument of the finetune command (sorted: same settings, same command)."""
+    return json.dumps(get_finetune_settings(wildcards), sort_keys=True)
+
+
+def get_finetune_command():
+    """The command that starts fine-tuning; DDP under accelerate when a job gets several GPUs."""
+    gpus = config["resources"]["finetune"]["gpu"]
+    if gpus > 1:
+        return f"accelerate launch --multi_gpu --num_processes {gpus} --num_machines 1 -m ptft.finetune"
+    return "python -m ptft.finetune"
+
+
 def get_resource(phase, name):
     """A cluster request of one job family (config key resources.<phase>.<name>; see the schema)."""
     return config["resources"][phase][name]
@@ -103,6 +117,13 @@ def get_eval_model(wildcards):
     if wildcards.ft == "base":
         return f"checkpoints/{wildcards.model}/{wildcards.step}"
     return f"models/{wildcards.model}/{wildcards.step}/{wildcards.ft}"
+
+
+def get_eval_lora_base(wildcards):
+    """The base checkpoint a LoRA adapter runs on (nothing for full fine-tuning or a base model)."""
+    if wildcards.ft == "base" or config["finetune"]["method"] != "lora":
+        return []
+    return f"checkpoints/{wildcards.model}/{wildcards.step}"
 
 
 def get_eval_data():

@@ -4,6 +4,7 @@
 rule evaluate:
     input:
         model=get_eval_model,
+        lora_base=get_eval_lora_base,
         data=get_eval_data(),
     output:
         results="results/eval/{model}/{step}/{ft}.json",
@@ -23,5 +24,6 @@ rule evaluate:
     params:
         eval_sets=get_eval_sets(),
         settings=config["evaluate"],
+        lora_eval=config["finetune"]["lora_eval"],
     script:
         "../scripts/evaluate.py"

@@ -1,4 +1,6 @@
 # Fine-tuning: every checkpoint x every training set, with that set's own settings.
+# A shell rule running the package's CLI (ptft.finetune.main), so that a job with several GPUs
+# (resources.finetune.gpu > 1) can start it under `accelerate launch` (DDP); one GPU or CPU runs plain python.
 
 
 rule finetune:
@@ -20,7 +22,10 @@ rule finetune:
         mem_mb=get_resource("finetune", "mem_mb"),
         runtime=get_resource("finetune", "runtime"),
     params:
+        command=get_finetune_command(),
         task=get_ft_task,
-        settings=get_finetune_settings,
-    script:
-        "../scripts/finetune.py"
+        settings=get_finetune_settings_json,
+    shell:
+        "{params.command} --checkpoint {input.checkpoint:q} "
+        "--train {input.train:q} --task {params.task:q} --ft-set {wildcards.ft_set:q} "
+        "--settings {params.settings:q} --out {output:q} --threads {threads} > {log:q} 2>&1"

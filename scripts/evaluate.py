@@ -14,4 +14,6 @@ evaluate(
     out_json=Path(snakemake.output.results),
     out_predictions=Path(snakemake.output.predictions),
     threads=snakemake.threads,
+    lora_eval=snakemake.params.lora_eval,
+    base_dir=Path(snakemake.input.lora_base) if snakemake.input.get("lora_base") else None,
 )

@@ -100,12 +100,14 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
                     f"{source}: evaluate.lm_eval_tasks stand-in {entry['name']!r}: 'from' must name a "
                     f"question_generation set among evaluate.eval_sets, got {origin!r}"
                 )
+    gpus = max(1, config.get("resources", {}).get("finetune", {}).get("gpu", 0))
     for name in config["finetune"]["ft_sets"]:
         settings = finetune_settings(config, name)
-        if settings["batch_size"] % settings["micro_batch_size"]:
+        if settings["batch_size"] % (settings["micro_batch_size"] * gpus):
             raise ConfigError(
                 f"{source}: finetune.ft_sets.{name}: batch_size {settings['batch_size']} is not a multiple of "
-                f"micro_batch_size {settings['micro_batch_size']}"
+                f"micro_batch_size {settings['micro_batch_size']} x resources.finetune.gpu {gpus} "
+                "(effective batch = micro-batch x gradient accumulation x GPUs)"
             )
     for model, spec in config["models"].items():
         check_model(config, model, spec, source)
@@ -176,11 +178,21 @@ def _check_hub_datasets(config: dict[str, Any], source: str) -> None:
 
 def finetune_settings(config: dict[str, Any], ft_set: str) -> dict[str, Any]:
     """The complete fine-tuning settings of one training set: schema defaults < finetune.defaults < the set's own."""
-    schema_defaults = load_schema()["properties"]["finetune"]["properties"]["defaults"]["default"]
+    schema_defaults = _finetune_schema()["properties"]["defaults"]["default"]
     ft = config["finetune"]
     if ft_set not in ft["ft_sets"]:
         raise ConfigError(f"finetune.ft_sets has no {ft_set!r}; known: {sorted(ft['ft_sets'])}")
-    return {**schema_defaults, **ft.get("defaults", {}), **(ft["ft_sets"][ft_set] or {})}
+    settings = {**schema_defaults, **ft.get("defaults", {}), **(ft["ft_sets"][ft_set] or {})}
+    # The study-wide method travels with each set's slice, so switching it re-runs every fine-tuning job.
+    settings["method"] = ft.get("method", "full")
+    if settings["method"] == "lora":
+        lora_defaults = {k: v["default"] for k, v in _finetune_schema()["properties"]["lora"]["properties"].items()}
+        settings["lora"] = {**lora_defaults, **ft.get("lora", {})}
+    return settings
+
+
+def _finetune_schema() -> dict[str, Any]:
+    return load_schema()["properties"]["finetune"]
 
 
 def checkpoint_steps(config: dict[str, Any], model: str) -> list[int]:

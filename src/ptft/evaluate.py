@@ -308,15 +308,38 @@ def _model_identity(model_dir: Path) -> dict[str, Any]:
     }
 
 
-def _load_model(model_dir: Path):
+def _load_model(model_dir: Path, lora_eval: str = "adapter", base_dir: Path | None = None):
+    """The model and tokenizer in model_dir; a LoRA folder (adapter_config.json) is loaded on its base checkpoint.
+
+    lora_eval (config finetune.lora_eval) says whether a LoRA model runs through its adapter or merged into the base
+    weights; both give the same scores. The base is base_dir, or the base_checkpoint its provenance records.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    model_dir = Path(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+    is_lora = (model_dir / "adapter_config.json").is_file()
+    if lora_eval not in ("adapter", "merged"):
+        raise ValueError(f"finetune.lora_eval must be 'adapter' or 'merged', got {lora_eval!r}")
+    if is_lora:
+        base_dir = Path(base_dir or read_provenance(model_dir)["base_checkpoint"])
+        if not base_dir.is_dir():
+            raise FileNotFoundError(f"{model_dir} is a LoRA adapter whose base checkpoint {base_dir} is missing")
     # float32 everywhere, so CPU and GPU runs score the same arithmetic up to kernel differences.
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
+        base_dir if is_lora else model_dir,
+        local_files_only=True,
+        trust_remote_code=False,
+        use_safetensors=True,
+        dtype=torch.float32,
     )
+    if is_lora:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, model_dir, is_trainable=False)
+        if lora_eval == "merged":
+            model = model.merge_and_unload()
     model.to("cuda" if torch.cuda.is_available() else "cpu")  # HFLM runs on the device the model is on
     model.eval()
     return model, tokenizer
@@ -337,8 +360,12 @@ def evaluate(
     out_json: Path,
     out_predictions: Path,
     threads: int,
+    lora_eval: str = "adapter",
+    base_dir: Path | None = None,
 ) -> None:
     """Evaluate the model in `model_dir` on every eval set x prompt format x shot count; write scores and predictions.
+
+    A LoRA model is evaluated through its adapter or merged (lora_eval), on base_dir or its recorded base checkpoint.
 
     One model load and one lm-eval run: all requests of a kind are batched together across eval sets.
     """
@@ -384,7 +411,7 @@ def evaluate(
     if clash:
         raise KeyError(f"evaluate.lm_eval_tasks: {clash} also name eval sets; a row's eval_set must say which it is")
 
-    model, tokenizer = _load_model(model_dir)
+    model, tokenizer = _load_model(model_dir, lora_eval, base_dir)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg["batch_size"])
     output = lm_eval.simple_evaluate(
         model=lm,
@@ -495,6 +522,8 @@ def evaluate(
                 rouge={"type": "rougeL", "measure": "fmeasure", "use_stemmer": ROUGE_USE_STEMMER},
                 ci_level=CI_LEVEL,
                 threads=threads,
+                # how a LoRA adapter was run (finetune.lora_eval); None for full weights
+                lora_eval=lora_eval if (model_dir / "adapter_config.json").is_file() else None,
             ),
         },
     )

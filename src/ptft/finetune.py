@@ -1,12 +1,22 @@
-"""Full-parameter fine-tuning of one checkpoint on one training set, with the loss on the completion only.
+"""Fine-tuning of one checkpoint on one training set (full or LoRA), with the loss on the completion only.
 
 The prompt is the task's Default format and the completion is the delimiter, the target and EOS: exactly the
-context/continuation split that evaluation scores. A plain PyTorch loop, sized for CPU; the GPU engine lives elsewhere.
+context/continuation split that evaluation scores. The engine is the transformers Trainer, the library the paper
+used, with accelerate underneath: DDP under `accelerate launch`, bf16, fused AdamW, and checkpoints that restore
+optimizer, scheduler, RNG and data position, none of which we then maintain ourselves. Each micro-batch is packed
+padding-free into one row whose position ids restart per example, and ptft.varlen attends per example, so no FLOPs
+go to padding or across examples. Resumable state lives in a hidden sibling of the output folder, which appears
+(atomically) only when training has finished.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -14,7 +24,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from tqdm import tqdm
 
 from ptft.provenance import (
     PROVENANCE_FILE,
@@ -22,18 +31,31 @@ from ptft.provenance import (
     provenance,
     read_jsonl,
     read_provenance,
+    sha256_file,
     write_json,
     write_jsonl,
 )
+from ptft import varlen
 from ptft.tasks import get_task
 
-IGNORE_INDEX = -100  # label of a token that carries no loss (prompt and padding)
+IGNORE_INDEX = -100  # label of a token that carries no loss (prompt, padding, example boundaries)
 TRAIN_LOG_FILE = "train_log.jsonl"
+FINGERPRINT_FILE = "fingerprint.json"
 TRAINING_PROMPT_FORMAT = "default"
-GROUP_BATCHES = 8  # batches per length-sorted group: the shuffle stays random at the scale of the epoch
-ADAM_BETAS = (0.9, 0.999)  # the HF Trainer defaults the paper used
-GRAD_CLIP = 1.0
+GRAD_CLIP = 1.0  # the HF Trainer default the paper ran with
 REQUIRED_KEYS = ("epochs", "lr", "batch_size", "micro_batch_size", "warmup_ratio", "weight_decay", "max_length", "seed")
+
+# LoRA targets per architecture (config.model_type), named explicitly: peft's default table does not know OLMo, and a
+# pattern that matches nothing would train nothing. Every linear map of attention and MLP, as in QLoRA.
+LORA_TARGET_MODULES = {
+    "olmo": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "olmo2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+}
+
+# Dense bf16 peak FLOP/s by GPU name, for the MFU estimate; PTFT_PEAK_FLOPS overrides (and enables it on CPU).
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 
 
 @dataclass(frozen=True)
@@ -61,18 +83,33 @@ def encode_example(tokenizer: Any, prompt: str, completion: str, max_length: int
     return Example(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids, truncated)
 
 
-def collate(examples: Sequence[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
+def collate(examples: Sequence[Example | dict], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a micro-batch to its longest example; padding gets attention 0 and label IGNORE_INDEX."""
-    width = max(len(e.input_ids) for e in examples)
-    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, e in enumerate(examples):
-        n = len(e.input_ids)
-        input_ids[row, :n] = torch.tensor(e.input_ids)
-        labels[row, :n] = torch.tensor(e.labels)
-        attention_mask[row, :n] = 1
+    rows = [(e["input_ids"], e["labels"]) if isinstance(e, dict) else (e.input_ids, e.labels) for e in examples]
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(ids)] = torch.tensor(labs)
+        attention_mask[row, : len(ids)] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def pack(examples: Sequence[Example | dict]) -> dict[str, torch.Tensor]:
+    """Concatenate a micro-batch into one row with position ids restarting at 0 per example (padding-free).
+
+    The attention ptft.varlen registers runs each example (seq_lens) as its own causal block; other attention
+    implementations read the restarting position ids as a block-diagonal mask. Either way no token attends across an
+    example boundary, and the first label of each example is IGNORE_INDEX, so no loss crosses one either.
+    """
+    from transformers import DataCollatorWithFlattening
+
+    features = [e if isinstance(e, dict) else {"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    batch = DataCollatorWithFlattening(return_tensors="pt", separator_id=IGNORE_INDEX)(features)
+    batch["seq_lens"] = [len(f["input_ids"]) for f in features]  # for ptft.varlen: one causal block per example
+    return batch
 
 
 def load_examples(
@@ -103,126 +140,344 @@ def load_examples(
     return examples
 
 
-def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The batches (lists of example indices) of one epoch: a seeded shuffle, then length grouping to cut padding.
+def lora_target_modules(model_type: str, lora_cfg: dict) -> list[str]:
+    """The configured LoRA targets, or the explicit table's for this architecture; unknown ones fail by name."""
+    if lora_cfg.get("target_modules"):
+        return list(lora_cfg["target_modules"])
+    if model_type not in LORA_TARGET_MODULES:
+        raise ValueError(
+            f"LoRA has no target modules for model_type {model_type!r} (known: {sorted(LORA_TARGET_MODULES)}): "
+            "set finetune.lora.target_modules to the names of its linear layers"
+        )
+    return LORA_TARGET_MODULES[model_type]
 
-    The shuffled order is cut into groups of GROUP_BATCHES batches, each group is sorted by length and cut into
-    batches, and the batches are shuffled again, so each batch holds examples of similar length.
+
+def resume_dir_for(out_dir: Path) -> Path:
+    """Hidden sibling that holds resumable state: Snakemake deletes a failed job's output, never this."""
+    return out_dir.parent / f".{out_dir.name}.resume"
+
+
+def fingerprint(ft_cfg: dict, checkpoint_dir: Path, train_path: Path, world_size: int) -> str:
+    """What resumable state depends on: the config slice (threads aside), the base checkpoint and the data."""
+    checkpoint_files = sorted(
+        (p.name, p.stat().st_size) for p in Path(checkpoint_dir).iterdir() if p.is_file()
+    )  # sizes, not hashes: a 16 GB checkpoint would take minutes to hash; provenance.json changes on any rebuild
+    record = {
+        "config": {k: v for k, v in ft_cfg.items() if k not in ("threads", "save_steps")},
+        "checkpoint": checkpoint_files,
+        "checkpoint_provenance": sha256_file(Path(checkpoint_dir) / PROVENANCE_FILE),
+        "train": sha256_file(train_path),
+        "world_size": world_size,
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def last_complete_checkpoint(resume_dir: Path) -> Path | None:
+    """The newest Trainer checkpoint whose state file was written (a kill mid-save leaves one without it)."""
+    complete = []
+    for folder in resume_dir.glob("checkpoint-*"):
+        if (folder / "trainer_state.json").is_file() and folder.name.split("-")[-1].isdigit():
+            complete.append((int(folder.name.split("-")[-1]), folder))
+    return max(complete)[1] if complete else None
+
+
+def prepare_resume(resume_dir: Path, key: str, main_process: bool) -> Path | None:
+    """The checkpoint to resume from, after discarding state made with another config or data."""
+    stored = resume_dir / FINGERPRINT_FILE
+    stale = resume_dir.exists() and (not stored.is_file() or json.loads(stored.read_text())["fingerprint"] != key)
+    if stale:
+        print(f"{resume_dir} holds state of another config or data: starting from zero", file=sys.stderr, flush=True)
+        if main_process:
+            shutil.rmtree(resume_dir)
+    # every process decides alike, whichever of them removes the stale folder first
+    checkpoint = None if stale or not resume_dir.exists() else last_complete_checkpoint(resume_dir)
+    if main_process:
+        resume_dir.mkdir(parents=True, exist_ok=True)
+        write_json(stored, {"fingerprint": key})
+    return checkpoint
+
+
+def peak_flops() -> float | None:
+    """Dense bf16 peak FLOP/s of one device, or None when unknown (CPU without PTFT_PEAK_FLOPS)."""
+    if os.environ.get("PTFT_PEAK_FLOPS"):
+        return float(os.environ["PTFT_PEAK_FLOPS"])
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        return next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
+    return None
+
+
+def flops_per_token(model: torch.nn.Module, method: str) -> float:
+    """Training FLOPs per token, 6N for full fine-tuning (N = matmul parameters; the embedding lookup is none).
+
+    LoRA computes no gradients of frozen weights: forward 2N plus activation gradients 2N, plus 6x the adapters.
+    Attention's own FLOPs are left out, as in the usual MFU estimate.
     """
-    gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-    order = torch.randperm(len(lengths), generator=gen).tolist()
-    group = GROUP_BATCHES * batch_size
-    batches = []
-    for start in range(0, len(order), group):
-        members = sorted(order[start : start + group], key=lambda i: lengths[i])
-        batches += [members[b : b + batch_size] for b in range(0, len(members), batch_size)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    embedding = model.get_input_embeddings().weight
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad and p is not embedding)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad and p is not embedding)
+    if method == "full":
+        return 6.0 * trainable + 6.0 * frozen
+    return 4.0 * frozen + 6.0 * trainable
 
 
-def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float) -> float:
-    """Linear warm-up over warmup_steps, then linear decay; step is 1-based and no step runs at lr 0."""
-    if step <= warmup_steps:
-        return lr * step / warmup_steps
-    return lr * (total_steps - step + 1) / (total_steps - warmup_steps + 1)
+def _trainer_class():
+    from transformers import Trainer
+
+    class PtftTrainer(Trainer):
+        """The Trainer plus a per-step record: tokens, tokens/s, MFU, and a stop on a non-finite loss."""
+
+        def setup_log(self, ft_set, log_file, steps_per_epoch, flops_token, peak):
+            self.ft_set, self.log_file, self.steps_per_epoch = ft_set, log_file, steps_per_epoch
+            self.flops_token, self.peak = flops_token, peak
+            self.step_tokens, self.step_started = 0, None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # packed rows hold no padding; padded ones count their attention mask
+            mask = inputs.get("attention_mask")
+            self.step_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            if self.step_started is None:  # the first step; later ones start where the previous one was logged
+                self.step_started = time.perf_counter()
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        def log(self, logs, start_time=None):
+            if "loss" in logs:
+                step = self.state.global_step
+                epoch = 1 + (step - 1) // self.steps_per_epoch
+                loss, lr = float(logs["loss"]), float(logs.get("learning_rate", float("nan")))
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"fine-tuning {self.ft_set!r}: loss is {loss} at optimizer step {step} (epoch {epoch}, lr {lr:g})"
+                    )
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                now = time.perf_counter()
+                seconds = now - (self.step_started or now)  # the whole step: data, forward, backward, optimizer
+                tokens = self.step_tokens
+                if self.args.world_size > 1:  # every process trained its own share of the batch
+                    count = torch.tensor(tokens, device=self.args.device)
+                    torch.distributed.all_reduce(count)
+                    tokens = int(count)
+                tokens_per_s = tokens / seconds if seconds > 0 else None
+                mfu = (
+                    self.flops_token * tokens_per_s / (self.peak * self.args.world_size)
+                    if self.peak and tokens_per_s
+                    else None
+                )
+                row = {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": loss,
+                    "lr": lr,
+                    "grad_norm": float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
+                    "tokens": tokens,
+                    "tokens_per_s": round(tokens_per_s, 1) if tokens_per_s else None,
+                    "mfu": round(mfu, 4) if mfu is not None else None,
+                }
+                if self.is_world_process_zero():
+                    with open(self.log_file, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(row, sort_keys=True) + "\n")
+                self.step_tokens, self.step_started = 0, now
+            super().log(logs, start_time)
+
+    return PtftTrainer
+
+
+def gradient_accumulation(ft_cfg: dict, world_size: int, ft_set: str) -> int:
+    """Micro-batches per optimizer step on each process: batch_size / (micro_batch_size x processes)."""
+    batch_size, micro_batch_size = int(ft_cfg["batch_size"]), int(ft_cfg["micro_batch_size"])
+    if batch_size % (micro_batch_size * world_size):
+        raise ValueError(
+            f"fine-tuning {ft_set!r}: batch_size {batch_size} is not a multiple of micro_batch_size {micro_batch_size} "
+            f"x {world_size} processes"
+        )
+    return batch_size // (micro_batch_size * world_size)
+
+
+def build_trainer(
+    model: torch.nn.Module,
+    dataset: Sequence[dict],
+    ft_cfg: dict,
+    *,
+    ft_set: str,
+    state_dir: Path,
+    log_file: Path,
+    pad_token_id: int,
+    world_size: int = 1,
+    max_steps: int | None = None,
+):
+    """The configured Trainer for one run: the paper's recipe with our speed settings (the benchmark builds it too).
+
+    dataset holds {"input_ids", "labels"} dicts; state_dir receives the periodic saves; log_file the per-step rows.
+    """
+    from transformers import TrainingArguments
+
+    micro_batch_size = int(ft_cfg["micro_batch_size"])
+    grad_accum = gradient_accumulation(ft_cfg, world_size, ft_set)
+    cuda = torch.cuda.is_available()
+    bf16 = cuda if ft_cfg.get("bf16", "auto") == "auto" else bool(ft_cfg["bf16"])
+    steps_per_epoch = math.ceil(math.ceil(len(dataset) / (micro_batch_size * world_size)) / grad_accum)
+    total_steps = int(ft_cfg["epochs"]) * steps_per_epoch
+    warmup_steps = math.ceil(float(ft_cfg["warmup_ratio"]) * total_steps)  # transformers 5 refuses warmup_ratio
+    save_steps = ft_cfg.get("save_steps")
+    args = TrainingArguments(
+        output_dir=str(state_dir),
+        per_device_train_batch_size=micro_batch_size,
+        gradient_accumulation_steps=grad_accum,
+        num_train_epochs=int(ft_cfg["epochs"]),
+        max_steps=max_steps or -1,
+        learning_rate=float(ft_cfg["lr"]),
+        weight_decay=float(ft_cfg["weight_decay"]),
+        lr_scheduler_type="linear",
+        warmup_steps=warmup_steps,
+        max_grad_norm=GRAD_CLIP,
+        optim="adamw_torch_fused" if cuda else "adamw_torch",
+        bf16=bf16,
+        # named only when on: the argument's name moves between transformers 5 releases
+        **({"gradient_checkpointing": True} if ft_cfg.get("gradient_checkpointing") else {}),
+        logging_steps=1,
+        logging_nan_inf_filter=False,  # a NaN must stop the job, not be averaged away
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=1,
+        seed=int(ft_cfg["seed"]),
+        data_seed=int(ft_cfg["seed"]),
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not cuda,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=False,
+    )
+    packing = bool(ft_cfg.get("packing", True))
+    if packing:
+        model.set_attn_implementation(varlen.register())
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=pack if packing else (lambda batch: collate(batch, pad_token_id)),
+    )
+    method = ft_cfg.get("method", "full")
+    trainer.setup_log(ft_set, log_file, steps_per_epoch, flops_per_token(model, method), peak_flops())
+    trainer.plan = {
+        "packing": packing,
+        "bf16": bf16,
+        "gradient_accumulation": grad_accum,
+        "warmup_steps": warmup_steps,
+        "steps_per_epoch": steps_per_epoch,
+    }
+    return trainer
 
 
 def finetune(
-    checkpoint_dir: Path, train_path: Path, task: str, ft_set: str, ft_cfg: dict, out_dir: Path, threads: int
+    checkpoint_dir: Path,
+    train_path: Path,
+    task: str,
+    ft_set: str,
+    ft_cfg: dict,
+    out_dir: Path,
+    threads: int,
+    *,
+    max_steps: int | None = None,
 ) -> None:
-    """Fine-tune the checkpoint in checkpoint_dir on train_path and write the model to out_dir (atomically)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Fine-tune the checkpoint in checkpoint_dir on train_path and write the model to out_dir (atomically).
+
+    ft_cfg is the set's slice (ptft.config.finetune_settings): the per-set settings plus the study's method and lora.
+    A rerun after a kill resumes from the last save in resume_dir_for(out_dir). max_steps stops early (benchmarks).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
 
     torch.set_num_threads(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     checkpoint_dir, train_path, out_dir = Path(checkpoint_dir), Path(train_path), Path(out_dir)
     missing = [k for k in REQUIRED_KEYS if k not in ft_cfg]
     if missing:
         raise KeyError(f"fine-tuning config for {ft_set!r} lacks {missing}")
-    if ft_cfg.get("method", "full") != "full":
-        raise NotImplementedError(
-            f"fine-tuning method {ft_cfg['method']!r}: the CPU trainer does full fine-tuning only"
-        )
-    batch_size, micro_batch_size = int(ft_cfg["batch_size"]), int(ft_cfg["micro_batch_size"])
-    if batch_size % micro_batch_size:
-        raise ValueError(
-            f"fine-tuning {ft_set!r}: batch_size {batch_size} is not a multiple of micro_batch_size {micro_batch_size}"
-        )
-    seed, epochs = int(ft_cfg["seed"]), int(ft_cfg["epochs"])
+    method = ft_cfg.get("method", "full")
+    if method not in ("full", "lora"):
+        raise ValueError(f"finetune.method must be 'full' or 'lora', got {method!r}")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    gradient_accumulation(ft_cfg, world_size, ft_set)  # fail before any work
+    seed = int(ft_cfg["seed"])
     base = read_provenance(checkpoint_dir)
 
-    torch.manual_seed(seed)
+    # the data first: a bad record fails before any state is written
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir, local_files_only=True, trust_remote_code=False)
+    architecture = AutoConfig.from_pretrained(checkpoint_dir, local_files_only=True)
+    max_length = min(int(ft_cfg["max_length"]), architecture.max_position_embeddings)
+    lora_cfg = ft_cfg.get("lora") or {}
+    targets = lora_target_modules(architecture.model_type, lora_cfg) if method == "lora" else None
+    examples = load_examples(train_path, task, tokenizer, max_length, ft_cfg.get("n_train"), seed)
+
+    resume_dir = resume_dir_for(out_dir)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    resume_from = prepare_resume(resume_dir, fingerprint(ft_cfg, checkpoint_dir, train_path, world_size), main_process)
+    log_file = resume_dir / TRAIN_LOG_FILE
+    resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
+    if main_process:
+        # rows past the save we resume from are recomputed, so they are dropped
+        kept = [r for r in read_jsonl(log_file) if r["step"] <= (resumed_step or 0)] if log_file.exists() else []
+        write_jsonl(log_file, kept)
+    if resume_from:
+        print(f"resuming {ft_set} from {resume_from} (optimizer step {resumed_step})", file=sys.stderr, flush=True)
+
+    set_seed(seed)  # before the model: LoRA's initialisation draws from it
     model = AutoModelForCausalLM.from_pretrained(
         checkpoint_dir,
-        dtype=torch.float32,
+        dtype=torch.float32,  # fp32 master weights; bf16 runs under autocast
         attn_implementation="sdpa",
         use_safetensors=True,
         local_files_only=True,
         trust_remote_code=False,
     )
-    max_length = min(int(ft_cfg["max_length"]), model.config.max_position_embeddings)
-    examples = load_examples(train_path, task, tokenizer, max_length, ft_cfg.get("n_train"), seed)
-    lengths = [len(e.input_ids) for e in examples]
+    # Without a KV cache transformers reads restarting position ids as packed examples and masks across them; with
+    # one (the config's default, even in training) it silently lets packed examples attend to each other. The
+    # Trainer turns it off too (TrainingArguments.use_cache); this line keeps packing correct if that default moves.
+    model.config.use_cache = False
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
 
-    steps_per_epoch = math.ceil(len(examples) / batch_size)
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = math.ceil(float(ft_cfg["warmup_ratio"]) * total_steps)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": float(ft_cfg["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=float(ft_cfg["lr"]),
-        betas=ADAM_BETAS,
-        eps=1e-8,
-    )
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=int(lora_cfg["r"]),
+                lora_alpha=float(lora_cfg["alpha"]),
+                lora_dropout=float(lora_cfg["dropout"]),
+                target_modules=targets,
+                task_type="CAUSAL_LM",
+            ),
+        )
+        if ft_cfg.get("gradient_checkpointing"):
+            model.enable_input_require_grads()
+    dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
 
-    log_rows, step, tokens_seen = [], 0, 0
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = build_trainer(
+        model, dataset, ft_cfg, ft_set=ft_set, state_dir=resume_dir, log_file=log_file, pad_token_id=pad_id,
+        world_size=world_size, max_steps=max_steps,
+    )  # fmt: skip
+    plan = trainer.plan
+
     started = time.perf_counter()
-    model.train()
-    progress = tqdm(total=total_steps, desc=f"finetune {ft_set}", unit="step", file=sys.stderr, mininterval=1.0)
-    for epoch in range(1, epochs + 1):
-        for batch in epoch_batches(lengths, batch_size, seed, epoch):
-            step += 1
-            t0 = time.perf_counter()
-            lr = lr_at(step, total_steps, warmup_steps, float(ft_cfg["lr"]))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            # The loss is the mean over the batch's completion tokens, however the batch is split into micro-batches.
-            n_targets = sum(sum(label != IGNORE_INDEX for label in examples[i].labels[1:]) for i in batch)
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss, batch_tokens = 0.0, 0
-            for m in range(0, len(batch), micro_batch_size):
-                micro = collate([examples[i] for i in batch[m : m + micro_batch_size]], tokenizer.pad_token_id)
-                logits = model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"]).logits
-                loss = (
-                    torch.nn.functional.cross_entropy(
-                        logits[:, :-1].reshape(-1, logits.size(-1)),
-                        micro["labels"][:, 1:].reshape(-1),
-                        ignore_index=IGNORE_INDEX,
-                        reduction="sum",
-                    )
-                    / n_targets
-                )
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"fine-tuning {ft_set!r}: loss is {loss.item()} at step {step} (epoch {epoch}, lr {lr:g})"
-                    )
-                loss.backward()
-                batch_loss += loss.item()
-                batch_tokens += int(micro["attention_mask"].sum())
-            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            optimizer.step()
-            tokens_seen += batch_tokens
-            tokens_per_s = batch_tokens / (time.perf_counter() - t0)
-            log_rows.append(
-                {"step": step, "epoch": epoch, "loss": batch_loss, "lr": lr, "tokens_per_s": round(tokens_per_s, 1)}
-            )
-            progress.update()
-            progress.set_postfix(loss=f"{batch_loss:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
-    progress.close()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except torch.cuda.OutOfMemoryError as err:
+        raise RuntimeError(
+            f"GPU out of memory fine-tuning {ft_set!r} (micro_batch_size {ft_cfg['micro_batch_size']}, "
+            f"max_length {max_length}): "
+            f"lower finetune.ft_sets.{ft_set}.micro_batch_size (gradient accumulation keeps the effective batch), "
+            f"lower finetune.ft_sets.{ft_set}.max_length, or set finetune.ft_sets.{ft_set}.gradient_checkpointing: true"
+        ) from err
     seconds = time.perf_counter() - started
+    if not trainer.is_world_process_zero():
+        return
 
+    log_rows = read_jsonl(log_file)
+    trainer.model.config.use_cache = True  # generation at evaluation wants it back
+    trainer.model.set_attn_implementation("sdpa")  # the saved model must not need ptft.varlen to load
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
+        trainer.model.save_pretrained(tmp)  # a PeftModel writes only its adapter
         tokenizer.save_pretrained(tmp)
         write_jsonl(tmp / TRAIN_LOG_FILE, log_rows)
         write_json(
@@ -236,17 +491,54 @@ def finetune(
                 tokens=base["tokens"],
                 ft_set=ft_set,
                 task=task,
-                method="full",
+                method=method,
+                engine="transformers.Trainer",
+                packing=plan["packing"],
+                bf16=plan["bf16"],
+                lora_target_modules=targets,
                 base_checkpoint=str(checkpoint_dir),
                 train_path=str(train_path),
                 n_examples=len(examples),
                 n_truncated=sum(e.truncated for e in examples),
                 max_length=max_length,
-                optimizer_steps=total_steps,
-                warmup_steps=warmup_steps,
-                trained_tokens=tokens_seen,
+                optimizer_steps=trainer.state.global_step,
+                warmup_steps=plan["warmup_steps"],
+                gradient_accumulation=plan["gradient_accumulation"],
+                world_size=world_size,
+                trained_tokens=sum(r["tokens"] for r in log_rows),
                 seconds=round(seconds, 1),
+                resumed_from_step=resumed_step,
                 threads=threads,
                 loss=log_rows[-1]["loss"] if log_rows else None,
+                peft=_version("peft") if method == "lora" else None,
+                accelerate=_version("accelerate"),
             ),
         )
+    shutil.rmtree(resume_dir, ignore_errors=True)
+
+
+def _version(package: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line of the finetune rule (plain `python` or `accelerate launch` for several GPUs)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="base checkpoint folder")
+    parser.add_argument("--train", type=Path, required=True, help="training set (JSONL)")
+    parser.add_argument("--task", required=True, help="task family of the training set")
+    parser.add_argument("--ft-set", required=True, help="name of the training set")
+    parser.add_argument("--settings", required=True, help="the set's settings as JSON (ptft.config.finetune_settings)")
+    parser.add_argument("--out", type=Path, required=True, help="output model folder")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    finetune(args.checkpoint, args.train, args.task, args.ft_set, json.loads(args.settings), args.out, args.threads)
+
+
+if __name__ == "__main__":
+    main()
