@@ -48,7 +48,7 @@ OLMO_1B = {
     "clip_qkv": None,
     "pad_token_id": 1,
     "eos_token_id": 50279,
-    "tie_word_embeddings": False,
+    "tie_word_embeddings": True,  # 1.18B parameters, as OLMo-1B-hf (OLMo-1B-0724-hf unties them)
 }
 # The embedded study's model (params.yaml models.tiny-olmo), for CPU.
 TINY = {

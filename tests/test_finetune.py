@@ -117,8 +117,17 @@ def test_long_prompts_lose_their_left_end_never_the_completion(tokenizer):
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     assert example.input_ids[: 20 - len(completion_ids)] == prompt_ids[-(20 - len(completion_ids)) :]
     assert example.labels == [IGNORE_INDEX] * (20 - len(completion_ids)) + completion_ids
-    with pytest.raises(ValueError, match="completion"):
-        encode_example(tokenizer, prompt, " yes" * 30, max_length=20)
+
+
+def test_a_completion_longer_than_the_window_keeps_the_prompts_end_and_its_own_start(tokenizer):
+    prompt = " ".join(["far"] * 60) + " ### Paraphrase:"
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(" yes" * 30, add_special_tokens=False)["input_ids"]
+    example = encode_example(tokenizer, prompt, " yes" * 30, max_length=20)
+    assert example.truncated and len(example.input_ids) == 20
+    assert example.input_ids == prompt_ids[-5:] + completion_ids[:15]  # a quarter of the window for the prompt
+    assert example.labels == [IGNORE_INDEX] * 5 + completion_ids[:15]
+    assert tokenizer.eos_token_id not in example.input_ids
 
 
 def test_collate_pads_right_and_ignores_padding(tokenizer):

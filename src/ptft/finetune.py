@@ -62,21 +62,27 @@ PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 class Example:
     input_ids: list[int]
     labels: list[int]
-    truncated: bool  # the prompt lost tokens on its left to fit max_length
+    truncated: bool  # the prompt lost tokens on its left (or an over-long completion its right end) to fit max_length
+
+
+PROMPT_SHARE_OF_LONG_EXAMPLES = 4  # an over-long completion leaves max_length // 4 tokens for the end of the prompt
 
 
 def encode_example(tokenizer: Any, prompt: str, completion: str, max_length: int) -> Example:
     """Token ids of prompt + completion + EOS with labels only on the completion and EOS.
 
     Prompt and completion are tokenised separately (as lm-eval splits context and continuation); if the pair is longer
-    than max_length the prompt loses tokens on its left, the completion never does.
+    than max_length the prompt loses tokens on its left, the completion never does -- unless the completion alone
+    fills the window (instruction-tuning answers can: Tulu v2 has some longer than 2048 tokens). Then the prompt keeps
+    its last max_length // 4 tokens and the completion its start, without EOS, as open-instruct cuts such sequences
+    at max_seq_length; the task families of the paper's four tasks never get there.
     """
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     if len(completion_ids) >= max_length:
-        raise ValueError(
-            f"the completion is {len(completion_ids)} tokens with EOS, leaving no room for a prompt in max_length={max_length}"
-        )
+        prompt_ids = prompt_ids[len(prompt_ids) - min(len(prompt_ids), max_length // PROMPT_SHARE_OF_LONG_EXAMPLES) :]
+        completion_ids = completion_ids[: max_length - len(prompt_ids)]
+        return Example(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids, True)
     keep = max_length - len(completion_ids)
     truncated = len(prompt_ids) > keep
     prompt_ids = prompt_ids[-keep:]
@@ -208,12 +214,16 @@ def peak_flops() -> float | None:
 
 
 def flops_per_token(model: torch.nn.Module, method: str) -> float:
-    """Training FLOPs per token, 6N for full fine-tuning (N = matmul parameters; the embedding lookup is none).
+    """Training FLOPs per token, 6N for full fine-tuning (N = matmul parameters; the embedding lookup is none, but a
+    matrix tied to the output head counts once, as the head's matmul).
 
     LoRA computes no gradients of frozen weights: forward 2N plus activation gradients 2N, plus 6x the adapters.
     Attention's own FLOPs are left out, as in the usual MFU estimate.
     """
     embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is embedding:  # tied (OLMo-1B): the shared matrix is the head's matmul
+        embedding = None
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad and p is not embedding)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad and p is not embedding)
     if method == "full":
