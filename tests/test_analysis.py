@@ -394,6 +394,14 @@ def test_task_transfer_mean_ratio_and_test(study):
     assert test.loc[GENERATION_TO_CLASSIFICATION, "mean_ratio"] == pytest.approx(-0.25)
 
 
+def test_instruction_tuned_models_are_no_direction_of_task_transfer(study):
+    _, _, df = study
+    df = df.assign(ft_set=df["ft_set"].replace({"news_sum": "tulu"}))
+    tr = task_transfer(df, {"places_nli": "nli", "tulu": "instruction"})
+    assert set(tr["direction"]) == {CLASSIFICATION_TO_GENERATION}
+    assert tr["mean_ratio"].tolist() == pytest.approx([-1.0, (-2 / 3 - 0.6) / 2])
+
+
 def test_sign_flip_test_exact_and_sampled():
     # sums of +-0.5 +-1.0 +-0.25 with |sum| >= 1.25: 1.25, 1.75 and their negatives, 4 of 8
     assert sign_flip_test([0.5, 1.0, -0.25]) == pytest.approx(0.5)
