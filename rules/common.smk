@@ -1,6 +1,8 @@
 # All Python helpers of the workflow: config checks, wildcard constraints, input functions.
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 from ptft import config as study_config
@@ -89,11 +91,19 @@ def get_finetune_settings_json(wildcards):
     return json.dumps(get_finetune_settings(wildcards), sort_keys=True)
 
 
+# Shell rules call `python` (and `accelerate` through it): make that the interpreter running Snakemake, the environment
+# ptft is installed in, whatever else is on PATH. Jobs inherit it (a SLURM job re-reads this file in its own Snakemake);
+# under --sdm conda the rule's env is activated inside the job's shell and comes first again.
+os.environ["PATH"] = os.pathsep.join(
+    [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+)
+
+
 def get_finetune_command():
     """The command that starts fine-tuning; DDP under accelerate when a job gets several GPUs."""
     gpus = config["resources"]["finetune"]["gpu"]
     if gpus > 1:
-        return f"accelerate launch --multi_gpu --num_processes {gpus} --num_machines 1 -m ptft.finetune"
+        return f"python -m accelerate.commands.launch --multi_gpu --num_processes {gpus} --num_machines 1 -m ptft.finetune"
     return "python -m ptft.finetune"
 
 

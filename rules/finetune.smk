@@ -1,6 +1,7 @@
 # Fine-tuning: every checkpoint x every training set, with that set's own settings.
 # A shell rule running the package's CLI (ptft.finetune.main), so that a job with several GPUs
-# (resources.finetune.gpu > 1) can start it under `accelerate launch` (DDP); one GPU or CPU runs plain python.
+# (resources.finetune.gpu > 1) can start it under `accelerate launch` (DDP); one GPU or CPU runs plain python,
+# in both cases Snakemake's own interpreter (rules/common.smk puts it first on PATH).
 
 
 rule finetune:

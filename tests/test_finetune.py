@@ -488,7 +488,9 @@ def test_the_rule_runs_under_accelerate_launch_with_several_gpus(tmp_path):
     assert "python -m ptft.finetune --checkpoint checkpoints/tiny-olmo/0 " in one.stdout
     two = _dry_run(tmp_path, gpus=2, micro_batch_size=4)
     assert two.returncode == 0, two.stderr[-3000:]
-    assert "accelerate launch --multi_gpu --num_processes 2 --num_machines 1 -m ptft.finetune --checkpoint" in two.stdout
+    assert (
+        "python -m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 -m ptft.finetune --checkpoint"
+    ) in two.stdout
     indivisible = _dry_run(tmp_path, gpus=2, micro_batch_size=8)
     assert indivisible.returncode != 0
     assert "batch_size 8 is not a multiple of micro_batch_size 8 x resources.finetune.gpu 2" in indivisible.stdout

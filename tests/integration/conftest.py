@@ -23,10 +23,11 @@ MINI_CONFIG = ROOT / "tests/integration/config.yaml"
 
 
 def run_env(workdir: Path) -> dict[str, str]:
-    # the venv's bin first: dvc stages and SLURM jobs call `snakemake`/`python` by name
+    # The venv's bin LAST, as in a user's shell that runs .venv/bin/snakemake without activating the venv: dvc stages
+    # find `snakemake`/`dvc` there, and any job that ran a `python` other than Snakemake's own would fail.
     return {
         **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": f"{os.environ.get('PATH', '')}{os.pathsep}{BIN}",
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "XDG_CACHE_HOME": str(workdir / ".cache"),
