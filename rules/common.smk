@@ -1,6 +1,5 @@
 # All Python helpers of the workflow: config checks, wildcard constraints, input functions.
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -94,9 +93,7 @@ def get_finetune_settings_json(wildcards):
 # Shell rules call `python` (and `accelerate` through it): make that the interpreter running Snakemake, the environment
 # ptft is installed in, whatever else is on PATH. Jobs inherit it (a SLURM job re-reads this file in its own Snakemake);
 # under --sdm conda the rule's env is activated inside the job's shell and comes first again.
-os.environ["PATH"] = os.pathsep.join(
-    [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
-)
+study_config.put_first_on_path(Path(sys.executable).parent)
 
 
 def get_finetune_command():

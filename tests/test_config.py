@@ -1,4 +1,5 @@
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,11 @@ def test_gpu_request_is_validated(params):
     params["resources"]["finetune"]["gpus"] = 1
     with pytest.raises(ConfigError, match=r"resources\.finetune: Additional properties .*'gpus'"):
         validate(params)
+
+
+def test_put_first_on_path_moves_the_folder_to_the_front_once(monkeypatch, tmp_path):
+    from ptft.config import put_first_on_path
+
+    monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", str(tmp_path), "/bin"]))
+    put_first_on_path(tmp_path)
+    assert os.environ["PATH"].split(os.pathsep) == [str(tmp_path), "/usr/bin", "/bin"]

@@ -243,3 +243,12 @@ def apply_offline(config: dict[str, Any], project_dir: Path) -> None:
     os.environ.setdefault("HF_HOME", str(cache / "huggingface"))
     os.environ.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))
     os.environ.setdefault("XDG_CACHE_HOME", str(cache))
+
+
+def put_first_on_path(folder: Path) -> None:
+    """Make `folder` the first entry of PATH in this process and the jobs it starts (shell rules call `python` by name
+    and must get the interpreter that has ptft, not whichever comes first in the user's shell)."""
+    import os
+
+    entries = [str(folder)] + [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != str(folder)]
+    os.environ["PATH"] = os.pathsep.join(entries)
