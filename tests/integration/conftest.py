@@ -3,6 +3,7 @@ workflow, parsing job counts, the local reference run, and a real one-node SLURM
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -20,6 +21,14 @@ SNAKEMAKE = BIN / "snakemake"
 DVC = BIN / "dvc"
 WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "schemas", "envs", "profiles", "report"]
 MINI_CONFIG = ROOT / "tests/integration/config.yaml"
+
+
+def load_bench(name: str):
+    """The module bench/<name>.py (the benchmarks are scripts, not a package), loaded fresh."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
 
 
 def run_env(workdir: Path) -> dict[str, str]:
