@@ -370,6 +370,17 @@ def test_broken_download_is_retried_a_bounded_number_of_times(hub, tmp_path):
     assert (out / "train.jsonl").read_text() == "earlier output\n" and sorted(p.name for p in out.parent.iterdir()) == ["mnli"]
 
 
+def test_the_hub_clients_transport_errors_are_retried_and_a_missing_split_is_not():
+    import httpx2
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    # huggingface_hub 2.x talks through httpx2: a connection that fails or breaks midway is worth another try
+    assert hubdata._transient(httpx2.ConnectError("connection refused"))
+    assert hubdata._transient(httpx2.ReadError("connection reset while reading"))
+    assert not hubdata._transient(OfflineModeIsEnabled("offline"))
+    assert not hubdata._transient(ValueError("Unknown split 'tset'"))
+
+
 # ------------------------------------------------------------------------------------------ spec and config
 
 

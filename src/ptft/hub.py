@@ -107,10 +107,23 @@ def _cache_dir() -> str | None:
     return str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """Whether the hub client is in offline mode (HF_HUB_OFFLINE, as read when huggingface_hub was imported)."""
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def transient_http_error(err: BaseException) -> bool:
+    """A failure of the hub or the way to it that a retry may cure: a 5xx, timeout or rate-limit answer, or a
+    connection that could not be made or broke (the client's httpx2 transport errors)."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(err, HfHubHTTPError):
+        status = err.response.status_code if err.response is not None else None
+        return status is None or status >= 500 or status in (408, 429)
+    return isinstance(err, (httpx2.TransportError, ConnectionError, TimeoutError))
 
 
 @contextlib.contextmanager
@@ -325,7 +338,7 @@ def pin(path: Path, model: str, spec: dict[str, Any], label: Any, token: str | N
     existing = locked_entry(path, model, spec, label)
     if existing is not None:
         return existing
-    if _offline():
+    if offline():
         raise HubError(
             f"models.{model}: checkpoint {label!r} is not pinned in {path}, and offline is true (HF_HUB_OFFLINE) so "
             f"the hub cannot be asked. Set offline: false, or pin it where the hub is reachable: "
@@ -381,15 +394,14 @@ def resolve_config(config: dict[str, Any], path: Path, token: str | None = None)
 
 def _transient(err: BaseException) -> bool:
     """A download error worth retrying: the connection, a cut transfer, or the hub's 5xx / rate limit."""
-    import httpx2
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     if isinstance(err, HfHubHTTPError) and err.response is not None:
-        return err.response.status_code >= 500 or err.response.status_code in (408, 429)
+        return transient_http_error(err)
     if isinstance(err, LocalEntryNotFoundError):
-        return not _offline()  # the hub client's word for "could not reach the hub, and nothing cached"
+        return not offline()  # the hub client's word for "could not reach the hub, and nothing cached"
     # OSError covers huggingface_hub's size-consistency check after a cut transfer.
-    return isinstance(err, (httpx2.TransportError, ConnectionError, TimeoutError, OSError))
+    return transient_http_error(err) or isinstance(err, OSError)
 
 
 def download(repo: str, commit: str, *, label: str, attempts: int = 4, backoff_s: float = 5.0,
@@ -417,7 +429,7 @@ def download(repo: str, commit: str, *, label: str, attempts: int = 4, backoff_s
                 f"Delete that entry from the lock file to resolve the checkpoint again, knowing the weights may differ."
             ) from None
         except LocalEntryNotFoundError as err:
-            if _offline():
+            if offline():
                 raise HubError(
                     f"{repo}@{commit} (checkpoint {label!r}) is not in the HF cache (HF_HOME={os.environ.get('HF_HOME')}) "
                     f"and offline is true (HF_HUB_OFFLINE), so it cannot be downloaded. Set offline: false in the study "

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ptft.data import CARD_FILE  # the same card name as generated sets
+from ptft.hub import offline, transient_http_error
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
 from ptft.tasks import TaskFamily, get_task
 
@@ -274,12 +275,6 @@ def subsample(dataset: Any, n: int | None, seed: int, exclude: frozenset[int] = 
 # ------------------------------------------------------------------------------------------------- hub I/O
 
 
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
 def _offline_error(name: str, repo: str, what: str, cache: Path) -> HubDataError:
     return HubDataError(
         f"data set {name!r}: the study is offline (offline: true sets HF_HUB_OFFLINE=1) and {repo} {what} is not in "
@@ -298,7 +293,7 @@ def _pin(name: str, repo: str, revision: str) -> tuple[str, Path | None]:
     from huggingface_hub import HfApi, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
-    if _offline():
+    if offline():
         cached = try_to_load_from_cache(repo, README, revision=revision, repo_type="dataset")
         if isinstance(cached, str):
             return Path(cached).parent.name, Path(cached).parent
@@ -327,21 +322,11 @@ def _pin(name: str, repo: str, revision: str) -> tuple[str, Path | None]:
 
 def _transient(err: BaseException) -> bool:
     """A failure worth retrying: the network or the server, not a missing repo, config or split."""
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import OfflineModeIsEnabled
 
-    if isinstance(err, OfflineModeIsEnabled):
+    if isinstance(err, OfflineModeIsEnabled):  # a ConnectionError no retry cures
         return False
-    if isinstance(err, HfHubHTTPError):
-        status = getattr(err.response, "status_code", None)
-        return status is None or status >= 500 or status == 429
-    try:
-        import httpx
-
-        if isinstance(err, httpx.TransportError):
-            return True
-    except ImportError:
-        pass
-    return isinstance(err, (ConnectionError, TimeoutError))
+    return transient_http_error(err)
 
 
 def _summary(err: BaseException) -> str:
