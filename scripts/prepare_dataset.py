@@ -1,5 +1,4 @@
 """Rule prepare_dataset: write one task data set (train/test splits and a card), generated here or from the hub."""
-import os
 from pathlib import Path
 
 from ptft.provenance import redirect_output_to_log
@@ -10,9 +9,6 @@ spec = dict(snakemake.params.spec)
 out_dir = Path(snakemake.output.train).parent
 
 if spec.get("source", "generated") == "hub":
-    # Hub caches stay inside the project also when the study is online (apply_offline sets them only offline);
-    # set before huggingface_hub is imported, which reads them once.
-    os.environ.setdefault("HF_HOME", str(Path(".cache/huggingface").resolve()))
     from ptft.hubdata import prepare_hub_dataset
 
     prepare_hub_dataset(snakemake.wildcards.dataset, spec, snakemake.params.seed, out_dir)

@@ -1187,7 +1187,10 @@ def generate_dataset(name: str, spec: dict, world: World, seed: int) -> dict[str
     return {split: out[split] for split in SPLITS}
 
 
-def _length_stats(texts: Sequence[str]) -> dict[str, float]:
+def length_stats(texts: Sequence[str]) -> dict[str, float]:
+    """Mean, least and most words of the texts, for data cards (empty for no texts: a hub set without a test split)."""
+    if not texts:
+        return {}
     lengths = [len(t.split()) for t in texts]
     return {"mean_words": round(statistics.fmean(lengths), 2), "min_words": min(lengths), "max_words": max(lengths)}
 
@@ -1207,14 +1210,14 @@ def dataset_card(name: str, spec: dict, world: World, seed: int, splits: dict[st
         "heldout": "test records are about held-out entities (a quarter of the cities and their people, animal "
         "species, synonym pairs) that training records never use in the role deciding the answer",
         "templates": {split: dict(sorted(Counter(r["template"] for r in rows).items())) for split, rows in splits.items()},
-        "input_length": {split: _length_stats([" ".join(r[f] for f in family.input_fields) for r in rows])
+        "input_length": {split: length_stats([" ".join(r[f] for f in family.input_fields) for r in rows])
                          for split, rows in splits.items()},
     }
     if family.label_words:
         card["label_distribution"] = {split: {w: sum(r[family.target_field] == w for r in rows) for w in family.label_words}
                                       for split, rows in splits.items()}
     else:
-        card["target_length"] = {split: _length_stats([r[family.target_field] for r in rows]) for split, rows in splits.items()}
+        card["target_length"] = {split: length_stats([r[family.target_field] for r in rows]) for split, rows in splits.items()}
     card["provenance"] = provenance("dataset", {"name": name, "spec": spec, "world": dict(world.config)}, seed=seed)
     return card
 

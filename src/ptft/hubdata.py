@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ptft.data import CARD_FILE  # the same card name as generated sets
+from ptft.data import CARD_FILE, length_stats  # the same card name and length summary as generated sets
 from ptft.hub import offline, transient_http_error
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
 from ptft.tasks import TaskFamily, get_task
@@ -432,13 +432,6 @@ def _cache_dir() -> Path:
 # --------------------------------------------------------------------------------------------------- main
 
 
-def _length_stats(texts: Sequence[str]) -> dict[str, float]:
-    if not texts:
-        return {}
-    lengths = [len(t.split()) for t in texts]
-    return {"mean_words": round(sum(lengths) / len(lengths), 2), "min_words": min(lengths), "max_words": max(lengths)}
-
-
 def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: Path) -> dict[str, Any]:
     """Write out_dir/train.jsonl, test.jsonl, card.json and provenance.json from the hub, all at once; return the card."""
     problems = hub_spec_problems(name, spec)
@@ -524,7 +517,7 @@ def hub_dataset_card(name: str, spec: Mapping[str, Any], seed: int, requested: s
         card["label_distribution"] = {role: {w: sum(r[family.target_field] == w for r in rows) for w in family.label_words}
                                       for role, rows in splits.items()}
     else:
-        card["target_length"] = {role: _length_stats([r[family.target_field] for r in rows])
+        card["target_length"] = {role: length_stats([r[family.target_field] for r in rows])
                                  for role, rows in splits.items()}
     if family.name == "instruction":
         card["chat_template"] = {
