@@ -28,6 +28,7 @@ import torch
 from ptft.provenance import (
     PROVENANCE_FILE,
     atomic_dir,
+    package_version,
     provenance,
     read_jsonl,
     read_provenance,
@@ -520,20 +521,11 @@ def finetune(
                 resumed_from_step=resumed_step,
                 threads=threads,
                 loss=log_rows[-1]["loss"] if log_rows else None,
-                peft=_version("peft") if method == "lora" else None,
-                accelerate=_version("accelerate"),
+                peft=package_version("peft") if method == "lora" else None,
+                accelerate=package_version("accelerate"),
             ),
         )
     shutil.rmtree(resume_dir, ignore_errors=True)
-
-
-def _version(package: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

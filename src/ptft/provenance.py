@@ -17,13 +17,20 @@ PROVENANCE_FILE = "provenance.json"
 _LIBRARIES = ("ptft", "torch", "transformers", "tokenizers", "lm_eval", "datasets", "snakemake", "numpy", "pandas")
 
 
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution (None if it is not installed)."""
+    try:
+        return importlib.metadata.version(name.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for lib in _LIBRARIES:
-        try:
-            versions[lib] = importlib.metadata.version(lib.replace("_", "-"))
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        version = package_version(lib)
+        if version is not None:
+            versions[lib] = version
     return versions
 
 
