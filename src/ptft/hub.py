@@ -452,18 +452,16 @@ def download(repo: str, commit: str, *, label: str, attempts: int = 4, backoff_s
     ) from last
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    # A hard link costs no space next to the HF cache's copy; nothing ever writes a checkpoint file in place.
+def _place(src: Path, dst: Path, link: bool) -> None:
+    """Hard-link src to dst (no space beside the HF cache's copy; nothing ever writes a checkpoint file in place), or
+    copy it when link is false or the file system refuses a link."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    src = src.resolve()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src.resolve(), dst)
+            return
+        except OSError:
+            pass
     shutil.copy2(src, dst)
 
 
@@ -483,7 +481,7 @@ def _fill(tmp: Path, source: Path, where: str, link: bool) -> dict[str, str]:
             + "; ptft loads safetensors only and never unpickles weights. Choose a revision with safetensors."
         )
     for name in keep:
-        (_link_or_copy if link else _copy)(source / name, tmp / name)
+        _place(source / name, tmp / name, link)
     return {name: sha256_file(tmp / name) for name in weights}
 
 
