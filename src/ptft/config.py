@@ -8,6 +8,7 @@ changing one training set's settings re-runs only that set's jobs.
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,13 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The config schema (a fresh copy each call: callers may change it). Parsed once per file and process: planning
+    asks for it in every fine-tuning job's settings, and parsing the YAML dominated a paper-sized plan."""
+    return copy.deepcopy(_parsed_schema(Path(path).resolve()))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_schema(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
