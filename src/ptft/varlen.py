@@ -10,6 +10,7 @@ Registered under ATTENTION; a call without `seq_lens` (padded batches, generatio
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from typing import Any
@@ -19,8 +20,10 @@ import torch
 ATTENTION = "ptft_varlen"
 
 
+@functools.lru_cache(maxsize=1)
 def _flash_varlen():
-    """torch's varlen flash attention and whether it takes window_size (2.12+) or is_causal (2.10, 2.11)."""
+    """torch's varlen flash attention and whether it takes window_size (2.12+) or is_causal (2.10, 2.11).
+    Looked up once: every attention call of every layer asks."""
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:
