@@ -104,7 +104,8 @@ def get_finetune_processes():
 
 def get_finetune_command():
     """The command that starts fine-tuning: plain python for one process; ptft.launch (torchrun) for several or for
-    FSDP, one launcher per node under srun when the job has several nodes (rendezvous from SLURM's environment)."""
+    FSDP, one launcher per node under srun when the job has several nodes (rendezvous from SLURM's environment).
+    """
     res, sharding = config["resources"]["finetune"], config["finetune"]["sharding"]
     processes, nodes = get_finetune_processes(), res["nodes"]
     flags = f" --sharding {sharding}" if sharding != "none" else ""
@@ -114,14 +115,18 @@ def get_finetune_command():
         return "python -m ptft.finetune" + flags
     launch = f"python -m ptft.launch --nproc-per-node {processes} --"
     if nodes > 1:
-        launch = f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 " + launch
+        launch = (
+            f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
+            + launch
+        )
     return launch + flags
 
 
 def get_finetune_slurm_resources():
     """Extra resources of a multi-node fine-tuning job for the SLURM executor: `mpi` makes it run the job's shell
     command in the batch script (not inside `srun -n1`), so the command's own srun starts one launcher per node;
-    `tasks` = nodes places one per node, and gres asks for the GPUs per node (sbatch --gpus counts the whole job)."""
+    `tasks` = nodes places one per node, and gres asks for the GPUs per node (sbatch --gpus counts the whole job).
+    """
     res = config["resources"]["finetune"]
     if res["nodes"] == 1:
         return {}
@@ -134,7 +139,8 @@ def get_finetune_slurm_resources():
 
 def get_finetune_gpus():
     """The `gpu` resource of a fine-tuning job (sbatch --gpus, the job's total): a multi-node job asks per node
-    through gres instead (get_finetune_slurm_resources), so SLURM puts the same number on every node."""
+    through gres instead (get_finetune_slurm_resources), so SLURM puts the same number on every node.
+    """
     res = config["resources"]["finetune"]
     return res["gpu"] if res["nodes"] == 1 else 0
 

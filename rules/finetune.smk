@@ -19,10 +19,10 @@ rule finetune:
         "../envs/train.yaml"
     threads: get_threads("finetune")
     resources:
+        **get_finetune_slurm_resources(),
         gpu=get_finetune_gpus(),
         cpus_per_gpu=get_resource("finetune", "cpus_per_gpu"),
         nodes=get_resource("finetune", "nodes"),
-        **get_finetune_slurm_resources(),
         mem_mb=get_resource("finetune", "mem_mb"),
         runtime=get_resource("finetune", "runtime"),
     params:
