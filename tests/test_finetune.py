@@ -702,5 +702,6 @@ def test_the_launcher_reads_the_rendezvous_from_slurm():
     with pytest.raises(ValueError, match="needs SLURM_NODEID from SLURM: start the launcher under srun"):
         rendezvous({"SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "a"}, 1)
     assert first_host("gpu07") == "gpu07"
+    assert first_host("gpu[03-05,07],cpu1") == "gpu03"  # scontrol's expansion or ours: the zero padding stays
     with pytest.raises(ValueError, match="SLURM_JOB_NODELIST is empty"):
         first_host(" ")

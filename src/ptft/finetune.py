@@ -600,7 +600,9 @@ def finetune(
             f"GPU out of memory fine-tuning {ft_set!r} (micro_batch_size {ft_cfg['micro_batch_size']}, "
             f"max_length {max_length}): "
             f"lower finetune.ft_sets.{ft_set}.micro_batch_size (gradient accumulation keeps the effective batch), "
-            f"lower finetune.ft_sets.{ft_set}.max_length, or set finetune.ft_sets.{ft_set}.gradient_checkpointing: true"
+            f"lower finetune.ft_sets.{ft_set}.max_length, set finetune.ft_sets.{ft_set}.gradient_checkpointing: true, "
+            f"or shard the state over more GPUs (finetune.sharding: fsdp; sharding is {sharding}); "
+            "resources.finetune.gpu_mem_gb makes the config check plan this before the run"
         ) from err
     seconds = time.perf_counter() - started
     # every process takes part in gathering the shards; only the first then writes
