@@ -112,14 +112,9 @@ def get_finetune_command():
     if res["gpu_mem_gb"]:
         flags += f" --gpu-mem-gb {res['gpu_mem_gb']:g}"
     if processes * nodes == 1 and sharding == "none":
-        return "python -m ptft.finetune" + flags
-    launch = f"python -m ptft.launch --nproc-per-node {processes} --"
-    if nodes > 1:
-        launch = (
-            f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
-            + launch
-        )
-    return launch + flags
+        return f"python -m ptft.finetune{flags}"
+    srun = f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
+    return f"{srun if nodes > 1 else ''}python -m ptft.launch --nproc-per-node {processes} --{flags}"
 
 
 def get_finetune_slurm_resources():
