@@ -15,6 +15,11 @@ Tokens/s counts real (non-padding) tokens of the timed steps, after warm-up step
     python bench/finetune_throughput.py --device cuda   # OLMo-1B shape (random weights), 512-token prompts
     python bench/finetune_throughput.py --device cpu    # the embedded study's tiny model
     python bench/finetune_throughput.py --quick         # CPU, a few steps: the smoke test's setting
+    python bench/finetune_throughput.py --device cuda --sharding fsdp   # + ours under FSDP (one process) vs none
+
+With --sharding fsdp the same run also trains ours wrapped in FSDP (finetune.sharding: fsdp, one process, so it
+shards nothing and shows FSDP's own cost) and reports tokens/s and peak memory (torch.cuda.max_memory_allocated) of
+ours with and without it.
 """
 
 from __future__ import annotations
@@ -118,17 +123,35 @@ class StepClock:
         return tokens / (self.step_ends[-1] - self.step_ends[warmup - 1])
 
 
-def run_ours(model, examples, micro_batch_size: int, steps: int, warmup: int, workdir: Path) -> dict:
+def run_ours(
+    model, examples, micro_batch_size: int, steps: int, warmup: int, workdir: Path, sharding: str = "none"
+) -> dict:
     settings = {**RECIPE, "micro_batch_size": micro_batch_size, "packing": True, "bf16": "auto", "save_steps": None}
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     trainer = build_trainer(
-        model, examples, settings, ft_set="bench", state_dir=workdir / "ours", log_file=workdir / "ours.jsonl",
-        pad_token_id=model.config.pad_token_id, max_steps=warmup + steps,
+        model, examples, settings, ft_set="bench", state_dir=workdir / f"ours-{sharding}",
+        log_file=workdir / f"ours-{sharding}.jsonl", pad_token_id=model.config.pad_token_id,
+        max_steps=warmup + steps, sharding=sharding,
     )  # fmt: skip
     clock = StepClock(trainer.data_collator)
     trainer.data_collator = clock
     trainer.add_callback(clock.callback())
     trainer.train()
-    return {"tokens_per_s": clock.tokens_per_s(warmup, trainer.plan["gradient_accumulation"])}
+    peak = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
+    return {"tokens_per_s": clock.tokens_per_s(warmup, trainer.plan["gradient_accumulation"]), "peak_memory_gb": peak}
+
+
+def one_process_group() -> None:
+    """The environment of a one-process launch, so accelerate sets up the process group FSDP needs."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
+                       "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}.items():  # fmt: skip
+        os.environ.setdefault(key, value)
 
 
 def run_authors(model, examples, steps: int, warmup: int, workdir: Path) -> dict:
@@ -168,6 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first")
     parser.add_argument("--micro-batch", type=int, default=8, help="our examples per packed row (divides 8)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--sharding", choices=["none", "fsdp"], default="none",
+                        help="fsdp: also run ours under FSDP (one process) and compare tokens/s and peak memory")  # fmt: skip
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no GPU visible to torch")
@@ -191,6 +216,14 @@ def main(argv: list[str] | None = None) -> dict:
         if args.device == "cuda":
             torch.cuda.empty_cache()
         ours = run_ours(model, examples, args.micro_batch, steps, warmup, Path(tmp))
+        fsdp = None
+        if args.sharding == "fsdp":  # last: FSDP wraps the model it trains
+            model.load_state_dict(initial)
+            gc.collect()
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+            one_process_group()
+            fsdp = run_ours(model, examples, args.micro_batch, steps, warmup, Path(tmp), sharding="fsdp")
     report = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "model": "OLMo-1B shape" if args.device == "cuda" else "embedded tiny OLMo",
@@ -203,12 +236,22 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio": round(ours["tokens_per_s"] / authors["tokens_per_s"], 2),
         "ours_mfu": round(flops * ours["tokens_per_s"] / peak, 4) if peak else None,
         "authors_mfu": round(flops * authors["tokens_per_s"] / peak, 4) if peak else None,
+        "ours_peak_memory_gb": round(ours["peak_memory_gb"], 2) if ours["peak_memory_gb"] else None,
     }
+    if fsdp:
+        report.update(
+            fsdp_tokens_per_s=round(fsdp["tokens_per_s"], 1),
+            fsdp_peak_memory_gb=round(fsdp["peak_memory_gb"], 2) if fsdp["peak_memory_gb"] else None,
+            fsdp_ratio=round(fsdp["tokens_per_s"] / ours["tokens_per_s"], 2),
+        )
     print(f"{'engine':<10} {'tokens/s':>12} {'MFU':>8}")
     for name in ("ours", "authors"):
         mfu = report[f"{name}_mfu"]
         print(f"{name:<10} {report[f'{name}_tokens_per_s']:>12,.0f} {f'{mfu:.1%}' if mfu is not None else 'n/a':>8}")
     print(f"ratio: {report['ratio']}x (ours / authors)")
+    if fsdp:
+        print(f"fsdp: {report['fsdp_tokens_per_s']:,.0f} tokens/s, {report['fsdp_ratio']}x ours without; peak memory "
+              f"{report['fsdp_peak_memory_gb']} GB vs {report['ours_peak_memory_gb']} GB")
     print(json.dumps(report, indent=2))
     return report
 

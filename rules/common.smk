@@ -96,12 +96,48 @@ def get_finetune_settings_json(wildcards):
 study_config.put_first_on_path(Path(sys.executable).parent)
 
 
+def get_finetune_processes():
+    """Processes per node of a fine-tuning job: resources.finetune.processes_per_node, else one per GPU (one on CPU)."""
+    res = config["resources"]["finetune"]
+    return res["processes_per_node"] or max(1, res["gpu"])
+
+
 def get_finetune_command():
-    """The command that starts fine-tuning; DDP under accelerate when a job gets several GPUs."""
-    gpus = config["resources"]["finetune"]["gpu"]
-    if gpus > 1:
-        return f"python -m accelerate.commands.launch --multi_gpu --num_processes {gpus} --num_machines 1 -m ptft.finetune"
-    return "python -m ptft.finetune"
+    """The command that starts fine-tuning: plain python for one process; ptft.launch (torchrun) for several or for
+    FSDP, one launcher per node under srun when the job has several nodes (rendezvous from SLURM's environment).
+    """
+    res, sharding = config["resources"]["finetune"], config["finetune"]["sharding"]
+    processes, nodes = get_finetune_processes(), res["nodes"]
+    flags = f" --sharding {sharding}" if sharding != "none" else ""
+    if res["gpu_mem_gb"]:
+        flags += f" --gpu-mem-gb {res['gpu_mem_gb']:g}"
+    if processes * nodes == 1 and sharding == "none":
+        return f"python -m ptft.finetune{flags}"
+    srun = f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
+    return f"{srun if nodes > 1 else ''}python -m ptft.launch --nproc-per-node {processes} --{flags}"
+
+
+def get_finetune_slurm_resources():
+    """Extra resources of a multi-node fine-tuning job for the SLURM executor: `mpi` makes it run the job's shell
+    command in the batch script (not inside `srun -n1`), so the command's own srun starts one launcher per node;
+    `tasks` = nodes places one per node, and gres asks for the GPUs per node (sbatch --gpus counts the whole job).
+    """
+    res = config["resources"]["finetune"]
+    if res["nodes"] == 1:
+        return {}
+    # tasks_per_gpu 0: the executor would otherwise turn tasks into --ntasks-per-gpu
+    extra = {"mpi": "srun", "tasks": res["nodes"], "tasks_per_gpu": 0}
+    if res["gpu"]:
+        extra["gres"] = f"gpu:{res['gpu']}"
+    return extra
+
+
+def get_finetune_gpus():
+    """The `gpu` resource of a fine-tuning job (sbatch --gpus, the job's total): a multi-node job asks per node
+    through gres instead (get_finetune_slurm_resources), so SLURM puts the same number on every node.
+    """
+    res = config["resources"]["finetune"]
+    return res["gpu"] if res["nodes"] == 1 else 0
 
 
 def get_resource(phase, name):

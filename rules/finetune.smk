@@ -1,7 +1,8 @@
 # Fine-tuning: every checkpoint x every training set, with that set's own settings.
-# A shell rule running the package's CLI (ptft.finetune.main), so that a job with several GPUs
-# (resources.finetune.gpu > 1) can start it under `accelerate launch` (DDP); one GPU or CPU runs plain python,
-# in both cases Snakemake's own interpreter (rules/common.smk puts it first on PATH).
+# A shell rule running the package's CLI (ptft.finetune.main), so that a job with several processes
+# (resources.finetune gpu x nodes, or processes_per_node) or finetune.sharding fsdp can start it under ptft.launch
+# (torchrun; srun starts one per node); one GPU or CPU runs plain python, in both cases Snakemake's own interpreter
+# (rules/common.smk puts it first on PATH). Multi-node jobs are one SLURM job: nodes and, per node, gpu.
 
 
 rule finetune:
@@ -18,8 +19,10 @@ rule finetune:
         "../envs/train.yaml"
     threads: get_threads("finetune")
     resources:
-        gpu=get_resource("finetune", "gpu"),
+        **get_finetune_slurm_resources(),
+        gpu=get_finetune_gpus(),
         cpus_per_gpu=get_resource("finetune", "cpus_per_gpu"),
+        nodes=get_resource("finetune", "nodes"),
         mem_mb=get_resource("finetune", "mem_mb"),
         runtime=get_resource("finetune", "runtime"),
     params:

@@ -455,20 +455,27 @@ def test_config_knows_lora_and_checks_the_effective_batch():
         validate(params)
     params["finetune"]["lora_eval"] = "merged"
     params["resources"] = {"finetune": {"gpu": 3}}
-    with pytest.raises(ConfigError, match=r"news_sum: batch_size 8 .* micro_batch_size 8 x resources\.finetune\.gpu 3"):
+    with pytest.raises(ConfigError, match=r"news_sum: batch_size 8 .* micro_batch_size 8 x 3 processes"):
+        validate(params)
+    params["resources"] = {"finetune": {"gpu": 2, "nodes": 2}}
+    params["finetune"]["defaults"]["micro_batch_size"] = 4
+    with pytest.raises(ConfigError, match=r"micro_batch_size 4 x 4 processes \(resources\.finetune: 2 per node x nodes 2"):
         validate(params)
 
 
 # ---------------------------------------------------------------- the rule
 
 
-def _dry_run(workdir: Path, gpus: int, micro_batch_size: int) -> subprocess.CompletedProcess:
+def _dry_run(
+    workdir: Path, gpus: int, micro_batch_size: int, sharding: str = "none", **resources
+) -> subprocess.CompletedProcess:
     import yaml
 
     root = Path(__file__).parents[1]
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["resources"] = {"finetune": {"gpu": gpus}}
+    params["resources"] = {"finetune": {"gpu": gpus, **resources}}
     params["finetune"]["defaults"]["micro_batch_size"] = micro_batch_size
+    params["finetune"]["sharding"] = sharding
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run(
         [
@@ -481,19 +488,25 @@ def _dry_run(workdir: Path, gpus: int, micro_batch_size: int) -> subprocess.Comp
     )
 
 
-def test_the_rule_runs_under_accelerate_launch_with_several_gpus(tmp_path):
-    """Dry runs of the real workflow print the finetune command: plain python, or DDP under accelerate."""
+def test_the_rule_runs_under_the_launcher_with_several_processes_or_fsdp(tmp_path):
+    """Dry runs of the real workflow print the finetune command: plain python, ptft.launch (torchrun) for several
+    processes or FSDP, under srun with one launcher per node for several nodes."""
     one = _dry_run(tmp_path, gpus=1, micro_batch_size=8)
     assert one.returncode == 0, one.stderr[-3000:]
     assert "python -m ptft.finetune --checkpoint checkpoints/tiny-olmo/0 " in one.stdout
     two = _dry_run(tmp_path, gpus=2, micro_batch_size=4)
     assert two.returncode == 0, two.stderr[-3000:]
+    assert "python -m ptft.launch --nproc-per-node 2 -- --checkpoint checkpoints/tiny-olmo/0 " in two.stdout
+    fsdp = _dry_run(tmp_path, gpus=2, micro_batch_size=2, sharding="fsdp", nodes=2, gpu_mem_gb=80)
+    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
     assert (
-        "python -m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 -m ptft.finetune --checkpoint"
-    ) in two.stdout
+        "srun --nodes 2 --ntasks 2 --ntasks-per-node 1 --kill-on-bad-exit 1 python -m ptft.launch --nproc-per-node 2 "
+        "-- --sharding fsdp --gpu-mem-gb 80 --checkpoint"
+    ) in fsdp.stdout
+    assert "memory plan: finetune tiny-olmo/news_sum: " in fsdp.stderr  # planned at the config check
     indivisible = _dry_run(tmp_path, gpus=2, micro_batch_size=8)
     assert indivisible.returncode != 0
-    assert "batch_size 8 is not a multiple of micro_batch_size 8 x resources.finetune.gpu 2" in indivisible.stdout
+    assert "batch_size 8 is not a multiple of micro_batch_size 8 x 2 processes" in indivisible.stdout
 
 
 def test_two_processes_under_ddp_train_like_one(checkpoint, tmp_path):
@@ -530,3 +543,165 @@ def test_the_log_reports_throughput_and_mfu_against_the_given_peak(checkpoint, t
         assert row["mfu"] == pytest.approx(flops * row["tokens_per_s"] / 1e12, rel=1e-2, abs=1e-4)
     record = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert record["trained_tokens"] == sum(r["tokens"] for r in rows) > 0
+
+
+# ---------------------------------------------------------------- sharded (FSDP) runs
+
+FSDP_TOLERANCE = 1e-4  # fp32 on CPU: reduce-scatter and all-reduce sum the same numbers in another order
+
+
+def _torchrun(command: list[str], nproc: int = 2) -> list[str]:
+    return [sys.executable, "-m", "ptft.launch", "--nproc-per-node", str(nproc), "--", *command[3:]]
+
+
+def _run_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_fsdp_over_two_processes_trains_like_one_and_saves_a_whole_model(checkpoint, tmp_path, method):
+    """ptft.launch (torchrun) with 2 CPU processes (gloo) and finetune.sharding fsdp: the same loss curve as one
+    process, and the gathered model saved as ordinary safetensors equal to the one process's weights."""
+    from safetensors.torch import load_file
+
+    train = write_jsonl(tmp_path / "train.jsonl", paraphrase_rows(16, seed=5))
+    cfg = dict(FT_CFG if method == "full" else LORA_CFG, epochs=1, micro_batch_size=1)
+    finetune(checkpoint, train, "paraphrase", "para", cfg, tmp_path / "one", threads=1)
+    command = _finetune_command(checkpoint, train, tmp_path / "two", cfg) + ["--sharding", "fsdp"]
+    proc = subprocess.run(_torchrun(command), env=_run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    record = json.loads((tmp_path / "two" / "provenance.json").read_text())
+    assert (record["world_size"], record["sharding"], record["gradient_accumulation"]) == (2, "fsdp", 2)
+    assert record["wrapped_by"].startswith("FSDP")  # FSDP2 (fully_shard) makes FSDPOlmo2ForCausalLM and its kin
+    one, two = log(tmp_path / "one"), log(tmp_path / "two")
+    assert len(two) == len(one) == 4
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=FSDP_TOLERANCE)
+    assert [r["tokens"] for r in two] == [r["tokens"] for r in one]
+    weights = "model.safetensors" if method == "full" else "adapter_model.safetensors"
+    ours, theirs = load_file(tmp_path / "two" / weights), load_file(tmp_path / "one" / weights)
+    assert sorted(ours) == sorted(theirs)  # every tensor, whole, under the names one process writes
+    for name, tensor in theirs.items():
+        assert ours[name].shape == tensor.shape
+        assert torch.allclose(ours[name], tensor, atol=1e-4), name
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL torchrun and its workers at once, as SLURM ends a job (torchrun starts each worker in its own session,
+    so killing its process group would miss them)."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for process in tree:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+    psutil.wait_procs(tree[1:], timeout=30)
+
+
+def test_a_killed_sharded_run_resumes_and_its_model_scores_like_an_uninterrupted_one(checkpoint, tmp_path):
+    from ptft.evaluate import evaluate
+    from ptft.finetune import last_complete_checkpoint, resume_dir_for
+
+    train = write_jsonl(tmp_path / "train.jsonl", paraphrase_rows(24, seed=2))
+    cfg = dict(FT_CFG, epochs=2, micro_batch_size=1, save_steps=2)  # 2 processes: 6 steps per epoch, 12 in all
+    out = tmp_path / "models" / "para"
+    resume = resume_dir_for(out)
+    command = _torchrun(_finetune_command(checkpoint, train, out, cfg) + ["--sharding", "fsdp"])
+    killed_log = tmp_path / "killed.log"
+    with open(killed_log, "w") as stderr:
+        proc = subprocess.Popen(command, env=_run_env(), stderr=stderr)
+    try:
+        deadline = time.monotonic() + 240
+        while (not resume.exists() or last_complete_checkpoint(resume) is None) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no save appeared"
+            time.sleep(0.02)
+    finally:
+        _kill_tree(proc)
+    assert proc.returncode == -signal.SIGKILL, killed_log.read_text()[-3000:]
+    assert not out.exists()
+    saved_at = last_complete_checkpoint(resume)
+    saved = int(saved_at.name.split("-")[1])
+    assert 2 <= saved < 12 and saved % 2 == 0
+    # the periodic state is sharded: one file of model and optimizer state per process, no whole copy
+    files = {p.name for p in saved_at.rglob("*") if p.is_file()}
+    assert {"__0_0.distcp", "__1_0.distcp"} <= files, sorted(files)
+    assert "model.safetensors" not in files
+
+    # the same state cannot resume on another number of processes: the run says so and keeps the state
+    one_process = subprocess.run(
+        _finetune_command(checkpoint, train, out, cfg) + ["--sharding", "fsdp"],
+        env=_run_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert one_process.returncode != 0
+    assert f"was saved by 2 processes with sharding fsdp, this run has 1 with sharding fsdp" in one_process.stderr
+    assert last_complete_checkpoint(resume) == saved_at
+
+    rerun = subprocess.run(command, env=_run_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["resumed_from_step"] == saved and "resuming para from" in rerun.stderr
+    assert not resume.exists()
+    resumed_log = log(out)
+    assert [r["step"] for r in resumed_log] == list(range(1, 13))
+
+    # uninterrupted, on one process without sharding: the same losses, and the same scores from the saved models
+    finetune(checkpoint, train, "paraphrase", "para", cfg, tmp_path / "uninterrupted", threads=1)
+    whole = log(tmp_path / "uninterrupted")
+    assert [r["loss"] for r in resumed_log] == pytest.approx([r["loss"] for r in whole], abs=FSDP_TOLERANCE)
+    rows = paraphrase_rows(12, seed=9)
+    spec = {"task": "paraphrase", "train": tmp_path / "etrain.jsonl", "test": tmp_path / "etest.jsonl"}
+    write_jsonl(spec["train"], rows[:6])
+    write_jsonl(spec["test"], rows[6:])
+    eval_cfg = {"prompt_formats": ["default"], "shots": [0], "limit": None, "batch_size": 4, "fewshot_seed": 1,
+                "bootstrap_resamples": 50}  # fmt: skip
+    scores = {}
+    for name, model in (("sharded", out), ("whole", tmp_path / "uninterrupted")):
+        evaluate(model, {"p": spec}, eval_cfg, tmp_path / f"{name}.json", tmp_path / f"{name}.jsonl", 1)
+        predictions = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        scores[name] = ([r["value"] for r in json.loads((tmp_path / f"{name}.json").read_text())["results"]],
+                        predictions)  # fmt: skip
+    assert scores["sharded"][0] == scores["whole"][0]
+    for a, b in zip(scores["sharded"][1], scores["whole"][1], strict=True):
+        assert a["prediction"] == b["prediction"]
+        assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-3)
+
+
+def test_state_of_another_launch_is_refused_naming_both(tmp_path):
+    from ptft.finetune import LaunchChangedError, prepare_resume
+
+    resume = tmp_path / ".para.resume"
+    (resume / "checkpoint-4").mkdir(parents=True)
+    (resume / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (resume / "fingerprint.json").write_text(json.dumps({"fingerprint": "k", "world_size": 4, "sharding": "fsdp"}))
+    assert prepare_resume(resume, "k", True, world_size=4, sharding="fsdp") == resume / "checkpoint-4"
+    with pytest.raises(LaunchChangedError, match=r"saved by 4 processes with sharding fsdp, this run has 2 .*"
+                       r"Rerun with 4 processes .* or delete .*\.para\.resume to start from zero"):
+        prepare_resume(resume, "k", True, world_size=2, sharding="fsdp")
+    with pytest.raises(LaunchChangedError, match="this run has 4 with sharding none"):
+        prepare_resume(resume, "k", True, world_size=4, sharding="none")
+    assert (resume / "checkpoint-4").is_dir()  # refused, not deleted
+    # another config is still discarded, whatever the launch
+    assert prepare_resume(resume, "other", True, world_size=2, sharding="none") is None
+
+
+def test_the_launcher_reads_the_rendezvous_from_slurm():
+    from ptft.launch import first_host, rendezvous
+
+    assert rendezvous({}, 2) == ["--standalone", "--nproc_per_node", "2"]
+    assert rendezvous({"SLURM_NNODES": "1", "SLURM_JOB_ID": "7"}, 4) == ["--standalone", "--nproc_per_node", "4"]
+    env = {"SLURM_NNODES": "3", "SLURM_NODEID": "2", "SLURM_JOB_NODELIST": "gpu07", "SLURM_JOB_ID": "1234"}
+    assert rendezvous(env, 8) == [
+        "--nnodes", "3", "--node_rank", "2", "--master_addr", "gpu07", "--master_port", str(29500 + 234),
+        "--nproc_per_node", "8",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="needs SLURM_NODEID from SLURM: start the launcher under srun"):
+        rendezvous({"SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "a"}, 1)
+    assert first_host("gpu07") == "gpu07"
+    assert first_host("gpu[03-05,07],cpu1") == "gpu03"  # scontrol's expansion or ours: the zero padding stays
+    with pytest.raises(ValueError, match="SLURM_JOB_NODELIST is empty"):
+        first_host(" ")

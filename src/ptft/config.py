@@ -108,14 +108,15 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
                     f"{source}: evaluate.lm_eval_tasks stand-in {entry['name']!r}: 'from' must name a "
                     f"question_generation set among evaluate.eval_sets, got {origin!r}"
                 )
-    gpus = max(1, config.get("resources", {}).get("finetune", {}).get("gpu", 0))
+    ft_res = config.get("resources", {}).get("finetune", {})
+    per_node, nodes = ft_res.get("processes_per_node") or max(1, ft_res.get("gpu", 0)), ft_res.get("nodes", 1)
     for name in config["finetune"]["ft_sets"]:
         settings = finetune_settings(config, name)
-        if settings["batch_size"] % (settings["micro_batch_size"] * gpus):
+        if settings["batch_size"] % (settings["micro_batch_size"] * per_node * nodes):
             raise ConfigError(
                 f"{source}: finetune.ft_sets.{name}: batch_size {settings['batch_size']} is not a multiple of "
-                f"micro_batch_size {settings['micro_batch_size']} x resources.finetune.gpu {gpus} "
-                "(effective batch = micro-batch x gradient accumulation x GPUs)"
+                f"micro_batch_size {settings['micro_batch_size']} x {per_node * nodes} processes (resources.finetune: "
+                f"{per_node} per node x nodes {nodes}; effective batch = micro-batch x gradient accumulation x processes)"
             )
     for model, spec in config["models"].items():
         check_model(config, model, spec, source)
@@ -123,6 +124,12 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
         seq = spec.get("pretrain", {}).get("seq_len")
         if ctx and seq and seq > ctx:
             raise ConfigError(f"{source}: models.{model}.pretrain.seq_len {seq} exceeds architecture.max_position_embeddings {ctx}")
+    from ptft.memory import MemoryPlanError, plan_study
+
+    try:
+        plan_study(config, source)  # only when resources give gpu_mem_gb: memory per device, before anything runs
+    except MemoryPlanError as err:
+        raise ConfigError(str(err)) from None
 
 
 EMBEDDED_KEYS = ("architecture", "tokenizer", "pretrain")

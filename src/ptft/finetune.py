@@ -2,8 +2,9 @@
 
 The prompt is the task's Default format and the completion is the delimiter, the target and EOS: exactly the
 context/continuation split that evaluation scores. The engine is the transformers Trainer, the library the paper
-used, with accelerate underneath: DDP under `accelerate launch`, bf16, fused AdamW, and checkpoints that restore
-optimizer, scheduler, RNG and data position, none of which we then maintain ourselves. Each micro-batch is packed
+used, with accelerate underneath: several processes (ptft.launch) run DDP, or FSDP with finetune.sharding: fsdp
+(parameters, gradients and optimizer state sharded over the processes); bf16, fused AdamW, and checkpoints that
+restore optimizer, scheduler, RNG and data position, none of which we then maintain ourselves. Each micro-batch is packed
 padding-free into one row whose position ids restart per example, and ptft.varlen attends per example, so no FLOPs
 go to padding or across examples. Resumable state lives in a hidden sibling of the output folder, which appears
 (atomically) only when training has finished.
@@ -164,8 +165,9 @@ def resume_dir_for(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.resume"
 
 
-def fingerprint(ft_cfg: dict, checkpoint_dir: Path, train_path: Path, world_size: int) -> str:
-    """What resumable state depends on: the config slice (threads aside), the base checkpoint and the data."""
+def fingerprint(ft_cfg: dict, checkpoint_dir: Path, train_path: Path) -> str:
+    """What resumable state depends on: the config slice (threads aside), the base checkpoint and the data (the
+    launch, processes and sharding, is checked on its own by prepare_resume)."""
     checkpoint_files = sorted(
         (p.name, p.stat().st_size) for p in Path(checkpoint_dir).iterdir() if p.is_file()
     )  # sizes, not hashes: a 16 GB checkpoint would take minutes to hash; provenance.json changes on any rebuild
@@ -174,7 +176,6 @@ def fingerprint(ft_cfg: dict, checkpoint_dir: Path, train_path: Path, world_size
         "checkpoint": checkpoint_files,
         "checkpoint_provenance": sha256_file(Path(checkpoint_dir) / PROVENANCE_FILE),
         "train": sha256_file(train_path),
-        "world_size": world_size,
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -188,19 +189,40 @@ def last_complete_checkpoint(resume_dir: Path) -> Path | None:
     return max(complete)[1] if complete else None
 
 
-def prepare_resume(resume_dir: Path, key: str, main_process: bool) -> Path | None:
-    """The checkpoint to resume from, after discarding state made with another config or data."""
+class LaunchChangedError(RuntimeError):
+    """Resumable state was saved by another number of processes or another sharding than this run's."""
+
+
+def prepare_resume(
+    resume_dir: Path, key: str, main_process: bool, world_size: int = 1, sharding: str = "none"
+) -> Path | None:
+    """The checkpoint to resume from, after discarding state made with another config or data.
+
+    State saved by another launch (number of processes, or sharding) is not discarded but refused with
+    LaunchChangedError: its optimizer shards and data position belong to that launch, and a long sharded run's state
+    is worth more than a silent restart. The error names both launches and the two ways on.
+    """
     stored = resume_dir / FINGERPRINT_FILE
-    stale = resume_dir.exists() and (not stored.is_file() or json.loads(stored.read_text())["fingerprint"] != key)
+    record = json.loads(stored.read_text()) if stored.is_file() else None
+    stale = resume_dir.exists() and (record is None or record["fingerprint"] != key)
     if stale:
         print(f"{resume_dir} holds state of another config or data: starting from zero", file=sys.stderr, flush=True)
         if main_process:
             shutil.rmtree(resume_dir)
     # every process decides alike, whichever of them removes the stale folder first
     checkpoint = None if stale or not resume_dir.exists() else last_complete_checkpoint(resume_dir)
+    launch = {"world_size": world_size, "sharding": sharding}
+    saved = {k: record.get(k, v) for k, v in launch.items()} if record else launch  # pre-sharding records: as today
+    if checkpoint is not None and saved != launch:
+        raise LaunchChangedError(
+            f"{checkpoint} was saved by {saved['world_size']} processes with sharding {saved['sharding']}, this run "
+            f"has {world_size} with sharding {sharding}: its optimizer state and data position cannot be re-split. "
+            f"Rerun with {saved['world_size']} processes (resources.finetune: gpu x nodes) and finetune.sharding: "
+            f"{saved['sharding']}, or delete {resume_dir} to start from zero"
+        )
     if main_process:
         resume_dir.mkdir(parents=True, exist_ok=True)
-        write_json(stored, {"fingerprint": key})
+        write_json(stored, {"fingerprint": key, **launch})
     return checkpoint
 
 
@@ -232,11 +254,57 @@ def flops_per_token(model: torch.nn.Module, method: str) -> float:
     return 4.0 * frozen + 6.0 * trainable
 
 
+def settle_fsdp(trainer) -> None:
+    """Make the accelerator FSDP as configured, on CPU as on GPU, with gradients reduced in fp32.
+
+    accelerate 1.15 turns FSDP on only for accelerator devices (accelerate/state.py: the FSDP branch sits under
+    MULTI_GPU and its kin) and on CPU drops the plugin without a word, training plain DDP. torch's FSDP2 runs on CPU
+    over gloo, and the tests run there, so a CPU launch gets the plugin as a GPU launch would. Under bf16 accelerate
+    would also reduce gradients in bf16; DDP reduces them in fp32 and so does this (parameters still gathered in
+    bf16), so sharding changes numbers by float noise only.
+    """
+    import torch.distributed.fsdp as torch_fsdp
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if state.distributed_type == DistributedType.MULTI_CPU:
+        plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
+        if state.mixed_precision != "no":
+            plugin.set_mixed_precision(state.mixed_precision)
+        state.fsdp_plugin, state.distributed_type = plugin, DistributedType.FSDP
+        trainer.is_fsdp_enabled = True
+    if state.distributed_type != DistributedType.FSDP:
+        raise RuntimeError(f"finetune.sharding fsdp: accelerate runs {state.distributed_type}, not FSDP")
+    policy = state.fsdp_plugin.mixed_precision_policy
+    if policy is not None and policy.param_dtype == torch.bfloat16:
+        state.fsdp_plugin.mixed_precision_policy = torch_fsdp.MixedPrecisionPolicy(
+            param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=policy.output_dtype
+        )
+
+
+def gathered_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The whole state dict of an FSDP2-sharded model, unsharded; every process must call it (it all-gathers).
+
+    On GPU the full tensors go to CPU memory of the first process only (cpu_offload); on CPU every process gets
+    them. accelerate's get_state_dict always asks for cpu_offload, which on CPU returns tensors whose storage FSDP
+    has freed (safetensors then fails on "an invalid python storage").
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=torch.cuda.is_available())
+    return get_model_state_dict(model, options=options)
+
+
 def _trainer_class():
     from transformers import Trainer
 
     class PtftTrainer(Trainer):
         """The Trainer plus a per-step record: tokens, tokens/s, MFU, and a stop on a non-finite loss."""
+
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            if self.args.fsdp_plugin_args is not None:
+                settle_fsdp(self)
 
         def setup_log(self, ft_set, log_file, steps_per_epoch, flops_token, peak):
             self.ft_set, self.log_file, self.steps_per_epoch = ft_set, log_file, steps_per_epoch
@@ -305,6 +373,35 @@ def gradient_accumulation(ft_cfg: dict, world_size: int, ft_set: str) -> int:
     return batch_size // (micro_batch_size * world_size)
 
 
+def fsdp_arguments(model: torch.nn.Module, sharding: str, activation_checkpointing: bool) -> dict:
+    """TrainingArguments that make the Trainer (through accelerate) wrap the model in FSDP; {} for sharding none.
+
+    FSDP2 (torch's fully_shard, transformers' default), full sharding of parameters, gradients and optimizer state
+    (ZeRO-3: reshard_after_forward), each decoder layer its own unit (the model's _no_split_modules, e.g.
+    Olmo2DecoderLayer), checkpointing through FSDP's own activation checkpointing (transformers refuses it together
+    with gradient_checkpointing). Periodic saves are sharded: each process writes its shard
+    (torch.distributed.checkpoint), so no process ever holds the whole state.
+    """
+    if sharding == "none":
+        return {}
+    if sharding != "fsdp":
+        raise ValueError(f"finetune.sharding must be 'none' or 'fsdp', got {sharding!r}")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = sorted(set(getattr(base, "_no_split_modules", None) or []))
+    if not layers:
+        raise ValueError(f"{type(base).__name__} names no decoder layer class (_no_split_modules) for FSDP to wrap")
+    return {
+        "fsdp": True,
+        "fsdp_config": {
+            "version": 2,
+            "reshard_after_forward": True,
+            "transformer_layer_cls_to_wrap": layers,
+            "activation_checkpointing": activation_checkpointing,
+            "state_dict_type": "SHARDED_STATE_DICT",
+        },
+    }
+
+
 def build_trainer(
     model: torch.nn.Module,
     dataset: Sequence[dict],
@@ -316,10 +413,13 @@ def build_trainer(
     pad_token_id: int,
     world_size: int = 1,
     max_steps: int | None = None,
+    sharding: str = "none",
 ):
     """The configured Trainer for one run: the paper's recipe with our speed settings (the benchmark builds it too).
 
     dataset holds {"input_ids", "labels"} dicts; state_dir receives the periodic saves; log_file the per-step rows.
+    sharding "fsdp" wraps the model in FSDP over the world_size processes (fsdp_arguments); "none" is DDP when
+    world_size > 1. Raises ValueError on another sharding.
     """
     from transformers import TrainingArguments
 
@@ -345,7 +445,8 @@ def build_trainer(
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         bf16=bf16,
         # named only when on: the argument's name moves between transformers 5 releases
-        **({"gradient_checkpointing": True} if ft_cfg.get("gradient_checkpointing") else {}),
+        **({"gradient_checkpointing": True} if ft_cfg.get("gradient_checkpointing") and sharding == "none" else {}),
+        **fsdp_arguments(model, sharding, bool(ft_cfg.get("gradient_checkpointing"))),
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN must stop the job, not be averaged away
         save_strategy="steps" if save_steps else "no",
@@ -377,8 +478,20 @@ def build_trainer(
         "gradient_accumulation": grad_accum,
         "warmup_steps": warmup_steps,
         "steps_per_epoch": steps_per_epoch,
+        "sharding": sharding,
     }
     return trainer
+
+
+def check_memory(architecture: Any, ft_cfg: dict, ft_set: str, sharding: str, processes: int, gpu_mem_gb: float) -> None:
+    """Plan this job's peak memory per device (ptft.memory) and raise MemoryPlanError naming the settings that would
+    fit, before the model is loaded; the plan goes to the log either way."""
+    from ptft import memory
+
+    shape = memory.model_shape(architecture)
+    plan = memory.finetune_plan(shape, ft_cfg, sharding=sharding, processes=processes, job=f"finetune {ft_set}")
+    print(f"memory plan: {plan.describe()}", file=sys.stderr, flush=True)
+    memory.check_plan(plan, gpu_mem_gb, shape=shape, ft_set=ft_set, lora=memory.lora_alternative(shape, ft_cfg))
 
 
 def finetune(
@@ -391,11 +504,16 @@ def finetune(
     threads: int,
     *,
     max_steps: int | None = None,
+    sharding: str = "none",
+    gpu_mem_gb: float | None = None,
 ) -> None:
     """Fine-tune the checkpoint in checkpoint_dir on train_path and write the model to out_dir (atomically).
 
     ft_cfg is the set's slice (ptft.config.finetune_settings): the per-set settings plus the study's method and lora.
     A rerun after a kill resumes from the last save in resume_dir_for(out_dir). max_steps stops early (benchmarks).
+    sharding (finetune.sharding: none | fsdp) shards the training state over the processes of the launch
+    (WORLD_SIZE); the finished model is gathered and written whole either way. gpu_mem_gb (resources.finetune) makes
+    the memory plan (ptft.memory) fail before the model loads when it does not fit, naming the settings that would.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
 
@@ -420,10 +538,14 @@ def finetune(
     lora_cfg = ft_cfg.get("lora") or {}
     targets = lora_target_modules(architecture.model_type, lora_cfg) if method == "lora" else None
     examples = load_examples(train_path, task, tokenizer, max_length, ft_cfg.get("n_train"), seed)
+    if gpu_mem_gb is not None:
+        check_memory(architecture, ft_cfg, ft_set, sharding, world_size, gpu_mem_gb)
 
     resume_dir = resume_dir_for(out_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0
-    resume_from = prepare_resume(resume_dir, fingerprint(ft_cfg, checkpoint_dir, train_path, world_size), main_process)
+    resume_from = prepare_resume(
+        resume_dir, fingerprint(ft_cfg, checkpoint_dir, train_path), main_process, world_size, sharding
+    )
     log_file = resume_dir / TRAIN_LOG_FILE
     resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
     if main_process:
@@ -466,7 +588,7 @@ def finetune(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = build_trainer(
         model, dataset, ft_cfg, ft_set=ft_set, state_dir=resume_dir, log_file=log_file, pad_token_id=pad_id,
-        world_size=world_size, max_steps=max_steps,
+        world_size=world_size, max_steps=max_steps, sharding=sharding,
     )  # fmt: skip
     plan = trainer.plan
 
@@ -478,17 +600,23 @@ def finetune(
             f"GPU out of memory fine-tuning {ft_set!r} (micro_batch_size {ft_cfg['micro_batch_size']}, "
             f"max_length {max_length}): "
             f"lower finetune.ft_sets.{ft_set}.micro_batch_size (gradient accumulation keeps the effective batch), "
-            f"lower finetune.ft_sets.{ft_set}.max_length, or set finetune.ft_sets.{ft_set}.gradient_checkpointing: true"
+            f"lower finetune.ft_sets.{ft_set}.max_length, set finetune.ft_sets.{ft_set}.gradient_checkpointing: true, "
+            f"or shard the state over more GPUs (finetune.sharding: fsdp; sharding is {sharding}); "
+            "resources.finetune.gpu_mem_gb makes the config check plan this before the run"
         ) from err
     seconds = time.perf_counter() - started
+    # every process takes part in gathering the shards; only the first then writes
+    state_dict = gathered_state_dict(trainer.model) if sharding == "fsdp" else None
     if not trainer.is_world_process_zero():
         return
 
     log_rows = read_jsonl(log_file)
-    trainer.model.config.use_cache = True  # generation at evaluation wants it back
-    trainer.model.set_attn_implementation("sdpa")  # the saved model must not need ptft.varlen to load
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.config.use_cache = True  # generation at evaluation wants it back
+    model.set_attn_implementation("sdpa")  # the saved model must not need ptft.varlen to load
     with atomic_dir(out_dir) as tmp:
-        trainer.model.save_pretrained(tmp)  # a PeftModel writes only its adapter
+        # a PeftModel writes only its adapter; a gathered FSDP state dict is the whole model, as one process holds it
+        model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
         tokenizer.save_pretrained(tmp)
         write_jsonl(tmp / TRAIN_LOG_FILE, log_rows)
         write_json(
@@ -516,6 +644,8 @@ def finetune(
                 warmup_steps=plan["warmup_steps"],
                 gradient_accumulation=plan["gradient_accumulation"],
                 world_size=world_size,
+                sharding=sharding,
+                wrapped_by=type(trainer.model_wrapped).__name__,  # what accelerate wrapped: FSDP, DDP or the model
                 trained_tokens=sum(r["tokens"] for r in log_rows),
                 seconds=round(seconds, 1),
                 resumed_from_step=resumed_step,
@@ -529,7 +659,7 @@ def finetune(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line of the finetune rule (plain `python` or `accelerate launch` for several GPUs)."""
+    """Command line of the finetune rule (plain `python`, or under ptft.launch for several processes)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="base checkpoint folder")
     parser.add_argument("--train", type=Path, required=True, help="training set (JSONL)")
@@ -538,8 +668,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--settings", required=True, help="the set's settings as JSON (ptft.config.finetune_settings)")
     parser.add_argument("--out", type=Path, required=True, help="output model folder")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sharding", choices=["none", "fsdp"], default="none", help="finetune.sharding")
+    parser.add_argument("--gpu-mem-gb", type=float, default=None, help="resources.finetune.gpu_mem_gb: plan memory")
     args = parser.parse_args(argv)
-    finetune(args.checkpoint, args.train, args.task, args.ft_set, json.loads(args.settings), args.out, args.threads)
+    finetune(
+        args.checkpoint, args.train, args.task, args.ft_set, json.loads(args.settings), args.out, args.threads,
+        sharding=args.sharding, gpu_mem_gb=args.gpu_mem_gb,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

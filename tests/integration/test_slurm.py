@@ -46,3 +46,42 @@ def test_miniature_study_runs_through_sbatch(slurm_cluster, local_study, tmp_pat
     assert logged == {r["JobId"] for r in ours}
 
     assert (workdir / "results/tables/results.csv").read_bytes() == (local_study / "reference_results.csv").read_bytes()
+
+
+def test_a_sharded_two_process_finetune_is_one_slurm_job(slurm_cluster, tmp_path):
+    """finetune.sharding fsdp over 2 processes (resources.finetune.processes_per_node, CPU/gloo here; gpu on a GPU
+    cluster) runs as one sbatch job: ptft.launch starts both processes inside it and the model is saved whole."""
+    import json
+
+    import yaml
+
+    workdir = copy_workflow(tmp_path / "study")
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["finetune"]["sharding"] = "fsdp"
+    params["finetune"]["defaults"]["micro_batch_size"] = 2  # x 2 processes = the batch of 4
+    params["resources"] = {"finetune": {"processes_per_node": 2}}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    target = "models/tiny/0/news_sum"
+    snakemake(workdir, "checkpoints/tiny/0", "data/news_sum/train.jsonl")  # its inputs, locally
+    run = snakemake(
+        workdir, target,
+        "--profile", "profiles/slurm",
+        "--default-resources", "slurm_partition=debug", "mem_mb=500", "runtime=30",
+        "--slurm-no-account",
+        "--slurm-keep-successful-logs",
+        "--slurm-init-seconds-before-status-checks", "2",
+        "--jobs", "1",
+        cores="",
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert job_counts(output) == {"finetune": 1}, output[-4000:]
+    run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
+    shown = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True, check=True).stdout
+    ours = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in shown.splitlines() if f"JobName={run_id} " in line]
+    assert [r["JobState"] for r in ours] == ["COMPLETED"], shown[-3000:]
+    record = json.loads((workdir / target / "provenance.json").read_text())
+    assert (record["world_size"], record["sharding"]) == (2, "fsdp")
+    assert record["wrapped_by"].startswith("FSDP")
+    log = (workdir / "logs/finetune/tiny/0/news_sum.log").read_text()
+    assert "launching: " in log and "torch.distributed.run --standalone --nproc_per_node 2" in log
+    assert (workdir / target / "model.safetensors").is_file()
