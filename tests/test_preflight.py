@@ -146,6 +146,20 @@ def _script_only(c):
     c["evaluate"]["eval_sets"].append("social_i_qa")
 
 
+def _no_conversion(c):
+    _script_only(c)
+    c["data"]["datasets"]["social_i_qa"]["hub"].update(revision="refs/convert/parquet", data_dir="default")
+
+
+def _stale_lock(c):
+    # A lock pinning checkpoint 1000 to a commit the repo no longer has (history rewritten since it was pinned).
+    lock = Path(c["revisions_lock"]).with_name("stale.lock.yaml")
+    lock.write_text(yaml.safe_dump({"models": {"olmo": {"repo": MODEL_REPO, "family": "olmo", "checkpoints": {
+        "1000": {"requested": 1000, "branch": "step1000-tokens4B", "commit": "0" * 40, "step": 1000,
+                 "tokens": 4 * 10**9, "snapped": False}}}}}))  # fmt: skip
+    c["revisions_lock"] = str(lock)
+
+
 def _too_long(c):
     c["evaluate"]["shots"] = [2, 24]
 
@@ -163,6 +177,8 @@ MISTAKES = {
     "no_branch": (_no_branch, {("checkpoint", "models.olmo.checkpoints[1]")}),
     "name_clash": (_name_clash, {("name clash", "evaluate.lm_eval_tasks[0]")}),
     "script_only": (_script_only, {("dataset", "data.datasets.social_i_qa.hub")}),
+    "no_conversion": (_no_conversion, {("dataset", "data.datasets.social_i_qa.hub.revision")}),
+    "stale_lock": (_stale_lock, {("checkpoint", "models.olmo.checkpoints[0]")}),
     "too_long": (_too_long, {("context", "evaluate.eval_sets[0] x models.olmo"),
                              ("context", "evaluate.eval_sets[1] x models.olmo")}),
     "unknown_task": (_unknown_task, {("lm-eval task", "evaluate.lm_eval_tasks[1]")}),
@@ -233,6 +249,10 @@ def test_problem_rows_say_what_is_wrong(checked):
     assert "step1000-tokens4B" in detail("no_branch", "models.olmo.checkpoints[1]")["detail"]
     assert "loading script" in detail("script_only", "data.datasets.social_i_qa.hub")["detail"]
     assert "refs/convert/parquet" in detail("script_only", "data.datasets.social_i_qa.hub")["fix"]
+    assert "no parquet conversion" in detail("no_conversion", "data.datasets.social_i_qa.hub.revision")["fix"]
+    assert "labelled split" in detail("hidden_labels", "data.datasets.mnli.labels")["fix"]
+    assert "labelled split" not in detail("unmapped_label", "data.datasets.mnli.labels")["fix"]
+    assert "no longer has" in detail("stale_lock", "models.olmo.checkpoints[0]")["detail"]
     assert "24-shot" in detail("too_long", "evaluate.eval_sets[0] x models.olmo")["detail"]
 
 

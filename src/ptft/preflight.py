@@ -32,8 +32,10 @@ import yaml
 from ptft.config import ConfigError
 
 SAMPLE_ROWS = 64  # rows read from the start of each split: enough to see label codings and typical lengths
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 THREADS = 8  # checks wait on the network, not the CPU
 OK, PROBLEM = "ok", "problem"
+PARQUET_CONVERSION = "refs/convert/parquet"  # the hub's branch holding its parquet export of a data set
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,8 +237,14 @@ def check_dataset(name: str, spec: Mapping[str, Any], k: int = SAMPLE_ROWS) -> t
     try:
         commit, _ = hubdata._retrying(name, f"{repo} revision {revision!r}", lambda: hubdata._pin(name, repo, revision))
     except hubdata.HubDataError as err:
-        key = f"{base}.hub.revision" if "has no revision" in str(err) else f"{base}.hub.repo"
-        return [problem("dataset", key, str(err), "fix the repo id or revision; for a gated repo set HF_TOKEN")], facts
+        if "has no revision" not in str(err):
+            return [problem("dataset", f"{base}.hub.repo", str(err), "fix the repo id; for a gated or private repo "
+                            "set HF_TOKEN to a token with access")], facts  # fmt: skip
+        fix = (f"name a branch, tag or commit of {repo} in {base}.hub.revision")
+        if revision == PARQUET_CONVERSION:
+            fix = (f"the hub has no parquet conversion of {repo} (a loading-script repo it did not convert): choose "
+                   "a copy of the data set stored as data files (parquet, json, csv), e.g. the one lm-eval's task uses")
+        return [problem("dataset", f"{base}.hub.revision", str(err), fix)], facts
     try:
         files = hubdata._retrying(name, f"{repo} (config {config!r})", lambda: hubdata.split_data_files(
             name, repo, config, commit, hubdata._cache_dir(), data_dir))  # fmt: skip
@@ -328,8 +336,9 @@ def _label_rows(name: str, spec: Mapping[str, Any], family: Any, sampled: Mappin
     if unmapped:
         found = "; ".join(f"split {s!r}: {v}" for s, v in unmapped.items())
         fix = ("every raw value must be a number" if threshold is not None else
-               f"map each raw value to one of {list(family.label_words)} in {subject}, or choose a split whose labels "
-               "are not hidden (-1)")  # fmt: skip
+               f"map each raw value to one of {list(family.label_words)} in {subject}")
+        if any(v.startswith("-1") for values in unmapped.values() for v in values):
+            fix += "; -1 is how GLUE-style sets hide test labels: choose a labelled split in splits"
         return [problem("labels", subject, f"column {column!r} has values with no label word: {found}", fix)]
     return [ok("labels", subject, f"column {column!r}: every sampled value mapped ({len(seen)} distinct)")]
 
@@ -585,10 +594,12 @@ def format_table(rows: Iterable[Row]) -> str:
 
 
 def run_in_subprocess(configfiles: Sequence[Sequence[str | Path]], *, endpoint: str, hf_home: str | Path,
-                      k: int = SAMPLE_ROWS, timeout_s: float = 600) -> list[list[dict[str, Any]]]:  # fmt: skip
+                      k: int = SAMPLE_ROWS, timeout_s: float = 600,
+                      cwd: str | Path = PROJECT_DIR) -> list[list[dict[str, Any]]]:  # fmt: skip
     """Preflight of each config (a list of files each) against the hub at `endpoint`, in one fresh Python process
     (huggingface_hub, datasets and transformers read HF_ENDPOINT and the offline switches once, at import); returns
-    each config's rows as dicts (Row's fields). For tests against a local hub (tests/hubserver.py)."""
+    each config's rows as dicts (Row's fields). Relative paths in the configs (revisions_lock) are read from `cwd`.
+    For tests against a local hub (tests/hubserver.py). Raises RuntimeError with the process's stderr if it fails."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE"))}
     env.update(HF_ENDPOINT=endpoint, HF_HOME=str(hf_home), HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
                TRANSFORMERS_OFFLINE="0", HF_HUB_DISABLE_TELEMETRY="1")  # fmt: skip
@@ -596,7 +607,7 @@ def run_in_subprocess(configfiles: Sequence[Sequence[str | Path]], *, endpoint: 
             "print(json.dumps([[dataclasses.asdict(r) for r in check_configfile(files, int(sys.argv[2]))] "
             "for files in json.loads(sys.argv[1])]))")
     proc = subprocess.run([sys.executable, "-c", code, json.dumps([[str(f) for f in c] for c in configfiles]), str(k)],
-                          env=env, capture_output=True, text=True, timeout=timeout_s)  # fmt: skip
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout_s)  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"preflight process failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
