@@ -594,15 +594,17 @@ def format_table(rows: Iterable[Row]) -> str:
 
 
 def run_in_subprocess(configfiles: Sequence[Sequence[str | Path]], *, endpoint: str, hf_home: str | Path,
-                      k: int = SAMPLE_ROWS, timeout_s: float = 600,
+                      token: str | None = None, k: int = SAMPLE_ROWS, timeout_s: float = 600,
                       cwd: str | Path = PROJECT_DIR) -> list[list[dict[str, Any]]]:  # fmt: skip
     """Preflight of each config (a list of files each) against the hub at `endpoint`, in one fresh Python process
     (huggingface_hub, datasets and transformers read HF_ENDPOINT and the offline switches once, at import); returns
-    each config's rows as dicts (Row's fields). Relative paths in the configs (revisions_lock) are read from `cwd`.
+    each config's rows as dicts (Row's fields). `token` becomes HF_TOKEN (gated repos). Relative paths in the configs (revisions_lock) are read from `cwd`.
     For tests against a local hub (tests/hubserver.py). Raises RuntimeError with the process's stderr if it fails."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE"))}
     env.update(HF_ENDPOINT=endpoint, HF_HOME=str(hf_home), HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
                TRANSFORMERS_OFFLINE="0", HF_HUB_DISABLE_TELEMETRY="1")  # fmt: skip
+    if token:
+        env["HF_TOKEN"] = token
     code = ("import json, sys, dataclasses; from ptft.preflight import check_configfile; "
             "print(json.dumps([[dataclasses.asdict(r) for r in check_configfile(files, int(sys.argv[2]))] "
             "for files in json.loads(sys.argv[1])]))")
