@@ -318,6 +318,14 @@ def test_name_clash_rows_name_the_list_entry():
                                                  ("evaluate.lm_eval_tasks[2]", False)]  # fmt: skip
 
 
+def test_embedded_study_has_nothing_to_ask_the_hub():
+    config = yaml.safe_load((ROOT / "params.yaml").read_text())
+    rows = preflight.check_configfile([ROOT / "params.yaml"])
+    assert all(r.ok for r in rows), preflight.format_table(rows)
+    assert {r.subject for r in rows if r.check in ("model", "dataset")} == (
+        {f"models.{m}" for m in config["models"]} | {f"data.datasets.{d}" for d in config["data"]["datasets"]})
+
+
 def test_format_table_counts_problems_and_shows_fixes():
     rows = [preflight.ok("split", "data.datasets.x.splits.test", "'test'"),
             preflight.problem("labels", "data.datasets.x.labels", "value -1 unmapped", "map it")]

@@ -35,6 +35,8 @@ SAMPLE_ROWS = 64  # rows read from the start of each split: enough to see label 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 THREADS = 8  # checks wait on the network, not the CPU
 OK, PROBLEM = "ok", "problem"
+# `datasets`' builders that read files named in data_files (an lm-eval task may use one instead of a hub repo)
+FILE_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
 PARQUET_CONVERSION = "refs/convert/parquet"  # the hub's branch holding its parquet export of a data set
 
 
@@ -412,9 +414,10 @@ def check_lm_eval_task(i: int, task: str, manager: Any) -> list[Row]:
     if config is None:
         return [ok("lm-eval task", subject, f"{task!r} is a group of lm-eval tasks (its members are not checked)")]
     repo = config.get("dataset_path")
-    if not repo or config.get("custom_dataset"):
-        return [ok("lm-eval task", subject, f"{task!r}: config resolves; its data do not come from a hub data set")]
     kwargs = config.get("dataset_kwargs") or {}
+    if not repo or config.get("custom_dataset") or repo in FILE_BUILDERS or kwargs.get("data_files"):
+        return [ok("lm-eval task", subject, f"{task!r}: config resolves; its data are not a hub data set "
+                   f"(dataset_path {repo!r}), so they are not checked here")]  # fmt: skip
     name, revision = f"lm-eval task {task}", str(kwargs.get("revision") or "main")
     splits = [config[k] for k in ("test_split", "validation_split", "training_split", "fewshot_split") if config.get(k)]
     where = f"{repo} (config {config.get('dataset_name')!r})"
@@ -524,6 +527,14 @@ def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = No
     lock = lock or {"models": {}}
     jobs: dict[tuple[int, str], concurrent.futures.Future] = {}
     native = [(i, t) for i, t in enumerate(config["evaluate"].get("lm_eval_tasks") or []) if isinstance(t, str)]
+    rows: list[Row] = []
+    for model, spec in config["models"].items():
+        if spec.get("source") != "hub":
+            rows.append(ok("model", f"models.{model}", f"source {spec.get('source')}: not on the hub, not checked here"))
+    for name, spec in config["data"]["datasets"].items():
+        if spec.get("source") != "hub":
+            rows.append(ok("dataset", f"data.datasets.{name}", f"source {spec.get('source', 'generated')}: built by "
+                           "the study, not checked here"))  # fmt: skip
     with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
         manager = pool.submit(task_manager, [t for _, t in native]) if native else None
         for model, spec in config["models"].items():
@@ -536,7 +547,6 @@ def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = No
             jobs[(2, str(i))] = pool.submit(_guard, f"evaluate.lm_eval_tasks[{i}]",
                                             lambda i=i, task=task: (check_lm_eval_task(i, task, manager.result()), None))
         results = {key: future.result() for key, future in jobs.items()}
-    rows: list[Row] = []
     models: dict[str, ModelFacts] = {}
     data: dict[str, DatasetFacts] = {}
     for (kind, name), (found, facts) in sorted(results.items(), key=lambda kv: kv[0][0]):
