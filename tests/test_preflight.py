@@ -304,10 +304,16 @@ def test_model_context_prefers_the_model_config_over_the_tokenizer():
     class Config:
         max_position_embeddings = 2048
 
+    class Composite:  # a multimodal config: the text model's limit counts, not the encoder's
+        max_position_embeddings = 1200
+        text_config = Config()
+
     assert preflight.model_context(Config(), _WordCount()) == (2048, "config.max_position_embeddings")
+    assert preflight.model_context(Composite(), _WordCount()) == (2048, "config.max_position_embeddings")
     assert preflight.model_context(object(), _WordCount()) == (512, "tokenizer.model_max_length")
-    unlimited = type("T", (), {"model_max_length": int(1e30)})()
-    assert preflight.model_context(object(), unlimited) == (None, "unknown")
+    unlimited = type("T", (), {"model_max_length": int(1e30)})()  # transformers' "no limit"
+    context, source = preflight.model_context(object(), unlimited)
+    assert context == 2048 and "default" in source
 
 
 def test_name_clash_rows_name_the_list_entry():

@@ -80,7 +80,7 @@ class ModelFacts:
     commit: str | None = None
     label: str | None = None
     tokenizer: Any = None
-    context: int | None = None
+    context: int | None = None  # tokens, as lm-eval resolves it (model_context)
     context_source: str = ""
 
 
@@ -98,7 +98,7 @@ def check_model(model: str, spec: Mapping[str, Any], lock: Mapping[str, Any]) ->
         family = hub.get_family(spec.get("family"), model)
         refs = hub.list_refs(spec["repo"], family, os.environ.get("HF_TOKEN"))
     except (hub.HubError, ConfigError) as err:
-        return [problem("checkpoints", f"{base}.repo", str(err), "fix models.<name>.repo / family, or set HF_TOKEN")], facts
+        return [problem("checkpoint", f"{base}.repo", str(err), "fix models.<name>.repo / family, or set HF_TOKEN")], facts
     commits = {r.commit for r in refs}
     pinned = lock.get("models", {}).get(model, {})
     if pinned and pinned.get("repo") != spec["repo"]:
@@ -183,18 +183,20 @@ def _check_tokenizer(model: str, spec: Mapping[str, Any], facts: ModelFacts) -> 
               f"context {facts.context} ({facts.context_source})")  # fmt: skip
 
 
-def model_context(config: Any, tokenizer: Any) -> tuple[int | None, str]:
-    """The longest sequence a model takes, in tokens, and where that number came from: the model config's
-    n_positions / max_position_embeddings / n_ctx, else the tokenizer's model_max_length (lm-eval's HFLM.max_length
-    looks in the same places, lm_eval/models/huggingface.py)."""
-    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value, f"config.{attr}"
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < 10**9:  # transformers' "no limit" is a huge sentinel
-        return limit, "tokenizer.model_max_length"
-    return None, "unknown"
+def model_context(config: Any, tokenizer: Any) -> tuple[int, str]:
+    """The longest sequence, in tokens, that lm-eval gives the model, and where that number came from: lm-eval's own
+    resolve_max_length (lm_eval/models/utils.py, which HFLM.max_length calls) reads the model config's n_positions /
+    max_position_embeddings / n_ctx (of text_config first), else the tokenizer's model_max_length, else 2048."""
+    from lm_eval.models.utils import resolve_max_length
+
+    context = resolve_max_length(config, tokenizer)
+    text_config = getattr(config, "text_config", None) or config
+    named = [a for a in ("n_positions", "max_position_embeddings", "n_ctx") if getattr(text_config, a, None) == context]
+    if named:
+        return context, f"config.{named[0]}"
+    if getattr(tokenizer, "model_max_length", None) == context:
+        return context, "tokenizer.model_max_length"
+    return context, "lm-eval's default: neither the config nor the tokenizer says"
 
 
 # ----------------------------------------------------------------------------------------------------- data sets
