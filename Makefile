@@ -12,7 +12,7 @@ export XDG_CACHE_HOME      = $(CURDIR)/.cache
 export MPLCONFIGDIR        = $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: study report report-screenshot test lint dry-run touch repro lock lock-revisions preflight clean-results
+.PHONY: study report report-screenshot test lint dry-run touch repro lock lock-revisions clean-results
 
 $(VENV)/.installed: envs/requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,7 @@ dry-run: $(VENV)/.installed
 lock-revisions: $(VENV)/.installed  ## needs the hub: pin every hub checkpoint of CONFIG (selection rules too) in its lock file
 	HF_HUB_OFFLINE=0 $(BIN)/python -m ptft.hub resolve --configfile $(CONFIG)
 
+.PHONY: preflight
 preflight: $(VENV)/.installed  ## needs the hub: check CONFIG's checkpoints, data sets, columns, labels, lm-eval tasks, tokenizers and prompt lengths
 	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 $(BIN)/python -m ptft.preflight --configfile $(CONFIG)
 

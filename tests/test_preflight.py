@@ -273,6 +273,19 @@ def test_cli_prints_the_table_writes_json_and_fails_on_a_problem(checked, hub, t
     assert _problems(rows) == {("split", "data.datasets.mnli.splits.test")}
 
 
+def test_an_unreachable_hub_is_one_problem_row_at_once(checked, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    [rows] = preflight.run_in_subprocess([[checked[1]["pass"]]], endpoint=dead, hf_home=tmp_path / "hf")
+    assert _problems(rows) == {("hub", "HF_ENDPOINT")}
+    assert dead in next(r["detail"] for r in rows if r["check"] == "hub")
+    # No check ran to wait out its retries against the dead connection (minutes, without the probe first).
+    assert [r["check"] for r in rows] == ["hub"]
+
+
 # ------------------------------------------------------------------------------------------- without a hub
 
 

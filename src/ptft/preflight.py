@@ -537,6 +537,12 @@ def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = No
         if spec.get("source") != "hub":
             rows.append(ok("dataset", f"data.datasets.{name}", f"source {spec.get('source', 'generated')}: built by "
                            "the study, not checked here"))  # fmt: skip
+    asks_hub = any(spec.get("source") == "hub" for part in (config["models"], config["data"]["datasets"])
+                   for spec in part.values()) or bool(native)  # fmt: skip
+    unreachable = hub_unreachable() if asks_hub else None
+    if unreachable:  # one row, now, rather than every check retrying a dead connection with backoff
+        return [*rows, problem("hub", "HF_ENDPOINT", unreachable, "preflight needs the network: check the connection, "
+                               "a proxy (HTTPS_PROXY) or HF_ENDPOINT, then rerun")]  # fmt: skip
     with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
         manager = pool.submit(task_manager, [t for _, t in native]) if native else None
         for model, spec in config["models"].items():
@@ -560,6 +566,22 @@ def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = No
     rows += name_clash_rows(config)
     rows += context_rows(config, models, data)
     return rows
+
+
+def hub_unreachable(timeout_s: float = 15.0) -> str | None:
+    """Why the hub cannot be reached (a connection or DNS failure, a timeout), or None when it answers anything."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    from ptft.hub import transient_http_error
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout_s)
+    except Exception as err:  # noqa: BLE001 - sorted just below: only a failure to connect means unreachable
+        if transient_http_error(err):
+            return f"cannot reach the hub at {constants.ENDPOINT}: {type(err).__name__}: {_first_line(err)}"
+        raise
+    return None
 
 
 def _guard(subject: str, check: Callable, *args: Any) -> tuple[list[Row], Any]:
