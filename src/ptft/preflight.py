@@ -1,4 +1,4 @@
-"""Preflight: before a study spends a GPU-hour, check against the hub everything it will touch, in seconds and without
+"""Preflight: before a study spends a GPU-hour, check against the hub everything it will touch, without
 downloading weights or whole data sets, and print one table of what is ok and what to fix.
 
     python -m ptft.preflight --configfile configs/paper-olmo1b.yaml [--json preflight.json]
