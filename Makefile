@@ -43,6 +43,10 @@ dry-run: $(VENV)/.installed
 lock-revisions: $(VENV)/.installed  ## needs the hub: pin every hub checkpoint of CONFIG (selection rules too) in its lock file
 	HF_HUB_OFFLINE=0 $(BIN)/python -m ptft.hub resolve --configfile $(CONFIG)
 
+.PHONY: preflight
+preflight: $(VENV)/.installed  ## needs the hub: check CONFIG's checkpoints, data sets, columns, labels, lm-eval tasks, tokenizers and prompt lengths
+	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 $(BIN)/python -m ptft.preflight --configfile $(CONFIG)
+
 touch: $(VENV)/.installed  ## after dvc checkout/pull or a git switch: realign Snakemake's mtimes
 	$(BIN)/snakemake --configfile $(CONFIG) --cores 1 --touch
 

@@ -369,6 +369,33 @@ def _config_names(source: str, revision: str | None) -> list[str]:
         return []
 
 
+def split_data_files(name: str, repo: str, config: str | None, revision: str | None, cache_dir: Path,
+                     data_dir: str | None = None, source: str | None = None) -> dict[str, list[str]]:
+    """The data files of each split of a hub data set's config at a revision, as `datasets` resolves them from the
+    README's `configs:` or the file names (hub metadata only: no data file is downloaded).
+
+    Raises HubDataError when the repo has no such config; `datasets`' own error for a loading-script repo
+    (run it through `_retrying` for the wording that names the fix).
+    """
+    import datasets
+
+    source = source or repo
+    try:
+        builder = datasets.load_dataset_builder(source, config, revision=revision, cache_dir=str(cache_dir),
+                                                data_dir=data_dir)
+    except ValueError as err:
+        if "BuilderConfig" not in str(err) and "config" not in str(err).lower():
+            raise
+        raise HubDataError(f"data set {name!r}: {repo} has no config {config!r}; available configs: "
+                           f"{_config_names(source, revision)}") from None
+    return {str(split): list(files) for split, files in (builder.config.data_files or {}).items()}
+
+
+def no_split_message(name: str, repo: str, config: str | None, split: str, files: Mapping[str, Any]) -> str:
+    return (f"data set {name!r}: {repo} (config {config!r}) has no split {split!r}; "
+            f"available splits: {sorted(files) if files else []}")
+
+
 def load_split(name: str, repo: str, config: str | None, split: str, revision: str, cache_dir: Path,
                snapshot: Path | None = None, data_dir: str | None = None) -> Any:
     """One split of a hub data set at a commit as a `datasets.Dataset`.
@@ -384,20 +411,11 @@ def load_split(name: str, repo: str, config: str | None, split: str, revision: s
     what = f"{repo} (config {config!r}, split {split!r}, commit {revision})"
 
     def load():
-        try:
-            builder = datasets.load_dataset_builder(source, config, revision=pinned, cache_dir=str(cache_dir),
-                                                    data_dir=data_dir)
-        except ValueError as err:
-            if "BuilderConfig" not in str(err) and "config" not in str(err).lower():
-                raise
-            raise HubDataError(f"data set {name!r}: {repo} has no config {config!r}; available configs: "
-                               f"{_config_names(source, pinned)}") from None
-        files = builder.config.data_files
-        if not files or split not in files:
+        files = split_data_files(name, repo, config, pinned, cache_dir, data_dir, source=source)
+        if split not in files:
             if snapshot:
                 raise _offline_error(name, repo, f"config {config!r} split {split!r}", snapshot)
-            raise HubDataError(f"data set {name!r}: {repo} (config {config!r}) has no split {split!r}; "
-                               f"available splits: {sorted(files) if files else []}")
+            raise HubDataError(no_split_message(name, repo, config, split, files))
         return datasets.load_dataset(source, config, split=split, revision=pinned, cache_dir=str(cache_dir),
                                      data_dir=data_dir, data_files={split: list(files[split])})
 
