@@ -1,5 +1,6 @@
 # All Python helpers of the workflow: config checks, wildcard constraints, input functions.
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -15,6 +16,11 @@ except study_config.ConfigError as err:
 
 # Offline studies never touch the network; online ones (hub models) may. Every cache stays inside the project.
 study_config.apply_offline(config, Path.cwd())
+
+# Scheduling settings (x-ptft-role in the schema: threads, save interval, micro-batch, evaluation batch size, ...)
+# never reach params (Snakemake's rerun trigger): jobs read them from this variable, or from the config in script
+# rules. Jobs inherit it; a SLURM job re-reads this file in its own Snakemake and sets it again.
+os.environ[study_config.SCHEDULING_ENV] = json.dumps(study_config.scheduling_settings(config), sort_keys=True)
 
 MODELS = sorted(config["models"])
 EMBEDDED_MODELS = [m for m in MODELS if config["models"][m]["source"] == "embedded"]
@@ -57,12 +63,9 @@ def get_model_config(wildcards):
 
 
 def get_pretrain_config(wildcards):
-    """A model's config minus its list of checkpoints: adding a step must not re-run (or re-download) the others."""
-    return {
-        key: value
-        for key, value in config["models"][wildcards.model].items()
-        if key != "checkpoints"
-    }
+    """A model's science settings minus its list of checkpoints: adding a step must not re-run (or re-download) the
+    others, and its threads must not re-run any."""
+    return study_config.pretrain_science(config, wildcards.model)
 
 
 def get_previous_checkpoint(wildcards):
@@ -73,21 +76,23 @@ def get_previous_checkpoint(wildcards):
     return f"checkpoints/{wildcards.model}/{previous}"
 
 
+def canonical(value):
+    """A params value whose repr does not depend on the order of keys in the config file (ptft.config.canonical)."""
+    return study_config.canonical(value)
+
+
 def get_dataset_spec(wildcards):
-    return config["data"]["datasets"][wildcards.dataset]
+    return canonical(config["data"]["datasets"][wildcards.dataset])
 
 
 def get_ft_task(wildcards):
     return config["data"]["datasets"][wildcards.ft_set]["task"]
 
 
-def get_finetune_settings(wildcards):
-    return study_config.finetune_settings(config, wildcards.ft_set)
-
-
 def get_finetune_settings_json(wildcards):
-    """The set's settings as one JSON argument of the finetune command (sorted: same settings, same command)."""
-    return json.dumps(get_finetune_settings(wildcards), sort_keys=True)
+    """The set's science settings as one JSON argument of the finetune command (sorted: same settings, same command);
+    its scheduling settings travel in $PTFT_SCHEDULING."""
+    return json.dumps(study_config.finetune_science(config, wildcards.ft_set), sort_keys=True)
 
 
 # Shell rules call `python` (and `accelerate` through it): make that the interpreter running Snakemake, the environment
@@ -97,11 +102,14 @@ study_config.put_first_on_path(Path(sys.executable).parent)
 
 
 def get_finetune_command():
-    """The command that starts fine-tuning; DDP under accelerate when a job gets several GPUs."""
-    gpus = config["resources"]["finetune"]["gpu"]
-    if gpus > 1:
-        return f"python -m accelerate.commands.launch --multi_gpu --num_processes {gpus} --num_machines 1 -m ptft.finetune"
-    return "python -m ptft.finetune"
+    """The shell that starts fine-tuning; DDP under accelerate when a job gets several GPUs. The job's shell picks the
+    launcher from {resources.gpu}: the command's text is Snakemake's code trigger, so it must not change with the
+    number of GPUs (a scheduling setting)."""
+    return (
+        "if [ {resources.gpu} -gt 1 ]; then set -- python -m accelerate.commands.launch --multi_gpu "
+        "--num_processes {resources.gpu} --num_machines 1 -m ptft.finetune; else set -- python -m ptft.finetune; fi; "
+        '"$@"'
+    )
 
 
 def get_resource(phase, name):
@@ -131,6 +139,19 @@ def get_eval_lora_base(wildcards):
     if wildcards.ft == "base" or config["finetune"]["method"] != "lora":
         return []
     return f"checkpoints/{wildcards.model}/{wildcards.step}"
+
+
+def get_evaluate_settings():
+    """The science settings of every evaluation job (the evaluate section minus threads and batch_size)."""
+    return study_config.evaluate_science(config)
+
+
+def get_eval_lora_mode(wildcards):
+    """finetune.lora_eval where it applies (a LoRA adapter), else the inert "adapter": switching it must not rerun the
+    evaluations of base models or of fully fine-tuned ones."""
+    if wildcards.ft == "base" or config["finetune"]["method"] != "lora":
+        return "adapter"
+    return config["finetune"]["lora_eval"]
 
 
 def get_eval_data():
@@ -176,7 +197,7 @@ def get_finetuned_models():
 
 
 def get_analysis_settings():
-    return config["analysis"]
+    return canonical(config["analysis"])
 
 
 FINDINGS_TABLES = [

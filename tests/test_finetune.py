@@ -481,16 +481,27 @@ def _dry_run(workdir: Path, gpus: int, micro_batch_size: int) -> subprocess.Comp
     )
 
 
+def _launcher(dry: subprocess.CompletedProcess) -> str:
+    """The launcher the printed finetune command's shell picks (it decides from {resources.gpu} in the job, so the
+    command's text, Snakemake's code trigger, is the same for every number of GPUs)."""
+    line = next(line for line in dry.stdout.splitlines() if "ptft.finetune" in line and "--checkpoint" in line)
+    shell = line.split("Shell command: ", 1)[-1].split(" --checkpoint ", 1)[0]
+    assert shell.endswith('"$@"'), shell
+    picked = subprocess.run(["bash", "-c", shell[: -len('"$@"')] + 'echo "$@"'], capture_output=True, text=True, check=True)
+    return picked.stdout.strip()
+
+
 def test_the_rule_runs_under_accelerate_launch_with_several_gpus(tmp_path):
     """Dry runs of the real workflow print the finetune command: plain python, or DDP under accelerate."""
     one = _dry_run(tmp_path, gpus=1, micro_batch_size=8)
     assert one.returncode == 0, one.stderr[-3000:]
-    assert "python -m ptft.finetune --checkpoint checkpoints/tiny-olmo/0 " in one.stdout
+    assert _launcher(one) == "python -m ptft.finetune"
+    assert " --checkpoint checkpoints/tiny-olmo/0 " in one.stdout
     two = _dry_run(tmp_path, gpus=2, micro_batch_size=4)
     assert two.returncode == 0, two.stderr[-3000:]
-    assert (
-        "python -m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 -m ptft.finetune --checkpoint"
-    ) in two.stdout
+    assert _launcher(two) == (
+        "python -m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 -m ptft.finetune"
+    )
     indivisible = _dry_run(tmp_path, gpus=2, micro_batch_size=8)
     assert indivisible.returncode != 0
     assert "batch_size 8 is not a multiple of micro_batch_size 8 x resources.finetune.gpu 2" in indivisible.stdout
