@@ -2,14 +2,16 @@
 
 Snakemake validates with its own `validate()` (same schema); `check_config` adds the checks a schema
 cannot express (names that must refer to each other). Each job receives only its own slice, so that
-changing one training set's settings re-runs only that set's jobs.
+changing one training set's settings re-runs only that set's jobs, and only the slice's science settings
+(x-ptft-role in the schema; `split_by_role`) reach Snakemake params, so scheduling settings re-run nothing.
+`python -m ptft.config explain --configfile X --job finetune:<model>/<step>/<ft_set>` prints one job's settings.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
