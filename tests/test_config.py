@@ -207,6 +207,7 @@ def test_explain_names_each_settings_role_and_source(params):
         ("finetune:tiny-olmo/151/news_sum", "models.tiny-olmo.checkpoints has no '151'"),
         ("evaluate:tiny-olmo/150/xsum", "finetune.ft_sets has no 'xsum'"),
         ("finetune:tiny-olmo/150/base", "names a training set, not base"),
+        ("materialize:tiny-olmo/150", "models.tiny-olmo is embedded; its checkpoints come from pretrain:tiny-olmo/150"),
     ],
 )
 def test_explain_names_a_job_the_study_does_not_plan(params, job, message):
@@ -214,6 +215,17 @@ def test_explain_names_a_job_the_study_does_not_plan(params, job, message):
 
     with pytest.raises(ConfigError, match=message):
         explain(params, job)
+
+
+def test_explain_a_hub_checkpoint():
+    from ptft.config import explain
+
+    paper = yaml.safe_load((ROOT / "configs/paper-olmo1b.yaml").read_text())
+    rows = {row["setting"]: row for row in explain(paper, "materialize:olmo-1b/738000")}
+    assert (rows["repo"]["value"], rows["repo"]["role"]) == ("allenai/OLMo-1B-hf", "science")
+    assert rows["resources.materialize.mem_mb"]["role"] == "scheduling"
+    with pytest.raises(ConfigError, match="models.olmo-1b is hub; its checkpoints come from materialize:olmo-1b/738000"):
+        explain(paper, "pretrain:olmo-1b/738000")
 
 
 def test_explain_command_prints_the_table(capsys):

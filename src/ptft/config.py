@@ -413,7 +413,7 @@ def scheduling_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- explain: one job's settings, roles and sources
-JOB_KINDS = ("pretrain", "finetune", "evaluate")
+JOB_KINDS = ("pretrain", "materialize", "finetune", "evaluate")
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -440,14 +440,18 @@ def _parse_job(config: dict[str, Any], job: str) -> tuple[str, str, str, str | N
     """(kind, model, step, ft_set or "base" or None) of a job name; ConfigError for one the config does not plan."""
     kind, _, target = job.partition(":")
     parts = target.split("/")
-    if kind not in JOB_KINDS or len(parts) != (2 if kind == "pretrain" else 3) or not all(parts):
+    if kind not in JOB_KINDS or len(parts) != (2 if kind in ("pretrain", "materialize") else 3) or not all(parts):
         raise ConfigError(
-            f"job {job!r}: expected pretrain:<model>/<step>, finetune:<model>/<step>/<ft_set> or "
-            "evaluate:<model>/<step>/<ft_set or base>"
+            f"job {job!r}: expected pretrain:<model>/<step> (materialize:<model>/<step> for hub and local models), "
+            "finetune:<model>/<step>/<ft_set> or evaluate:<model>/<step>/<ft_set or base>"
         )
     model, step, ft = parts[0], parts[1], (parts[2] if len(parts) == 3 else None)
     if model not in config["models"]:
         raise ConfigError(f"job {job!r}: models has no {model!r}; known: {sorted(config['models'])}")
+    if kind in ("pretrain", "materialize") and (kind == "pretrain") != (config["models"][model]["source"] == "embedded"):
+        wanted = "pretrain" if kind == "materialize" else "materialize"
+        raise ConfigError(f"job {job!r}: models.{model} is {config['models'][model]['source']}; its checkpoints come from "
+                          f"{wanted}:{model}/{step}")
     checkpoints = config["models"][model]["checkpoints"]
     labels = [str(item) for item in checkpoints if not isinstance(item, dict)]
     if step not in labels and len(labels) == len(checkpoints):  # steps picked by a hub selection rule are not known here
@@ -464,7 +468,8 @@ def explain(raw: dict[str, Any], job: str) -> list[dict[str, Any]]:
     """Every setting of one job: [{"setting", "value", "role", "source"}, ...], science first.
 
     raw is the config as written (before defaults); job is "finetune:<model>/<step>/<ft_set>",
-    "evaluate:<model>/<step>/<ft_set or base>" or "pretrain:<model>/<step>". source is the config key that set the
+    "evaluate:<model>/<step>/<ft_set or base>", "pretrain:<model>/<step>" (embedded models) or
+    "materialize:<model>/<step>" (hub and local models). source is the config key that set the
     value (a training set's override, finetune.defaults, the section) or "schema default".
     Raises ConfigError for an invalid config or a job the config does not plan.
     """
@@ -515,7 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("explain", help="print one job's settings: value, role (science/scheduling) and source")
     ex.add_argument("--configfile", type=Path, default=Path("params.yaml"), help="the study config (default params.yaml)")
-    ex.add_argument("--job", required=True, help="finetune:<model>/<step>/<ft_set>, evaluate:<model>/<step>/<ft>, pretrain:<model>/<step>")
+    ex.add_argument(
+        "--job",
+        required=True,
+        help="finetune:<model>/<step>/<ft_set>, evaluate:<model>/<step>/<ft_set or base>, pretrain:<model>/<step> "
+        "or materialize:<model>/<step>",
+    )
     args = parser.parse_args(argv)
     try:
         raw = yaml.safe_load(args.configfile.read_text(encoding="utf-8"))
