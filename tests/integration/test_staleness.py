@@ -41,6 +41,8 @@ ANALYSIS_JOBS = {
     "plot_prompt_sensitivity": 1, "plot_ratio_of_change": 1, "plot_gain_by_group": 1, "plot_base_curves_by_group": 1,
     "plot_finetune_curves": 1, "all": 1,
 }  # fmt: skip
+# after a change of evaluations only: the fine-tuning curves read the training logs, not the results
+AFTER_EVALUATION = {rule: n for rule, n in ANALYSIS_JOBS.items() if rule not in ("finetune_curves_table", "plot_finetune_curves")}
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +145,11 @@ def _science_cases():
         return {
             "finetune.ft_sets.places_nli.lr": {"finetune": steps, "evaluate": steps, **ANALYSIS_JOBS},
             "finetune.defaults.epochs": {"finetune": steps * ft_sets, "evaluate": steps * ft_sets, **ANALYSIS_JOBS},
-            "evaluate.fewshot_seed": {"evaluate": steps * (1 + ft_sets), **ANALYSIS_JOBS},
+            "evaluate.fewshot_seed": {"evaluate": steps * (1 + ft_sets), **AFTER_EVALUATION},
             "models.tiny.pretrain.lr": {
                 "pretrain": steps, "finetune": steps * ft_sets, "evaluate": steps * (1 + ft_sets), **ANALYSIS_JOBS,
             },
-            # the fine-tuning curves do not read evaluation data
-            "data.datasets.story_sum.n_test": {
-                "prepare_dataset": 1, "evaluate": steps * (1 + ft_sets),
-                **{rule: n for rule, n in ANALYSIS_JOBS.items() if rule not in ("finetune_curves_table", "plot_finetune_curves")},
-            },
+            "data.datasets.story_sum.n_test": {"prepare_dataset": 1, "evaluate": steps * (1 + ft_sets), **AFTER_EVALUATION},
             # the rules given the analysis section, and the figures drawn from the findings tables
             "analysis.transfer_test.seed": {
                 "findings_tables": 1, "plot_base_curves_by_group": 1, "plot_gain_by_group": 1,
