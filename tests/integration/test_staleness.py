@@ -129,7 +129,9 @@ def test_scheduling_settings_reach_the_jobs_and_their_provenance(study):
     record = json.loads((study / f"models/tiny/{step}/{ft_set}/provenance.json").read_text())
     for key in ("micro_batch_size", "packing", "save_steps", "gradient_checkpointing"):
         assert record["config"][key] == config["finetune"]["ft_sets"][ft_set][key], key
-    log = (study / f"logs/evaluate/tiny/{step}/base.log").read_text()
+    evaluation = json.loads((study / f"results/eval/tiny/{step}/base.json").read_text())["provenance"]["config"]
+    assert (evaluation["batch_size"], evaluation["threads"]) == (config["evaluate"]["batch_size"], config["evaluate"]["threads"])
+    log = (study / f"logs/evaluate/tiny/{step}/base.log").read_text()  # printed at the top of the job's log
     assert f'"batch_size": {config["evaluate"]["batch_size"]}' in log
 
 
