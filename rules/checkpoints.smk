@@ -18,7 +18,7 @@ rule train_tokenizer:
         mem_mb=2000,
         runtime=10,
     params:
-        tokenizer=lambda wildcards: get_model_config(wildcards)["tokenizer"],
+        tokenizer=lambda wildcards: canonical(get_model_config(wildcards)["tokenizer"]),
         seed=config["seed"],
     script:
         "../scripts/train_tokenizer.py"

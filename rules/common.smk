@@ -1,11 +1,13 @@
 # All Python helpers of the workflow: config checks, wildcard constraints, input functions.
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 from ptft import config as study_config
 from ptft import hub
+from ptft import launch
 
 # The schema (validated in the Snakefile) filled the defaults; now the checks a schema cannot express.
 try:
@@ -15,6 +17,13 @@ except study_config.ConfigError as err:
 
 # Offline studies never touch the network; online ones (hub models) may. Every cache stays inside the project.
 study_config.apply_offline(config, Path.cwd())
+
+# Scheduling settings (x-ptft-role in the schema: threads, save interval, micro-batch, evaluation batch size, ...)
+# never reach params (Snakemake's rerun trigger): jobs read them from this variable, or from the config in script
+# rules. Jobs inherit it; a SLURM job re-reads this file in its own Snakemake and sets it again.
+os.environ[study_config.SCHEDULING_ENV] = json.dumps(
+    study_config.scheduling_settings(config), sort_keys=True
+)
 
 MODELS = sorted(config["models"])
 EMBEDDED_MODELS = [m for m in MODELS if config["models"][m]["source"] == "embedded"]
@@ -57,12 +66,9 @@ def get_model_config(wildcards):
 
 
 def get_pretrain_config(wildcards):
-    """A model's config minus its list of checkpoints: adding a step must not re-run (or re-download) the others."""
-    return {
-        key: value
-        for key, value in config["models"][wildcards.model].items()
-        if key != "checkpoints"
-    }
+    """A model's science settings minus its list of checkpoints: adding a step must not re-run (or re-download) the
+    others, and its threads must not re-run any."""
+    return study_config.pretrain_science(config, wildcards.model)
 
 
 def get_previous_checkpoint(wildcards):
@@ -73,48 +79,31 @@ def get_previous_checkpoint(wildcards):
     return f"checkpoints/{wildcards.model}/{previous}"
 
 
+def canonical(value):
+    """A params value whose repr does not depend on the order of keys in the config file (ptft.config.canonical)."""
+    return study_config.canonical(value)
+
+
 def get_dataset_spec(wildcards):
-    return config["data"]["datasets"][wildcards.dataset]
+    return canonical(config["data"]["datasets"][wildcards.dataset])
 
 
 def get_ft_task(wildcards):
     return config["data"]["datasets"][wildcards.ft_set]["task"]
 
 
-def get_finetune_settings(wildcards):
-    return study_config.finetune_settings(config, wildcards.ft_set)
-
-
 def get_finetune_settings_json(wildcards):
-    """The set's settings as one JSON argument of the finetune command (sorted: same settings, same command)."""
-    return json.dumps(get_finetune_settings(wildcards), sort_keys=True)
+    """The set's science settings as one JSON argument of the finetune command (sorted: same settings, same command);
+    its scheduling settings travel in $PTFT_SCHEDULING."""
+    return json.dumps(
+        study_config.finetune_science(config, wildcards.ft_set), sort_keys=True
+    )
 
 
 # Shell rules call `python` (and `accelerate` through it): make that the interpreter running Snakemake, the environment
 # ptft is installed in, whatever else is on PATH. Jobs inherit it (a SLURM job re-reads this file in its own Snakemake);
 # under --sdm conda the rule's env is activated inside the job's shell and comes first again.
 study_config.put_first_on_path(Path(sys.executable).parent)
-
-
-def get_finetune_processes():
-    """Processes per node of a fine-tuning job: resources.finetune.processes_per_node, else one per GPU (one on CPU)."""
-    res = config["resources"]["finetune"]
-    return res["processes_per_node"] or max(1, res["gpu"])
-
-
-def get_finetune_command():
-    """The command that starts fine-tuning: plain python for one process; ptft.launch (torchrun) for several or for
-    FSDP, one launcher per node under srun when the job has several nodes (rendezvous from SLURM's environment).
-    """
-    res, sharding = config["resources"]["finetune"], config["finetune"]["sharding"]
-    processes, nodes = get_finetune_processes(), res["nodes"]
-    flags = f" --sharding {sharding}" if sharding != "none" else ""
-    if res["gpu_mem_gb"]:
-        flags += f" --gpu-mem-gb {res['gpu_mem_gb']:g}"
-    if processes * nodes == 1 and sharding == "none":
-        return f"python -m ptft.finetune{flags}"
-    srun = f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
-    return f"{srun if nodes > 1 else ''}python -m ptft.launch --nproc-per-node {processes} --{flags}"
 
 
 def get_finetune_slurm_resources():
@@ -138,6 +127,11 @@ def get_finetune_gpus():
     """
     res = config["resources"]["finetune"]
     return res["gpu"] if res["nodes"] == 1 else 0
+
+
+# The launcher depends on scheduling settings only (GPUs, nodes, processes, sharding, memory budget): it travels in the
+# environment, like $PTFT_SCHEDULING, so the finetune rule's shell text (Snakemake's code trigger) never changes with it.
+os.environ[launch.COMMAND_ENV] = launch.finetune_command(config)
 
 
 def get_resource(phase, name):
@@ -167,6 +161,19 @@ def get_eval_lora_base(wildcards):
     if wildcards.ft == "base" or config["finetune"]["method"] != "lora":
         return []
     return f"checkpoints/{wildcards.model}/{wildcards.step}"
+
+
+def get_evaluate_settings():
+    """The science settings of every evaluation job (the evaluate section minus threads and batch_size)."""
+    return study_config.evaluate_science(config)
+
+
+def get_eval_lora_mode(wildcards):
+    """finetune.lora_eval where it applies (a LoRA adapter), else the inert "adapter": switching it must not rerun the
+    evaluations of base models or of fully fine-tuned ones."""
+    if wildcards.ft == "base" or config["finetune"]["method"] != "lora":
+        return "adapter"
+    return config["finetune"]["lora_eval"]
 
 
 def get_eval_data():
@@ -212,7 +219,7 @@ def get_finetuned_models():
 
 
 def get_analysis_settings():
-    return config["analysis"]
+    return canonical(config["analysis"])
 
 
 FINDINGS_TABLES = [

@@ -15,8 +15,8 @@ rule prepare_corpus:
         mem_mb=2000,
         runtime=10,
     params:
-        world=config["data"]["world"],
-        corpus=config["data"]["corpus"],
+        world=canonical(config["data"]["world"]),
+        corpus=canonical(config["data"]["corpus"]),
         seed=config["data"]["seed"],
     script:
         "../scripts/prepare_corpus.py"
@@ -36,7 +36,7 @@ rule prepare_dataset:
         runtime=10,
     params:
         spec=get_dataset_spec,
-        world=config["data"]["world"],
+        world=canonical(config["data"]["world"]),
         seed=config["data"]["seed"],
     script:
         "../scripts/prepare_dataset.py"

@@ -21,9 +21,10 @@ rule evaluate:
         cpus_per_gpu=get_resource("evaluate", "cpus_per_gpu"),
         mem_mb=get_resource("evaluate", "mem_mb"),
         runtime=get_resource("evaluate", "runtime"),
+    # Science settings only: threads and batch_size reach the script outside params (scripts/evaluate.py).
     params:
         eval_sets=get_eval_sets(),
-        settings=config["evaluate"],
-        lora_eval=config["finetune"]["lora_eval"],
+        settings=get_evaluate_settings(),
+        lora_eval=get_eval_lora_mode,
     script:
         "../scripts/evaluate.py"

@@ -25,11 +25,12 @@ rule finetune:
         nodes=get_resource("finetune", "nodes"),
         mem_mb=get_resource("finetune", "mem_mb"),
         runtime=get_resource("finetune", "runtime"),
+    # Science settings only: a change in params reruns the job (the profiles' rerun-triggers).
     params:
-        command=get_finetune_command(),
         task=get_ft_task,
         settings=get_finetune_settings_json,
     shell:
-        "{params.command} --checkpoint {input.checkpoint:q} "
+        "$PTFT_FINETUNE_COMMAND --checkpoint {input.checkpoint:q} "
         "--train {input.train:q} --task {params.task:q} --ft-set {wildcards.ft_set:q} "
-        "--settings {params.settings:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
+        '--settings {params.settings:q} --scheduling "$PTFT_SCHEDULING" --out {output:q} --threads {threads} '
+        "> {log:q} 2>&1"

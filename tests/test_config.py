@@ -111,3 +111,132 @@ def test_put_first_on_path_moves_the_folder_to_the_front_once(monkeypatch, tmp_p
     monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", str(tmp_path), "/bin"]))
     put_first_on_path(tmp_path)
     assert os.environ["PATH"].split(os.pathsep) == [str(tmp_path), "/usr/bin", "/bin"]
+
+
+# ---------------------------------------------------------------- science vs scheduling (x-ptft-role)
+# What may change without rerunning science: where, how fast and how often a job runs. micro_batch_size, packing and
+# gradient_checkpointing leave the loss curve alone (tests/test_finetune.py: test_gradient_accumulation_matches_one_
+# full_batch, test_packed_and_padded_training_follow_the_same_loss_curve; recomputation is the same maths).
+SCHEDULING = {
+    "offline",
+    "evaluate.batch_size",
+    "evaluate.threads",
+    "models.*.pretrain.threads",
+    *(f"resources.{phase}.{key}" for phase in ("pretrain", "materialize", "finetune", "evaluate")
+      for key in ("gpu", "cpus_per_gpu", "mem_mb", "runtime", "gpu_mem_gb", "nodes", "processes_per_node")),
+    "finetune.sharding",
+    *(f"finetune.{where}.{key}" for where in ("defaults", "ft_sets.*")
+      for key in ("threads", "save_steps", "micro_batch_size", "packing", "gradient_checkpointing")),
+}
+
+
+def test_every_setting_has_a_role_and_the_scheduling_ones_are_these():
+    from ptft.config import setting_roles
+
+    roles = setting_roles()
+    assert {path for path, role in roles.items() if role == "scheduling"} == SCHEDULING
+    assert {path for path, role in roles.items() if role == "naming"} == {"study"}
+    # a sample of science settings, one per section, and the walk reached every section
+    for path in ("seed", "models.*.pretrain.lr", "data.datasets.*.n_train", "finetune.ft_sets.*.lr",
+                 "finetune.lora.r", "evaluate.shots", "analysis.transfer_test.seed", "models.*.main.step"):
+        assert roles[path] == "science", path
+    assert len(roles) > 100
+
+
+def test_a_setting_without_a_role_fails_naming_it():
+    from ptft.config import load_schema, setting_roles
+
+    schema = load_schema()
+    schema["properties"]["evaluate"]["properties"]["max_new_tokens"] = {"type": "integer"}
+    schema["$defs"]["finetune_settings"]["properties"]["lr"]["x-ptft-role"] = "fast"
+    with pytest.raises(ConfigError) as err:
+        setting_roles(schema)
+    assert "evaluate.max_new_tokens: x-ptft-role is None" in str(err.value)
+    assert "finetune.defaults.lr: x-ptft-role is 'fast'" in str(err.value)
+
+
+def test_science_slices_leave_scheduling_settings_out(params):
+    from ptft.config import evaluate_science, finetune_science, pretrain_science, scheduling_settings
+
+    params["finetune"]["ft_sets"]["news_sum"] = {"lr": 5.0e-4, "save_steps": 7, "micro_batch_size": 4}
+    config = validate(params)
+    science = finetune_science(config, "news_sum")
+    assert science["lr"] == 5.0e-4 and science["method"] == "full"
+    assert not {"threads", "save_steps", "micro_batch_size", "packing", "gradient_checkpointing"} & set(science)
+    scheduling = scheduling_settings(config)
+    assert scheduling["finetune"]["news_sum"] == {
+        "threads": 1, "save_steps": 7, "micro_batch_size": 4, "packing": True, "gradient_checkpointing": False
+    }
+    # together they are the whole slice: nothing is lost on the way to the job
+    assert {**science, **scheduling["finetune"]["news_sum"]} == finetune_settings(config, "news_sum")
+    assert set(evaluate_science(config)) | set(scheduling["evaluate"]) == set(config["evaluate"])
+    assert scheduling["evaluate"] == {"batch_size": 32, "threads": 1}
+    assert "threads" not in pretrain_science(config, "tiny-olmo")["pretrain"]
+    assert pretrain_science(config, "tiny-olmo")["pretrain"]["lr"] == 3.0e-3
+    assert "checkpoints" not in pretrain_science(config, "tiny-olmo")
+    assert scheduling["pretrain"] == {"tiny-olmo": {"threads": 2}}
+
+
+def test_explain_names_each_settings_role_and_source(params):
+    from ptft.config import explain
+
+    params["finetune"]["ft_sets"]["news_sum"] = {"lr": 5.0e-4}
+    params["resources"] = {"finetune": {"mem_mb": 9000}}
+    rows = {row["setting"]: row for row in explain(params, "finetune:tiny-olmo/150/news_sum")}
+    assert rows["lr"] == {"setting": "lr", "value": 5.0e-4, "role": "science", "source": "finetune.ft_sets.news_sum"}
+    assert (rows["epochs"]["value"], rows["epochs"]["source"]) == (2, "finetune.defaults")
+    assert (rows["save_steps"]["role"], rows["save_steps"]["source"]) == ("scheduling", "schema default (finetune.defaults)")
+    assert (rows["method"]["value"], rows["method"]["source"]) == ("full", "finetune")
+    assert (rows["resources.finetune.mem_mb"]["value"], rows["resources.finetune.mem_mb"]["source"]) == (9000, "resources.finetune")
+    assert rows["resources.finetune.gpu"]["source"] == "schema default"
+    roles = [row["role"] for row in rows.values()]
+    assert roles == sorted(roles, key=["science", "scheduling", "naming"].index)  # science first
+
+    evaluation = {row["setting"]: row for row in explain(params, "evaluate:tiny-olmo/150/base")}
+    assert (evaluation["batch_size"]["role"], evaluation["shots"]["role"]) == ("scheduling", "science")
+    assert "lora_eval" not in evaluation  # a base model has no adapter
+    pretraining = {row["setting"]: row for row in explain(params, "pretrain:tiny-olmo/150")}
+    assert (pretraining["pretrain.threads"]["role"], pretraining["pretrain.threads"]["source"]) == ("scheduling", "models.tiny-olmo")
+
+
+@pytest.mark.parametrize(
+    "job, message",
+    [
+        ("finetune:tiny-olmo/150", "expected pretrain:<model>/<step>"),
+        ("train:tiny-olmo/150/news_sum", "expected pretrain:<model>/<step>"),
+        ("finetune:olmo/150/news_sum", "models has no 'olmo'"),
+        ("finetune:tiny-olmo/151/news_sum", "models.tiny-olmo.checkpoints has no '151'"),
+        ("evaluate:tiny-olmo/150/xsum", "finetune.ft_sets has no 'xsum'"),
+        ("finetune:tiny-olmo/150/base", "names a training set, not base"),
+        ("materialize:tiny-olmo/150", "models.tiny-olmo is embedded; its checkpoints come from pretrain:tiny-olmo/150"),
+    ],
+)
+def test_explain_names_a_job_the_study_does_not_plan(params, job, message):
+    from ptft.config import explain
+
+    with pytest.raises(ConfigError, match=message):
+        explain(params, job)
+
+
+def test_explain_a_hub_checkpoint():
+    from ptft.config import explain
+
+    paper = yaml.safe_load((ROOT / "configs/paper-olmo1b.yaml").read_text())
+    rows = {row["setting"]: row for row in explain(paper, "materialize:olmo-1b/738000")}
+    assert (rows["repo"]["value"], rows["repo"]["role"]) == ("allenai/OLMo-1B-hf", "science")
+    assert rows["resources.materialize.mem_mb"]["role"] == "scheduling"
+    with pytest.raises(ConfigError, match="models.olmo-1b is hub; its checkpoints come from materialize:olmo-1b/738000"):
+        explain(paper, "pretrain:olmo-1b/738000")
+
+
+def test_explain_command_prints_the_table(capsys):
+    from ptft.config import main
+
+    assert main(["explain", "--configfile", str(ROOT / "params.yaml"), "--job", "finetune:tiny-olmo/0/places_nli"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["setting", "value", "role", "source"]
+    lines = {line.split()[0]: line.split() for line in out[2:]}
+    assert lines["threads"] == ["threads", "1", "scheduling", "finetune.defaults"]
+    assert lines["lr"] == ["lr", "0.001", "science", "finetune.defaults"]
+    assert main(["explain", "--configfile", str(ROOT / "params.yaml"), "--job", "finetune:tiny-olmo/0/nope"]) == 2
+    assert "finetune.ft_sets has no 'nope'" in capsys.readouterr().err

@@ -488,22 +488,42 @@ def _dry_run(
     )
 
 
+def _launcher(workdir: Path) -> str:
+    """The launcher words the workflow puts in $PTFT_FINETUNE_COMMAND for the study in workdir/params.yaml."""
+    import yaml
+
+    from ptft.config import validate
+    from ptft.launch import finetune_command
+
+    return finetune_command(validate(yaml.safe_load((workdir / "params.yaml").read_text())))
+
+
+def _shell(dry: subprocess.CompletedProcess) -> str:
+    """The finetune job's printed shell command."""
+    line = next(line for line in dry.stdout.splitlines() if "--checkpoint" in line and "--train" in line)
+    return line.split("Shell command: ", 1)[-1]
+
+
 def test_the_rule_runs_under_the_launcher_with_several_processes_or_fsdp(tmp_path):
-    """Dry runs of the real workflow print the finetune command: plain python, ptft.launch (torchrun) for several
-    processes or FSDP, under srun with one launcher per node for several nodes."""
+    """Dry runs of the real workflow: plain python, ptft.launch (torchrun) for several processes or FSDP, under srun
+    with one launcher per node for several nodes. The launcher travels in $PTFT_FINETUNE_COMMAND, so the shell text
+    (Snakemake's code trigger) is the same for every launch."""
     one = _dry_run(tmp_path, gpus=1, micro_batch_size=8)
     assert one.returncode == 0, one.stderr[-3000:]
-    assert "python -m ptft.finetune --checkpoint checkpoints/tiny-olmo/0 " in one.stdout
+    assert _launcher(tmp_path) == "python -m ptft.finetune"
+    assert " --checkpoint checkpoints/tiny-olmo/0 " in one.stdout
     two = _dry_run(tmp_path, gpus=2, micro_batch_size=4)
     assert two.returncode == 0, two.stderr[-3000:]
-    assert "python -m ptft.launch --nproc-per-node 2 -- --checkpoint checkpoints/tiny-olmo/0 " in two.stdout
+    assert _launcher(tmp_path) == "python -m ptft.launch --nproc-per-node 2 --"
     fsdp = _dry_run(tmp_path, gpus=2, micro_batch_size=2, sharding="fsdp", nodes=2, gpu_mem_gb=80)
     assert fsdp.returncode == 0, fsdp.stderr[-3000:]
-    assert (
+    assert _launcher(tmp_path) == (
         "srun --nodes 2 --ntasks 2 --ntasks-per-node 1 --kill-on-bad-exit 1 python -m ptft.launch --nproc-per-node 2 "
-        "-- --sharding fsdp --gpu-mem-gb 80 --checkpoint"
-    ) in fsdp.stdout
+        "-- --sharding fsdp --gpu-mem-gb 80"
+    )
     assert "memory plan: finetune tiny-olmo/news_sum: " in fsdp.stderr  # planned at the config check
+    assert _shell(one).startswith("$PTFT_FINETUNE_COMMAND --checkpoint checkpoints/tiny-olmo/0 ")
+    assert _shell(one) == _shell(two) == _shell(fsdp)
     indivisible = _dry_run(tmp_path, gpus=2, micro_batch_size=8)
     assert indivisible.returncode != 0
     assert "batch_size 8 is not a multiple of micro_batch_size 8 x 2 processes" in indivisible.stdout

@@ -2,13 +2,16 @@
 
 Snakemake validates with its own `validate()` (same schema); `check_config` adds the checks a schema
 cannot express (names that must refer to each other). Each job receives only its own slice, so that
-changing one training set's settings re-runs only that set's jobs.
+changing one training set's settings re-runs only that set's jobs, and only the slice's science settings
+(x-ptft-role in the schema; `split_by_role`) reach Snakemake params, so scheduling settings re-run nothing.
+`python -m ptft.config explain --configfile X --job finetune:<model>/<step>/<ft_set>` prints one job's settings.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +270,285 @@ def put_first_on_path(folder: Path) -> None:
 
     entries = [str(folder)] + [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != str(folder)]
     os.environ["PATH"] = os.pathsep.join(entries)
+
+
+# ---------------------------------------------------------------- science vs scheduling
+# Each setting's role is written in the schema (x-ptft-role). Only science settings reach a job's Snakemake params,
+# Snakemake's rerun trigger; scheduling settings reach the job through threads:, resources:, or
+# scheduling_settings() outside params (see rules/common.smk), so moving a study to other hardware reruns nothing.
+ROLE_KEY = "x-ptft-role"
+ROLES = ("science", "scheduling", "naming")
+SCHEDULING_ENV = "PTFT_SCHEDULING"
+
+
+def setting_roles(schema: dict[str, Any] | None = None) -> dict[str, str]:
+    """Every setting of the schema -> its role: {"finetune.ft_sets.*.lr": "science", "evaluate.threads": ...}.
+
+    A setting is a property with no properties of its own; "*" stands for a name (a model, a data set, a training
+    set). Raises ConfigError naming every setting without an x-ptft-role (or with an unknown one), so a new key
+    cannot be added without deciding whether changing it reruns jobs.
+    """
+    schema = schema if schema is not None else load_schema()
+    defs = schema.get("$defs", {})
+    roles: dict[str, str] = {}
+    problems: list[str] = []
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            node = {**defs[node["$ref"].split("/")[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
+        return node
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        node = resolve(node)
+        children = node.get("properties", {})
+        entries = node.get("additionalProperties")
+        # a mapping of named entries (models, data sets, training sets), each with its own settings
+        named = isinstance(entries, dict) and ROLE_KEY not in node and "properties" in resolve(entries)
+        if ROLE_KEY in node or not (children or named):
+            role = node.get(ROLE_KEY)
+            if role not in ROLES:
+                problems.append(f"{path}: {ROLE_KEY} is {role!r}, expected one of {list(ROLES)}")
+            roles[path] = role
+            return
+        for key, sub in children.items():
+            walk(sub, f"{path}.{key}" if path else key)
+        if named:
+            walk(entries, f"{path}.*")
+
+    walk(schema, "")
+    if problems:
+        raise ConfigError("schemas/config.schema.yaml: settings without a role:\n  - " + "\n  - ".join(problems))
+    return roles
+
+
+@functools.lru_cache(maxsize=None)
+def _roles_of_file(path: Path) -> dict[str, str]:
+    return setting_roles(_parsed_schema(path))
+
+
+def role_of(path: str) -> str | None:
+    """The role of one setting ("evaluate.batch_size" -> "scheduling"); None when path is a section, not a setting.
+    Raises ConfigError for a path the schema does not know."""
+    roles = _roles_of_file(SCHEMA_PATH.resolve())
+    if path in roles:
+        return roles[path]
+    if any(r.startswith(path + ".") for r in roles):
+        return None
+    raise ConfigError(f"{path} is not a setting of schemas/config.schema.yaml")
+
+
+def _is_map(path: str) -> bool:
+    return any(r.startswith(path + ".*") for r in _roles_of_file(SCHEMA_PATH.resolve()))
+
+
+def split_by_role(values: dict[str, Any], path: str, paths: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """values (the config section at schema path `path`, e.g. "evaluate" or "models.*") split by role:
+    {"science": {...}, "scheduling": {...}, "naming": {...}}, nested sections split key by key.
+
+    paths maps a key of values to its schema path when it is not path.key (a job slice gathering several sections).
+    Raises ConfigError naming a key the schema does not know.
+    """
+    out: dict[str, dict[str, Any]] = {role: {} for role in ROLES}
+    for key, value in values.items():
+        sub = (paths or {}).get(key, f"{path}.{key}" if path else key)
+        role = role_of(sub)
+        if role is not None:
+            out[role][key] = value
+        elif _is_map(sub):  # e.g. models: every named entry splits alike
+            parts = {name: split_by_role(entry or {}, f"{sub}.*") for name, entry in value.items()}
+            for role in ROLES:
+                if any(part[role] for part in parts.values()):
+                    out[role][key] = {name: part[role] for name, part in parts.items() if part[role]}
+        else:
+            for role, part in split_by_role(value, sub).items():
+                if part:
+                    out[role][key] = part
+    return out
+
+
+def science_slice(values: dict[str, Any], path: str, paths: dict[str, str] | None = None) -> dict[str, Any]:
+    """The science settings of values (see split_by_role), canonical: what may reach a Snakemake params: block."""
+    return canonical(split_by_role(values, path, paths)["science"])
+
+
+def canonical(value: Any) -> Any:
+    """value with every mapping's keys sorted, recursively (lists keep their order). Snakemake compares a params
+    value by its repr, which follows a dict's key order: without this, reordering keys in a config file reruns jobs."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+# A fine-tuning slice (finetune_settings) holds finetune_settings keys plus the study's method and lora.
+_FINETUNE_PATHS = {"method": "finetune.method", "lora": "finetune.lora"}
+
+
+def finetune_science(config: dict[str, Any], ft_set: str) -> dict[str, Any]:
+    """The science settings of one training set's fine-tuning jobs: the rule's params (a change reruns them)."""
+    return science_slice(finetune_settings(config, ft_set), "finetune.defaults", _FINETUNE_PATHS)
+
+
+def pretrain_science(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """A model's science settings minus its list of checkpoints (adding a step must not re-run the others)."""
+    spec = {key: value for key, value in config["models"][model].items() if key != "checkpoints"}
+    return science_slice(spec, "models.*")
+
+
+def evaluate_science(config: dict[str, Any]) -> dict[str, Any]:
+    """The science settings of every evaluation job (evaluate section minus threads and batch_size)."""
+    return science_slice(config["evaluate"], "evaluate")
+
+
+def scheduling_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Every job kind's scheduling settings, which reach jobs outside Snakemake params:
+    {"finetune": {ft_set: {...}}, "evaluate": {...}, "pretrain": {model: {...}}} (threads included, for the record;
+    jobs take threads from Snakemake's threads:). JSON-able; rules/common.smk exports it as $PTFT_SCHEDULING."""
+    return {
+        "finetune": {
+            name: split_by_role(finetune_settings(config, name), "finetune.defaults", _FINETUNE_PATHS)["scheduling"]
+            for name in config["finetune"]["ft_sets"]
+        },
+        "evaluate": split_by_role(config["evaluate"], "evaluate")["scheduling"],
+        "pretrain": {
+            model: split_by_role({k: v for k, v in spec.items() if k != "checkpoints"}, "models.*")["scheduling"]
+            .get("pretrain", {})
+            for model, spec in config["models"].items()
+        },
+    }
+
+
+# ---------------------------------------------------------------- explain: one job's settings, roles and sources
+JOB_KINDS = ("pretrain", "materialize", "finetune", "evaluate")
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _written(raw: dict[str, Any], dotted: str) -> bool:
+    """Whether the user's own config (before defaults) holds the setting at dotted (e.g. "finetune.defaults.lr")."""
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _parse_job(config: dict[str, Any], job: str) -> tuple[str, str, str, str | None]:
+    """(kind, model, step, ft_set or "base" or None) of a job name; ConfigError for one the config does not plan."""
+    kind, _, target = job.partition(":")
+    parts = target.split("/")
+    if kind not in JOB_KINDS or len(parts) != (2 if kind in ("pretrain", "materialize") else 3) or not all(parts):
+        raise ConfigError(
+            f"job {job!r}: expected pretrain:<model>/<step> (materialize:<model>/<step> for hub and local models), "
+            "finetune:<model>/<step>/<ft_set> or evaluate:<model>/<step>/<ft_set or base>"
+        )
+    model, step, ft = parts[0], parts[1], (parts[2] if len(parts) == 3 else None)
+    if model not in config["models"]:
+        raise ConfigError(f"job {job!r}: models has no {model!r}; known: {sorted(config['models'])}")
+    if kind in ("pretrain", "materialize") and (kind == "pretrain") != (config["models"][model]["source"] == "embedded"):
+        wanted = "pretrain" if kind == "materialize" else "materialize"
+        raise ConfigError(f"job {job!r}: models.{model} is {config['models'][model]['source']}; its checkpoints come from "
+                          f"{wanted}:{model}/{step}")
+    checkpoints = config["models"][model]["checkpoints"]
+    labels = [str(item) for item in checkpoints if not isinstance(item, dict)]
+    if step not in labels and len(labels) == len(checkpoints):  # steps picked by a hub selection rule are not known here
+        raise ConfigError(f"job {job!r}: models.{model}.checkpoints has no {step!r}; known: {labels}")
+    ft_sets = config["finetune"]["ft_sets"]
+    if ft not in (None, "base", *ft_sets):
+        raise ConfigError(f"job {job!r}: finetune.ft_sets has no {ft!r}; known: {sorted(ft_sets)}")
+    if kind == "finetune" and ft == "base":
+        raise ConfigError(f"job {job!r}: a fine-tuning job names a training set, not base")
+    return kind, model, step, ft
+
+
+def explain(raw: dict[str, Any], job: str) -> list[dict[str, Any]]:
+    """Every setting of one job: [{"setting", "value", "role", "source"}, ...], science first.
+
+    raw is the config as written (before defaults); job is "finetune:<model>/<step>/<ft_set>",
+    "evaluate:<model>/<step>/<ft_set or base>", "pretrain:<model>/<step>" (embedded models) or
+    "materialize:<model>/<step>" (hub and local models). source is the config key that set the
+    value (a training set's override, finetune.defaults, the section) or "schema default".
+    Raises ConfigError for an invalid config or a job the config does not plan.
+    """
+    config = validate(copy.deepcopy(raw))
+    kind, model, _, ft = _parse_job(config, job)
+    rows: list[dict[str, Any]] = []
+
+    def add(values: dict[str, Any], path_of, candidates, shown: str = "") -> None:
+        """path_of(key) -> the setting's schema path; candidates(key) -> config keys that may have set it, in order."""
+        for key, value in _flatten(values).items():
+            source = next((where for where in candidates(key) if _written(raw, f"{where}.{key}")), None)
+            rows.append({
+                "setting": shown + key,
+                "value": value,
+                "role": role_of(path_of(key)),
+                "source": source or ("schema default (finetune.defaults)" if kind == "finetune" and not shown
+                                     and key.split(".")[0] not in _FINETUNE_PATHS else "schema default"),
+            })  # fmt: skip
+
+    if kind == "finetune":
+        def path_of(key: str) -> str:
+            top = key.split(".")[0]
+            return f"finetune.{key}" if top in _FINETUNE_PATHS else f"finetune.defaults.{key}"
+
+        def candidates(key: str) -> list[str]:
+            return ["finetune"] if key.split(".")[0] in _FINETUNE_PATHS else [f"finetune.ft_sets.{ft}", "finetune.defaults"]
+
+        add(finetune_settings(config, ft), path_of, candidates)
+    elif kind == "evaluate":
+        add(config["evaluate"], lambda key: f"evaluate.{key}", lambda key: ["evaluate"])
+        if ft != "base":
+            add({"lora_eval": config["finetune"]["lora_eval"]}, lambda key: f"finetune.{key}", lambda key: ["finetune"])
+    else:
+        spec = {key: value for key, value in config["models"][model].items() if key != "checkpoints"}
+        add(spec, lambda key: f"models.*.{key}", lambda key: [f"models.{model}"])
+    add(config["resources"][kind], lambda key: f"resources.{kind}.{key}", lambda key: [f"resources.{kind}"],
+        shown=f"resources.{kind}.")  # fmt: skip
+    order = {role: i for i, role in enumerate(ROLES)}
+    return sorted(rows, key=lambda row: order[row["role"]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ptft.config explain --configfile X --job finetune:<model>/<step>/<ft_set>`: one job's settings."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m ptft.config", description="Study config tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("explain", help="print one job's settings: value, role (science/scheduling) and source")
+    ex.add_argument("--configfile", type=Path, default=Path("params.yaml"), help="the study config (default params.yaml)")
+    ex.add_argument(
+        "--job",
+        required=True,
+        help="finetune:<model>/<step>/<ft_set>, evaluate:<model>/<step>/<ft_set or base>, pretrain:<model>/<step> "
+        "or materialize:<model>/<step>",
+    )
+    args = parser.parse_args(argv)
+    try:
+        raw = yaml.safe_load(args.configfile.read_text(encoding="utf-8"))
+        rows = explain(raw, args.job)
+    except (OSError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    table = [("setting", "value", "role", "source")] + [
+        (r["setting"], json.dumps(r["value"]), r["role"], r["source"]) for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    print(f"{args.job} ({args.configfile}): science settings reach the rule's params; scheduling ones rerun nothing")
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

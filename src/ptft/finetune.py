@@ -665,14 +665,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--train", type=Path, required=True, help="training set (JSONL)")
     parser.add_argument("--task", required=True, help="task family of the training set")
     parser.add_argument("--ft-set", required=True, help="name of the training set")
-    parser.add_argument("--settings", required=True, help="the set's settings as JSON (ptft.config.finetune_settings)")
+    parser.add_argument("--settings", required=True, help="the set's science settings as JSON (ptft.config.finetune_science)")
+    parser.add_argument(
+        "--scheduling",
+        default="{}",
+        help="the study's scheduling settings as JSON (ptft.config.scheduling_settings; the rule passes $PTFT_SCHEDULING);"
+        " this job takes finetune.<ft-set> (micro_batch_size, packing, save_steps, gradient_checkpointing)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output model folder")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sharding", choices=["none", "fsdp"], default="none", help="finetune.sharding")
     parser.add_argument("--gpu-mem-gb", type=float, default=None, help="resources.finetune.gpu_mem_gb: plan memory")
     args = parser.parse_args(argv)
+    scheduling = json.loads(args.scheduling).get("finetune", {}).get(args.ft_set, {})
+    # threads come from Snakemake's threads: (--threads); the rest joins the science settings, recorded in provenance
+    ft_cfg = {**json.loads(args.settings), **{k: v for k, v in scheduling.items() if k != "threads"}}
+    print(f"fine-tuning settings ({args.ft_set}):", json.dumps(ft_cfg, sort_keys=True), file=sys.stderr, flush=True)
     finetune(
-        args.checkpoint, args.train, args.task, args.ft_set, json.loads(args.settings), args.out, args.threads,
+        args.checkpoint, args.train, args.task, args.ft_set, ft_cfg, args.out, args.threads,
         sharding=args.sharding, gpu_mem_gb=args.gpu_mem_gb,
     )  # fmt: skip
 

@@ -17,6 +17,8 @@ import sys
 from typing import Mapping, Sequence
 
 DEFAULT_PORT = 29500
+# The environment variable the workflow passes the finetune rule its launcher in (rules/common.smk).
+COMMAND_ENV = "PTFT_FINETUNE_COMMAND"
 
 
 def first_host(nodelist: str) -> str:
@@ -65,6 +67,29 @@ def command(nproc_per_node: int, finetune_args: Sequence[str], env: Mapping[str,
     """The torchrun command line that runs ptft.finetune with finetune_args on this node."""
     return [sys.executable, "-m", "torch.distributed.run", *rendezvous(env, nproc_per_node), "-m", "ptft.finetune",
             *finetune_args]  # fmt: skip
+
+
+def processes_per_node(resources: Mapping) -> int:
+    """Processes per node of a fine-tuning job: resources.finetune.processes_per_node, else one per GPU (one on CPU)."""
+    return resources["processes_per_node"] or max(1, resources["gpu"])
+
+
+def finetune_command(config: Mapping) -> str:
+    """The shell words that start a study's fine-tuning jobs (the finetune rule appends ptft.finetune's arguments).
+
+    Plain python for one process; ptft.launch (torchrun) for several or for FSDP; under srun, one launcher per node,
+    when the job has several nodes (rendezvous from SLURM's environment). It depends on scheduling settings only
+    (resources.finetune, finetune.sharding), so the rule reads it from $PTFT_FINETUNE_COMMAND, not from its shell text.
+    """
+    res, sharding = config["resources"]["finetune"], config["finetune"]["sharding"]
+    processes, nodes = processes_per_node(res), res["nodes"]
+    flags = f" --sharding {sharding}" if sharding != "none" else ""
+    if res["gpu_mem_gb"]:
+        flags += f" --gpu-mem-gb {res['gpu_mem_gb']:g}"
+    if processes * nodes == 1 and sharding == "none":
+        return f"python -m ptft.finetune{flags}"
+    srun = f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
+    return f"{srun if nodes > 1 else ''}python -m ptft.launch --nproc-per-node {processes} --{flags}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
