@@ -176,6 +176,12 @@ def test_a_gain_that_grows_has_tight_intervals_per_checkpoint():
     nli = gain[gain["ft_set"] == "nli_a"].sort_values("step")
     assert list(nli["gain"]) == pytest.approx([0.0, 0.2, 0.4], abs=0.05)
     assert nli["ci_low"].iloc[2] > nli["ci_high"].iloc[1] > 0
+    # the group means carry their own paired interval
+    groups = pd.DataFrame({"model": "m", "eval_set": ["nli_a", "sum_a"], "group": ["learned", "not learned"]})
+    grouped = gain_table(df, {"nli_a": "nli", "sum_a": "summarisation"}, groups, boot=ItemBootstrap(items, 300, seed=0))
+    means = grouped[grouped["ft_set"].str.startswith("mean (")]
+    assert set(means["ft_set"]) == {"mean (learned)", "mean (not learned)"}
+    assert means[["ci_low", "ci_high"]].notna().all().all()
 
 
 def test_what_a_study_lacks_is_not_applicable():

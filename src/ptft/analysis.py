@@ -587,8 +587,12 @@ def gain_table(
             out["ci_low"] = (both["ci_low"] - both["base_high"]).to_numpy()
             out["ci_high"] = (both["ci_high"] - both["base_low"]).to_numpy()
         if groups is not None:
+            from ptft.paired import study_model  # the bootstrap renames models; the groups know the study's names
+
             g = groups[["model", "eval_set", "group"]].drop_duplicates(["model", "eval_set"])
-            out = out.merge(g.rename(columns={"eval_set": "ft_set"}), on=["model", "ft_set"], how="left")
+            g = g.rename(columns={"model": "_model", "eval_set": "ft_set"})
+            out = out.assign(_model=study_model(out["model"]).to_numpy())
+            out = out.merge(g, on=["_model", "ft_set"], how="left").drop(columns="_model")
             out["group"] = out["group"].fillna("ungrouped")
             mean = lambda s: s.to_numpy().mean()  # noqa: E731  (a NaN is kept, never skipped)
             agg = {c: (c, mean) for c in ["base", "finetuned", "gain"] + (["ci_low", "ci_high"] if conservative else [])}

@@ -114,6 +114,12 @@ class ItemBootstrap:
 _SEP = "\x1f#"  # joins a model name and a resample number: one call of a statistic serves many resamples
 
 
+def study_model(model: pd.Series) -> pd.Series:
+    """The model names of a table as the study knows them: inside `bootstrap_statistic` a statistic sees each model
+    once per resample under a renamed copy; a statistic that joins another table on model joins on this."""
+    return model.astype(str).str.split(_SEP, n=1, regex=False).str[0]
+
+
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """The (1 - level)/2 and (1 + level)/2 quantiles of the finite `samples`; NaN when there are none or any is
     NaN (a statistic that needs a cell without items has no interval)."""

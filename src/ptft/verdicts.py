@@ -214,7 +214,12 @@ def _transfer(df, design, boot, level, prompt_format) -> list[dict]:
             verdict = REPRODUCED if r["ci_low"] <= 0 <= r["ci_high"] else CONTRADICTED
         else:
             verdict = INCONCLUSIVE
-        rows.append(_row(F3, r["model"], claim, f"{paper:+.2%}", stat, r["direction"], r["mean_ratio"], r["ci_low"],
+        detail = r["direction"]
+        if not math.isfinite(r["mean_ratio"]):
+            detail += " (undefined: a base score is 0)"
+        elif not math.isfinite(r["ci_low"]):
+            detail += " (no interval: some resamples have a base score of 0)"
+        rows.append(_row(F3, r["model"], claim, f"{paper:+.2%}", stat, detail, r["mean_ratio"], r["ci_low"],
                          r["ci_high"], r["n_pairs"], needs, verdict))  # fmt: skip
     return rows
 
