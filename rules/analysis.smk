@@ -80,7 +80,9 @@ rule findings_tables:
             f"{name}_csv": report(
                 f"results/tables/{name}.csv",
                 caption=f"../report/table_{name}.rst",
-                category="0 A verdict per finding" if name == "verdicts" else "7 Tables",
+                category=(
+                    "0 A verdict per finding" if name == "verdicts" else "7 Tables"
+                ),
             )
             for name in FINDINGS_TABLES
         },

@@ -167,7 +167,10 @@ def get_eval_predictions():
 
 
 def get_eval_set_tasks():
-    return {name: config["data"]["datasets"][name]["task"] for name in config["evaluate"]["eval_sets"]}
+    return {
+        name: config["data"]["datasets"][name]["task"]
+        for name in config["evaluate"]["eval_sets"]
+    }
 
 
 def get_ft_set_tasks():

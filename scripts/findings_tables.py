@@ -58,7 +58,10 @@ learned = learned_by_evidence(
 )
 by_hand = "learned_in_pretraining" in groups_ or "learned_in_finetuning" in groups_
 groups = (
-    {GROUP_PRETRAINING: groups_.get("learned_in_pretraining", []), GROUP_FINETUNING: groups_.get("learned_in_finetuning", [])}
+    {
+        GROUP_PRETRAINING: groups_.get("learned_in_pretraining", []),
+        GROUP_FINETUNING: groups_.get("learned_in_finetuning", []),
+    }
     if by_hand
     else groups_from_rule(learned, design)
 )
@@ -66,13 +69,21 @@ gain = gain_table(df, ft_sets, learned[learned["prompt_format"] == fmt], prompt_
 
 # The paper's definitions (ptft.analysis "the paper's definitions"), each with its paired-bootstrap interval.
 transfer_paper = bootstrap_statistic(
-    lambda t: task_transfer_paper(transfer_pairs_paper(t, design, fmt)), df, ["model", "direction"], "mean_ratio",
-    boot, level,
+    lambda t: task_transfer_paper(transfer_pairs_paper(t, design, fmt)),
+    df,
+    ["model", "direction"],
+    "mean_ratio",
+    boot,
+    level,
 )
 cluster = transfer_cluster_test(transfer_pairs_paper(df, design, fmt), test_["resamples"], test_["seed"])
 ood_paper = bootstrap_statistic(
-    lambda t: out_of_domain_change_paper(ood_pairs_paper(t, design, fmt)), df, ["model", "task"], "mean_raw_change",
-    boot, level,
+    lambda t: out_of_domain_change_paper(ood_pairs_paper(t, design, fmt)),
+    df,
+    ["model", "task"],
+    "mean_raw_change",
+    boot,
+    level,
 )
 group_gain = bootstrap_statistic(
     lambda t: gain_by_group_paper(group_pairs_paper(t, design, groups, fmt, None, native_metric, keep_duplicates)),
@@ -97,9 +108,15 @@ tables = {
     ),
     "gain_table": (gain, f"Gain from fine-tuning, in-domain, paired {pct} bootstrap interval ({fmt} format)"),
     "task_transfer_paper": (transfer_paper, f"Task transfer as the paper (cells 25-26), paired {pct} interval"),
-    "transfer_cluster_test": (cluster, "Ours: sign-flip test over per-checkpoint mean ratios (checkpoints independent)"),
+    "transfer_cluster_test": (
+        cluster,
+        "Ours: sign-flip test over per-checkpoint mean ratios (checkpoints independent)",
+    ),
     "out_of_domain_paper": (ood_paper, f"Out-of-domain raw change as the paper (cell 29), paired {pct} interval"),
-    "gain_by_group_paper": (group_gain, f"Table 6 as the paper (cells 14-15), groups {'by hand' if by_hand else 'by the rule'}"),
+    "gain_by_group_paper": (
+        group_gain,
+        f"Table 6 as the paper (cells 14-15), groups {'by hand' if by_hand else 'by the rule'}",
+    ),
     "format_gaps": (gaps, f"Ours: Default - Instruct and Default - IO gaps apart, per metric, paired {pct} interval"),
     "verdicts": (verdict, "Verdict per finding"),
 }

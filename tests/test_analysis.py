@@ -503,14 +503,19 @@ def test_study_design_defaults_to_own_test_set_in_domain_and_the_rest_of_the_fam
     assert design["tulu"] == {"task": "instruction", "in_domain": [], "out_of_domain": []}
     # the paper's Table 1: a second in-domain set leaves the out-of-domain list
     given = study_design(ft_sets, eval_sets, {"places_nli": {"in_domain": ["places_nli", "animals_nli"]}})
-    assert given["places_nli"]["in_domain"] == ["places_nli", "animals_nli"] and given["places_nli"]["out_of_domain"] == []
+    assert (
+        given["places_nli"]["in_domain"] == ["places_nli", "animals_nli"] and given["places_nli"]["out_of_domain"] == []
+    )
 
 
 @pytest.mark.parametrize(
     "given, error",
     [
         ({"rte": {}}, "analysis.design: \\['rte'\\] are not training sets"),
-        ({"places_nli": {"out_of_domain": ["qqp"]}}, "analysis.design.places_nli.out_of_domain: 'qqp' is not an eval set"),
+        (
+            {"places_nli": {"out_of_domain": ["qqp"]}},
+            "analysis.design.places_nli.out_of_domain: 'qqp' is not an eval set",
+        ),
         ({"places_nli": {"out_of_domain": ["news_sum"]}}, "'news_sum' is a summarisation set"),
         ({"places_nli": {"in_domain": ["places_nli"], "out_of_domain": ["places_nli"]}}, "both in-domain and out-of"),
     ],

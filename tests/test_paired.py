@@ -117,7 +117,11 @@ def test_read_items_joins_predictions_to_their_result_file(tmp_path):
     (tmp_path / "base.predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
     items = read_items([tmp_path / "base.json"])
     got = {(r.eval_set, r.metric, r.doc_id): r.score for r in items.itertuples()}
-    assert got == {("places_nli", "accuracy", "a"): 1.0, ("arc_easy", "acc", "7"): 0.0, ("arc_easy", "acc_norm", "7"): 1.0}
+    assert got == {
+        ("places_nli", "accuracy", "a"): 1.0,
+        ("arc_easy", "acc", "7"): 0.0,
+        ("arc_easy", "acc_norm", "7"): 1.0,
+    }
     assert set(items["step"]) == {30} and set(items["ft_set"]) == {"base"}
     (tmp_path / "base.predictions.jsonl").write_text('{"doc_id": 1}\n')
     with pytest.raises(ValueError, match="line 1"):

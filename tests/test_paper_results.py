@@ -153,7 +153,10 @@ def _notebook_cell(raw: pd.DataFrame, official: pd.DataFrame, pairs: list[tuple[
 def test_task_transfer_reproduces_the_paper(authors):
     pairs = transfer_pairs_paper(authors, _paper_design())
     # four pairs per checkpoint and direction (cell 25), eight checkpoints
-    assert pairs.groupby("direction").size().to_dict() == {CLASSIFICATION_TO_GENERATION: 32, GENERATION_TO_CLASSIFICATION: 32}
+    assert pairs.groupby("direction").size().to_dict() == {
+        CLASSIFICATION_TO_GENERATION: 32,
+        GENERATION_TO_CLASSIFICATION: 32,
+    }
     result = task_transfer_paper(pairs).set_index("direction")["mean_ratio"]
     # paper §4.3: -61.46% classification -> generation, +0.31% generation -> classification
     assert round(result[CLASSIFICATION_TO_GENERATION] * 100, 2) == -61.46
@@ -171,11 +174,20 @@ def test_table6_reproduces_every_cell(authors, keep_duplicates):
     table = gain_by_group_paper(pairs).pivot(index="step", columns="group", values="gain")
     raw = pd.read_csv(FOLDER / SFT_TABLE)
     official = pd.read_csv(FOLDER / OFFICIAL_TABLE)
-    pt = [("sciq", "tulu"), ("hellaswag", "tulu"), ("arc_challenge", "tulu"), ("arc_easy", "tulu"), ("openbookqa", "tulu")]
+    pt = [
+        ("sciq", "tulu"),
+        ("hellaswag", "tulu"),
+        ("arc_challenge", "tulu"),
+        ("arc_easy", "tulu"),
+        ("openbookqa", "tulu"),
+    ]
     pt += [("sciq", "tulu")] if keep_duplicates else []
     ft = [("mnli_matched", "mnli"), ("paws", "paws"), ("xsum", "xsum"), ("mnli_mismatched", "mnli"),
           ("xlsum", "xsum"), ("socialiqa", "socialiqa"), ("boolq", "tulu")]  # fmt: skip
-    expected = {GROUP_PRETRAINING: _notebook_cell(raw, official, pt), GROUP_FINETUNING: _notebook_cell(raw, official, ft)}
+    expected = {
+        GROUP_PRETRAINING: _notebook_cell(raw, official, pt),
+        GROUP_FINETUNING: _notebook_cell(raw, official, ft),
+    }
     for group, values in expected.items():
         for step, value in zip(STEPS, values):
             assert round(table.loc[step, group], 3) == round(value, 3), (group, step)

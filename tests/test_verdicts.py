@@ -102,7 +102,9 @@ def test_a_study_like_the_paper_reproduces_every_finding():
     table, learned = _run(df, items)
     groups = learned.set_index("eval_set")["group"]
     assert groups["nli_a"] == LEARNED and groups["sum_a"] == NOT_LEARNED
-    assert _by(table, F1) and set(_by(table, F1)) == {REPRODUCED} | ({INCONCLUSIVE} if len(_by(table, F1)) > 1 else set())
+    assert _by(table, F1) and set(_by(table, F1)) == {REPRODUCED} | (
+        {INCONCLUSIVE} if len(_by(table, F1)) > 1 else set()
+    )
     assert _by(table, F1, "rougeL") == [REPRODUCED]
     assert _by(table, F2) == [REPRODUCED, REPRODUCED]
     assert _by(table, F3, CLASSIFICATION_TO_GENERATION) == [REPRODUCED]

@@ -595,7 +595,9 @@ def gain_table(
             out = out.merge(g, on=["_model", "ft_set"], how="left").drop(columns="_model")
             out["group"] = out["group"].fillna("ungrouped")
             mean = lambda s: s.to_numpy().mean()  # noqa: E731  (a NaN is kept, never skipped)
-            agg = {c: (c, mean) for c in ["base", "finetuned", "gain"] + (["ci_low", "ci_high"] if conservative else [])}
+            agg = {
+                c: (c, mean) for c in ["base", "finetuned", "gain"] + (["ci_low", "ci_high"] if conservative else [])
+            }
             means = out.groupby(["model", "step", "tokens", "group"], sort=True).agg(**agg).reset_index()
             means["ft_set"] = "mean (" + means["group"] + ")"
             means["task"] = ""
@@ -740,7 +742,9 @@ def study_design(
             default_in = [ft_set] if ft_set in eval_sets else []
             default_out = [e for e, t in eval_sets.items() if t == task and e not in default_in]
         entry = {"task": task, "in_domain": list(spec.get("in_domain", default_in))}
-        entry["out_of_domain"] = list(spec.get("out_of_domain", [e for e in default_out if e not in entry["in_domain"]]))
+        entry["out_of_domain"] = list(
+            spec.get("out_of_domain", [e for e in default_out if e not in entry["in_domain"]])
+        )
         for side in ("in_domain", "out_of_domain"):
             for e in entry[side]:
                 if e not in eval_sets:
@@ -765,7 +769,9 @@ def _pairs(df: pd.DataFrame, wanted: Iterable[tuple[str, str, str]], metric: str
     keys = ["model", "step", "eval_set", "prompt_format", "shots", "metric"]
     base = rows[rows["ft_set"] == BASE][keys + ["value"]].rename(columns={"value": "base"})
     out = tuned.merge(base, on=keys, how="inner", validate="many_to_one").rename(columns={"value": "finetuned"})
-    return out[PAIR_COLUMNS].sort_values(["model", "step", "ft_set", "eval_set"], kind="mergesort").reset_index(drop=True)
+    return (
+        out[PAIR_COLUMNS].sort_values(["model", "step", "ft_set", "eval_set"], kind="mergesort").reset_index(drop=True)
+    )
 
 
 def _kind(task: str) -> str:
@@ -775,7 +781,9 @@ def _kind(task: str) -> str:
 
 
 def transfer_pairs_paper(
-    df: pd.DataFrame, design: Mapping[str, Mapping[str, Any]], prompt_format: str = DEFAULT_FORMAT,
+    df: pd.DataFrame,
+    design: Mapping[str, Mapping[str, Any]],
+    prompt_format: str = DEFAULT_FORMAT,
     shots: int | None = None,
 ) -> pd.DataFrame:
     """Finding 3's pairs as the paper formed them: each classification training set scored on the own test set of
@@ -821,7 +829,9 @@ def task_transfer_paper(pairs: pd.DataFrame) -> pd.DataFrame:
             {"model": model, "direction": direction, "mean_ratio": ratio, "mean_raw_change": _mean_n(g["raw_change"])[0],
              "n_pairs": n, "n_checkpoints": int(g["step"].nunique())}
         )  # fmt: skip
-    return pd.DataFrame(out, columns=["model", "direction", "mean_ratio", "mean_raw_change", "n_pairs", "n_checkpoints"])
+    return pd.DataFrame(
+        out, columns=["model", "direction", "mean_ratio", "mean_raw_change", "n_pairs", "n_checkpoints"]
+    )
 
 
 def transfer_cluster_test(pairs: pd.DataFrame, resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
@@ -845,7 +855,9 @@ def transfer_cluster_test(pairs: pd.DataFrame, resamples: int = 10_000, seed: in
 
 
 def ood_pairs_paper(
-    df: pd.DataFrame, design: Mapping[str, Mapping[str, Any]], prompt_format: str = DEFAULT_FORMAT,
+    df: pd.DataFrame,
+    design: Mapping[str, Mapping[str, Any]],
+    prompt_format: str = DEFAULT_FORMAT,
     shots: int | None = None,
 ) -> pd.DataFrame:
     """Finding 2's pairs: each training set on its out-of-domain eval sets (Table 1; notebook cell 29: rte, gpt3nli
@@ -935,7 +947,9 @@ def gain_by_group_paper(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_gaps(
-    df: pd.DataFrame, design: Mapping[str, Mapping[str, Any]], shots: int | None = None,
+    df: pd.DataFrame,
+    design: Mapping[str, Mapping[str, Any]],
+    shots: int | None = None,
     reference: str = DEFAULT_FORMAT,
 ) -> pd.DataFrame:
     """Finding 1, as two separate gaps (ours; the paper shows per-format curves, Figs. 2 and 14, no statistic):
@@ -954,7 +968,11 @@ def format_gaps(
             index=["model", "step", "tokens", "ft_set", "eval_set", "metric"], columns="prompt_format",
             values=["base", "finetuned"], aggfunc="first",
         )  # fmt: skip
-        if wide.empty or (reference not in wide.columns.get_level_values(1)) or (other not in wide.columns.get_level_values(1)):
+        if (
+            wide.empty
+            or (reference not in wide.columns.get_level_values(1))
+            or (other not in wide.columns.get_level_values(1))
+        ):
             continue
         for stage, col in ((STAGE_BASE, "base"), (STAGE_FINETUNED, "finetuned")):
             gap = (wide[(col, reference)] - wide[(col, other)]).dropna().rename("gap").reset_index()
@@ -967,4 +985,8 @@ def format_gaps(
     cols = ["model", "step", "tokens", "stage", "metric", "prompt_format", "gap", "n_pairs"]
     out = pd.DataFrame(out, columns=cols)
     out["_s"] = out["stage"].ne(STAGE_BASE)
-    return out.sort_values(["model", "metric", "prompt_format", "_s", "step"], kind="mergesort").drop(columns="_s").reset_index(drop=True)
+    return (
+        out.sort_values(["model", "metric", "prompt_format", "_s", "step"], kind="mergesort")
+        .drop(columns="_s")
+        .reset_index(drop=True)
+    )

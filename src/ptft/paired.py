@@ -110,7 +110,6 @@ class ItemBootstrap:
         return out
 
 
-
 _SEP = "\x1f#"  # joins a model name and a resample number: one call of a statistic serves many resamples
 
 
@@ -162,7 +161,9 @@ def bootstrap_statistic(
         reps = stop - start
         big = df.iloc[np.tile(np.arange(len(df)), reps)].copy()
         big["value"] = draws[:, start:stop].T.reshape(-1)
-        big["model"] = big["model"].astype(str).to_numpy() + _SEP + np.repeat(np.arange(start, stop).astype(str), len(df))
+        big["model"] = (
+            big["model"].astype(str).to_numpy() + _SEP + np.repeat(np.arange(start, stop).astype(str), len(df))
+        )
         stat = statistic(big)
         if stat.empty:
             continue

@@ -31,7 +31,13 @@ TOKENS_PER_STEP = 2048 * 2048
 # The notebook's learning rate per training set (gen_paper_figs.ipynb cell 2, LRS) and epochs (cell 14: 3, Tulu 5):
 # other runs in the CSVs (lr 2e-5, 2- and 7-shot evaluations, ids without a shots suffix) are the authors'
 # explorations and no figure reads them.
-PAPER_RUNS = {"xsum": ("2e-7", 3), "socialiqa": ("2e-6", 3), "mnli": ("2e-6", 3), "paws": ("2e-6", 3), "tulu": ("2e-6", 5)}
+PAPER_RUNS = {
+    "xsum": ("2e-7", 3),
+    "socialiqa": ("2e-6", 3),
+    "mnli": ("2e-6", 3),
+    "paws": ("2e-6", 3),
+    "tulu": ("2e-6", 5),
+}
 PAPER_SHOTS = 4
 # The authors' names -> ptft's (configs/paper-olmo1b.yaml data.datasets / finetune.ft_sets). MNLI "matched" is ptft's
 # `mnli` (validation_matched), as the notebook pairs ('mnli_matched', 'mnli') (cell 15).
@@ -90,7 +96,9 @@ def _eval_set(name: str, where: str) -> tuple[str, str, str] | None:
             return eval_set, EVAL_SET_TASKS[eval_set], prompt_format
     if name.startswith("llmbar_"):
         return None
-    raise ValueError(f"{where}: eval dataset {name!r} is none of the authors' sets ptft knows ({sorted(EVAL_SET_NAMES)})")
+    raise ValueError(
+        f"{where}: eval dataset {name!r} is none of the authors' sets ptft knows ({sorted(EVAL_SET_NAMES)})"
+    )
 
 
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:

@@ -44,7 +44,12 @@ VERDICT_COLUMNS = [
 PAPER_TRANSFER = {CLASSIFICATION_TO_GENERATION: -0.6146, GENERATION_TO_CLASSIFICATION: 0.0031}
 # Out-of-domain raw change FT - BASE per task (notebook cell 29, mean over 8 checkpoints and the task's out-of-domain
 # sets; the authors' QQP labels are all -1 (DESIGN.md), so the paraphrase number carries that artefact).
-PAPER_OOD: dict[str, float] = {"nli": 0.2458, "paraphrase": -0.1821, "question_generation": 0.0208, "summarisation": -0.0031}
+PAPER_OOD: dict[str, float] = {
+    "nli": 0.2458,
+    "paraphrase": -0.1821,
+    "question_generation": 0.0208,
+    "summarisation": -0.0031,
+}
 # Table 6 (notebook cells 14-15, SciQ listed twice): mean over the 8 checkpoints of the "learned in fine-tuning"
 # group's gain minus the "learned in pre-training" group's.
 PAPER_GROUP_GAP: float | None = 0.2208
@@ -137,7 +142,9 @@ def groups_from_rule(learned: pd.DataFrame, design: Mapping[str, Mapping[str, An
 
 def _row(finding: str, model: str, claim: str, paper: str, statistic: str, detail: str, value: float,
          low: float, high: float, n: int, needs: str, verdict: str) -> dict[str, Any]:  # fmt: skip
-    return dict(zip(VERDICT_COLUMNS, [finding, model, claim, paper, statistic, detail, value, low, high, n, needs, verdict]))
+    return dict(
+        zip(VERDICT_COLUMNS, [finding, model, claim, paper, statistic, detail, value, low, high, n, needs, verdict])
+    )
 
 
 def _not_applicable(finding: str, claim: str, paper: str, statistic: str, needs: str, why: str) -> dict[str, Any]:
@@ -197,8 +204,10 @@ def _ood(df, design, boot, level, prompt_format) -> list[dict]:
 
 
 def _transfer(df, design, boot, level, prompt_format) -> list[dict]:
-    claim = ("fine-tuning on classification loses generation (-61.46%); on generation, classification does not "
-             "change significantly (+0.31%) (§4.3)")
+    claim = (
+        "fine-tuning on classification loses generation (-61.46%); on generation, classification does not "
+        "change significantly (+0.31%) (§4.3)"
+    )
     stat = "(FT - BASE) / BASE pooled over the in-domain pairs of the other kind and checkpoints (cells 25-26)"
     needs = "training sets of both task kinds (classification and generation)"
     statistic = lambda t: task_transfer_paper(transfer_pairs_paper(t, design, prompt_format))  # noqa: E731
@@ -306,10 +315,12 @@ def verdicts_markdown(table: pd.DataFrame) -> str:
     """The verdicts as a Markdown section for the report's front page: one line per row."""
     lines = ["# Does this study reproduce the paper?", ""]
     for _, r in table.iterrows():
-        ci = (f" [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if math.isfinite(r["ci_low"]) else "")
+        ci = f" [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if math.isfinite(r["ci_low"]) else ""
         value = f"{r['value']:+.4f}{ci}, n={r['n']}" if math.isfinite(r["value"]) else "-"
-        lines.append(f"- **{r['finding']}** ({r['detail']}): **{r['verdict']}**. Paper: {r['paper']}. "
-                     f"This study: {value}. Claim: {r['claim']}. Statistic: {r['statistic']}. Needs: {r['needs']}.")
+        lines.append(
+            f"- **{r['finding']}** ({r['detail']}): **{r['verdict']}**. Paper: {r['paper']}. "
+            f"This study: {value}. Claim: {r['claim']}. Statistic: {r['statistic']}. Needs: {r['needs']}."
+        )
     return "\n".join(lines) + "\n"
 
 
