@@ -117,7 +117,7 @@ def learned_by_evidence(
         big = r["change"] >= min_gain - 1e-12
         if r["first_step"] == r["last_step"]:
             groups.append(UNDECIDED)
-        elif not math.isfinite(r["ci_low"]):
+        elif boot is not None and not math.isfinite(r["ci_low"]):
             groups.append(LEARNED if big and not at_chance else NOT_LEARNED)
         elif at_chance or r["ci_high"] < min_gain:
             groups.append(NOT_LEARNED)
@@ -226,7 +226,7 @@ def _transfer(df, design, boot, level, prompt_format) -> list[dict]:
         detail = r["direction"]
         if not math.isfinite(r["mean_ratio"]):
             detail += " (undefined: a base score is 0)"
-        elif not math.isfinite(r["ci_low"]):
+        elif boot is not None and not math.isfinite(r["ci_low"]):
             detail += " (no interval: some resamples have a base score of 0)"
         rows.append(_row(F3, r["model"], claim, f"{paper:+.2%}", stat, detail, r["mean_ratio"], r["ci_low"],
                          r["ci_high"], r["n_pairs"], needs, verdict))  # fmt: skip
