@@ -73,17 +73,22 @@ rule plot_finetune_gain:
 rule findings_tables:
     input:
         table="results/tables/results.csv",
+        evals=get_eval_results(),
+        predictions=get_eval_predictions(),
     output:
         **{
             f"{name}_csv": report(
                 f"results/tables/{name}.csv",
                 caption=f"../report/table_{name}.rst",
-                category="7 Tables",
+                category=(
+                    "0 A verdict per finding" if name == "verdicts" else "7 Tables"
+                ),
             )
             for name in FINDINGS_TABLES
         },
         **{f"{name}_md": f"results/tables/{name}.md" for name in FINDINGS_TABLES},
         metrics="results/tables/findings.json",
+        verdicts_metrics="results/tables/verdicts.json",
         provenance="results/tables/findings.json.provenance.json",
     log:
         "logs/findings_tables.log",
@@ -94,6 +99,7 @@ rule findings_tables:
         runtime=10,
     params:
         ft_sets=get_ft_set_tasks(),
+        eval_sets=get_eval_set_tasks(),
         analysis=get_analysis_settings(),
     script:
         "../scripts/findings_tables.py"

@@ -204,6 +204,18 @@ def get_eval_results():
     ]
 
 
+def get_eval_predictions():
+    """The per-item scores evaluation writes beside each result JSON (the paired bootstrap reads them)."""
+    return [p.replace(".json", ".predictions.jsonl") for p in get_eval_results()]
+
+
+def get_eval_set_tasks():
+    return {
+        name: config["data"]["datasets"][name]["task"]
+        for name in config["evaluate"]["eval_sets"]
+    }
+
+
 def get_ft_set_tasks():
     return {name: config["data"]["datasets"][name]["task"] for name in FT_SETS}
 
@@ -230,6 +242,12 @@ FINDINGS_TABLES = [
     "task_transfer_test",
     "learned_in_pretraining",
     "gain_table",
+    "task_transfer_paper",
+    "transfer_cluster_test",
+    "out_of_domain_paper",
+    "gain_by_group_paper",
+    "format_gaps",
+    "verdicts",
 ]
 FINDINGS_FIGURES = [
     "prompt_sensitivity",

@@ -487,3 +487,41 @@ def test_findings_summary_is_plain_json_with_headline_numbers(study):
     }  # fmt: skip
     assert m["learned_in_pretraining"]["animals_nli"] == "not learned"
     assert m["in_domain_gain_by_group"] == {"learned": {"0": 0.175, "400": 0.225}}
+
+
+# ---------------------------------------------------------------------------------------------- the study design
+
+
+def test_study_design_defaults_to_own_test_set_in_domain_and_the_rest_of_the_family_out_of_domain():
+    from ptft.analysis import study_design
+
+    ft_sets = {"places_nli": "nli", "news_sum": "summarisation", "tulu": "instruction"}
+    eval_sets = {"places_nli": "nli", "animals_nli": "nli", "news_sum": "summarisation", "story_sum": "summarisation"}
+    design = study_design(ft_sets, eval_sets)
+    assert design["places_nli"] == {"task": "nli", "in_domain": ["places_nli"], "out_of_domain": ["animals_nli"]}
+    assert design["news_sum"]["out_of_domain"] == ["story_sum"]
+    assert design["tulu"] == {"task": "instruction", "in_domain": [], "out_of_domain": []}
+    # the paper's Table 1: a second in-domain set leaves the out-of-domain list
+    given = study_design(ft_sets, eval_sets, {"places_nli": {"in_domain": ["places_nli", "animals_nli"]}})
+    assert (
+        given["places_nli"]["in_domain"] == ["places_nli", "animals_nli"] and given["places_nli"]["out_of_domain"] == []
+    )
+
+
+@pytest.mark.parametrize(
+    "given, error",
+    [
+        ({"rte": {}}, "analysis.design: \\['rte'\\] are not training sets"),
+        (
+            {"places_nli": {"out_of_domain": ["qqp"]}},
+            "analysis.design.places_nli.out_of_domain: 'qqp' is not an eval set",
+        ),
+        ({"places_nli": {"out_of_domain": ["news_sum"]}}, "'news_sum' is a summarisation set"),
+        ({"places_nli": {"in_domain": ["places_nli"], "out_of_domain": ["places_nli"]}}, "both in-domain and out-of"),
+    ],
+)
+def test_study_design_names_the_bad_key(given, error):
+    from ptft.analysis import study_design
+
+    with pytest.raises((KeyError, ValueError), match=error):
+        study_design({"places_nli": "nli"}, {"places_nli": "nli", "news_sum": "summarisation"}, given)

@@ -448,6 +448,8 @@ def base_curves_by_group_figure(
     df: pd.DataFrame, groups: pd.DataFrame, prompt_format: str = DEFAULT_FORMAT, shots: int | None = None
 ) -> Figure:
     """`base_curves_figure` with panels by the `learned_in_pretraining` group instead of task family."""
+    if "prompt_format" in groups.columns:  # the evidence table also groups lm-eval benchmark rows
+        groups = groups[groups["prompt_format"] == prompt_format]
     g = groups.set_index(["model", "eval_set"])["group"]
     keyed = pd.MultiIndex.from_frame(df[["model", "eval_set"]])
     grouped = df.assign(task=g.reindex(keyed).fillna("ungrouped").to_numpy())

@@ -91,7 +91,18 @@ def test_findings_tables_and_report(study):
         assert (study / f"results/tables/{name}.md").read_text().startswith("# ")
     groups = pd.read_csv(study / "results/tables/learned_in_pretraining.csv")
     assert set(groups["eval_set"]) == set(config["evaluate"]["eval_sets"])
-    assert set(groups["group"]) <= {"learned", "not learned"}
+    assert set(groups["group"]) <= {"learned", "not learned", "undecided"}
+    assert groups[["ci_low", "ci_high"]].notna().all().all()  # paired intervals from the per-item scores
+    verdicts = pd.read_csv(study / "results/tables/verdicts.csv")
+    assert [f[0] for f in dict.fromkeys(verdicts["finding"])] == ["1", "2", "3", "4", "5"]
+    assert set(verdicts["verdict"]) <= {"reproduced", "contradicted", "inconclusive", "not applicable"}
+    assert (study / "results/tables/verdicts.md").read_text().startswith("# Does this study reproduce the paper?")
+    assert json.loads((study / "results/tables/verdicts.json").read_text())
+    for name in ("out_of_domain_paper", "gain_by_group_paper", "format_gaps"):
+        table = pd.read_csv(study / f"results/tables/{name}.csv")
+        assert len(table) > 0 and table[["ci_low", "ci_high"]].notna().all().all(), name
+    # the miniature's summarisation bases score ROUGE 0, so a transfer ratio may be undefined: rows, not intervals
+    assert len(pd.read_csv(study / "results/tables/task_transfer_paper.csv")) == 2
     curves = pd.read_csv(study / "results/tables/finetune_curves.csv")
     assert set(curves["step"]) == set(steps) and set(curves["ft_set"]) == set(config["finetune"]["ft_sets"])
     findings = json.loads((study / "results/tables/findings.json").read_text())
@@ -103,6 +114,7 @@ def test_findings_tables_and_report(study):
     for fig in ("prompt_sensitivity", "ratio_of_change", "gain_by_group", "base_curves_by_group", "finetune_curves"):
         assert f"results/figures/{fig}.png" in html, fig
     assert "Finding 5 (paper Table 6" in html  # a caption made it in
+    assert "A verdict per finding" in html and "Does this study reproduce the paper?" in html
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed")
