@@ -764,3 +764,29 @@ def test_token_prob_picks_the_label_of_the_most_probable_subtoken_in_one_pass(
         assert "token" not in predictions[0]
         # one sequence per (item, label word): the three label words' continuations differ
         assert seen["sequences"] == 4 * 3
+
+
+def test_eval_head_shots_are_the_first_test_items_never_the_scored_one():
+    # The authors' scheme (fewshot_source: eval_head): every item is shown the first k test items; lm-eval's
+    # first_n sampler skips the scored item, so item 0 sees items 1-2 and item 3 sees items 0-1.
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+
+    nli = get_task("nli")
+    records = [
+        {"id": f"h{i}", "premise": f"Tobin has {n} cats.", "hypothesis": "Tobin has pets.", "label": "entailment"}
+        for i, n in enumerate(("two", "three", "four", "five"))
+    ]
+    train = [{"id": "t0", "premise": "Mira is tall.", "hypothesis": "Mira is short.", "label": "contradiction"}]
+    dataset = datasets.DatasetDict(
+        {"test": datasets.Dataset.from_list(records), "train": datasets.Dataset.from_list(train)}
+    )
+    lm_task = ConfigurableTask(config=ev.task_config("head", nli, "io", 2, dataset, fewshot_source="eval_head"))
+    lm_task.set_fewshot_seed(SEED)
+    shot = {r["id"]: nli.render(r, "io") + TARGET_DELIMITER + r["label"] + FEWSHOT_DELIMITER for r in records}
+    assert lm_task.fewshot_context(dataset["test"][0], 2) == shot["h1"] + shot["h2"] + nli.render(records[0], "io")
+    assert lm_task.fewshot_context(dataset["test"][3], 2) == shot["h0"] + shot["h1"] + nli.render(records[3], "io")
+    with pytest.raises(ValueError, match="4 shots requested, the test file has 3 usable records"):
+        ev.task_config("head", nli, "io", 4, dataset, fewshot_source="eval_head")
+    with pytest.raises(ValueError, match="fewshot_source must be one of"):
+        ev.task_config("head", nli, "io", 2, dataset, fewshot_source="first")

@@ -40,6 +40,9 @@ CI_LEVEL = 0.95
 BOOTSTRAP_CHUNK_ENTRIES = 8_000_000
 FEWSHOT_SPLIT = "train"
 TEST_SPLIT = "test"
+# evaluate.fewshot_source: shots drawn from the train split (ours), or the first k test items as the authors' code
+# took them (eval/predict_classification.py lines 154-163, eval/predict.py line 152)
+FEWSHOT_SOURCES = ("train", "eval_head")
 # lm-eval metric key for each of our metrics (the harness's "acc" is our "accuracy").
 _LM_EVAL_METRIC = {"accuracy": "acc", "rougeL": "rougeL"}
 
@@ -255,25 +258,32 @@ def task_config(
     dataset,
     scoring: Scoring = Scoring(),
     candidates: Sequence[tuple[int, str]] | None = None,
+    fewshot_source: str = "train",
 ) -> dict[str, Any]:
     """One lm-eval task config (a dict, as a YAML task would load) for an eval set in one format and shot count.
 
     A classification set scored with token_prob needs its candidates (candidate_tokens of the model's tokenizer):
     its choices are then one marked one-token continuation per candidate token, instead of one per label word.
+    fewshot_source "train" draws each item's shots from the train split with the seed; "eval_head" shows the first
+    test items (lm-eval's first_n sampler, which skips the scored item itself where the authors' code kept it).
     """
+    if fewshot_source not in FEWSHOT_SOURCES:
+        raise ValueError(f"evaluate.fewshot_source must be one of {FEWSHOT_SOURCES}, got {fewshot_source!r}")
     if prompt_format not in family.formats:
         raise KeyError(f"eval set {eval_set!r}: task {family.name!r} has no prompt format {prompt_format!r}")
-    if shots > len(dataset[FEWSHOT_SPLIT]):
+    pool_split = FEWSHOT_SPLIT if fewshot_source == "train" else TEST_SPLIT
+    usable = len(dataset[pool_split]) - (fewshot_source == "eval_head")  # the scored item is never its own shot
+    if shots > usable:
         raise ValueError(
-            f"eval set {eval_set!r}: {shots} shots requested, the train file has {len(dataset[FEWSHOT_SPLIT])} usable records"
+            f"eval set {eval_set!r}: {shots} shots requested, the {pool_split} file has {usable} usable records"
         )
     metric = _LM_EVAL_METRIC[family.metric]
     config: dict[str, Any] = {
         "task": _lm_task_name(eval_set, prompt_format, shots),
         "custom_dataset": functools.partial(_dataset, dataset=dataset),
         "test_split": TEST_SPLIT,
-        "fewshot_split": FEWSHOT_SPLIT,
-        "fewshot_config": {"sampler": "default"},
+        "fewshot_split": pool_split,
+        "fewshot_config": {"sampler": "default" if fewshot_source == "train" else "first_n"},
         "num_fewshot": shots,
         "doc_to_text": functools.partial(_render, family=family, prompt_format=prompt_format),
         "doc_to_target": functools.partial(_target, family=family),
@@ -554,7 +564,14 @@ def evaluate(
         for prompt_format in eval_cfg["prompt_formats"]:
             for shots in eval_cfg["shots"]:
                 config = task_config(
-                    eval_set, family, prompt_format, int(shots), dataset, scoring, candidates.get(family.name)
+                    eval_set,
+                    family,
+                    prompt_format,
+                    int(shots),
+                    dataset,
+                    scoring,
+                    candidates.get(family.name),
+                    eval_cfg.get("fewshot_source", "train"),
                 )
                 conditions[config["task"]] = (eval_set, family, prompt_format, int(shots))
                 configs.append(config)
