@@ -790,3 +790,24 @@ def test_eval_head_shots_are_the_first_test_items_never_the_scored_one():
         ev.task_config("head", nli, "io", 4, dataset, fewshot_source="eval_head")
     with pytest.raises(ValueError, match="fewshot_source must be one of"):
         ev.task_config("head", nli, "io", 2, dataset, fewshot_source="first")
+
+
+def test_native_benchmarks_take_the_papers_shots_and_split(eval_sets):
+    # On a real lm-eval Task (ours, with a validation split added): lm_eval_shots sets num_fewshot and
+    # lm_eval_split: validation makes lm-eval score the validation docs instead of the test docs.
+    from lm_eval.api.task import ConfigurableTask
+
+    dataset = ev.load_eval_set("places_nli", eval_sets["places_nli"])
+    config = {**ev.task_config("native", get_task("nli"), "io", 0, dataset), "validation_split": "train"}
+    task = ConfigurableTask(config=config)
+    assert [d["id"] for d in task.eval_docs] == dataset["test"]["id"]
+    ev.apply_native_settings("native", task, {})
+    assert task.get_config("num_fewshot") == 0 and task.has_test_docs()
+    ev.apply_native_settings("native", task, {"lm_eval_shots": 4, "lm_eval_split": "validation"})
+    assert task.get_config("num_fewshot") == 4
+    assert [d["id"] for d in task.eval_docs] == dataset["train"]["id"]
+    with pytest.raises(ValueError, match="lm_eval_split must be one of"):
+        ev.apply_native_settings("native", task, {"lm_eval_split": "test"})
+    no_validation = ConfigurableTask(config=ev.task_config("native", get_task("nli"), "io", 0, dataset))
+    with pytest.raises(ValueError, match="'native' has no validation split"):
+        ev.apply_native_settings("native", no_validation, {"lm_eval_split": "validation"})

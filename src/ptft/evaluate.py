@@ -333,6 +333,13 @@ def token_prob_lm(**kwargs):
     from lm_eval.models.huggingface import HFLM
 
     class TokenProbLM(HFLM):
+        def loglikelihood(self, requests, disable_tqdm=False):
+            # lm-eval encodes an empty context without _encode_pair, which would tokenise the mark itself
+            empty = [r for r in requests if r.args[0] == "" and _marked_token(r.args[1]) is not None]
+            if empty:
+                raise ValueError(f"TokenProb needs a prompt to predict after; {len(empty)} requests have an empty one")
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+
         def _encode_pair(self, context, continuation):
             token_id = _marked_token(continuation)
             if token_id is None:
@@ -415,38 +422,44 @@ def standin_config(spec: Mapping[str, Any], eval_sets: Mapping[str, Mapping[str,
 LM_EVAL_SPLITS = ("default", "validation")
 
 
-def native_task_override(name: str, eval_cfg: Mapping[str, Any]) -> str | dict[str, Any]:
-    """An lm-eval task by name, or a {"task": name, ...} config that lm-eval merges over the task's own YAML.
+def apply_native_settings(name: str, task, eval_cfg: Mapping[str, Any]) -> None:
+    """Set evaluate.lm_eval_shots and lm_eval_split on a loaded lm-eval Task (its public set_config).
 
-    evaluate.lm_eval_shots sets num_fewshot (null keeps the task's); evaluate.lm_eval_split "validation" drops the
-    test split so that lm-eval scores validation (its rule: test, else validation), as the paper's OLMo-Eval runs
-    did (the authors' scripts/exp_scripts/evaluate_it_model.sh: --split validation, num_shots=4).
+    lm_eval_shots sets num_fewshot (null keeps the task's own); lm_eval_split "validation" drops the test split so
+    that lm-eval scores validation (its rule: test, else validation), as the paper's OLMo-Eval runs did (the
+    authors' scripts/exp_scripts/evaluate_it_model.sh: --split validation, num_shots=4). Raises ValueError for an
+    unknown split value or a task without a validation split.
     """
     split = eval_cfg.get("lm_eval_split", "default")
     if split not in LM_EVAL_SPLITS:
         raise ValueError(f"evaluate.lm_eval_split must be one of {LM_EVAL_SPLITS}, got {split!r}")
-    override: dict[str, Any] = {}
     if eval_cfg.get("lm_eval_shots") is not None:
-        override["num_fewshot"] = int(eval_cfg["lm_eval_shots"])
+        task.set_config(key="num_fewshot", value=int(eval_cfg["lm_eval_shots"]))
     if split == "validation":
-        override["test_split"] = None
-    return {"task": name, **override} if override else name
+        if not task.has_validation_docs():
+            raise ValueError(f"evaluate.lm_eval_split: lm-eval task {name!r} has no validation split")
+        task.set_config(key="test_split", value=None)
 
 
-def check_native_tasks(names: Sequence[str], task_manager) -> None:
-    """Each name must be an lm-eval task whose data is already on this machine (nothing is downloaded here)."""
+def check_native_tasks(names: Sequence[str], task_manager) -> dict[str, Any]:
+    """Each name must be an lm-eval task whose data is already on this machine (nothing is downloaded here).
+
+    Returns the loaded lm-eval Task of each name.
+    """
     unknown = [n for n in names if n not in task_manager.all_tasks]
     if unknown:
         raise KeyError(f"evaluate.lm_eval_tasks: {unknown} are not lm-eval tasks (lm_eval {importlib.metadata.version('lm_eval')})")
+    loaded = {}
     for name in names:
         try:
-            task_manager.load([name])
+            loaded[name] = task_manager.load([name])["tasks"][name]
         except Exception as err:  # datasets raises several kinds (ConnectionError, FileNotFoundError, ValueError)
             raise RuntimeError(
                 f"evaluate.lm_eval_tasks: lm-eval task {name!r} could not load its dataset offline; "
                 f"its data must be downloaded first (run once with network access, HF_DATASETS_OFFLINE unset, "
                 f"so the datasets cache holds it). Cause: {type(err).__name__}: {err}"
             ) from err
+    return loaded
 
 
 def _native_prediction_row(sample: Mapping[str, Any]) -> dict[str, Any]:
@@ -581,10 +594,11 @@ def evaluate(
     native_names = [t for t in eval_cfg.get("lm_eval_tasks") or [] if isinstance(t, str)]
     # Indexing the harness's thousands of YAML tasks takes seconds: only when a native task needs it.
     task_manager = TaskManager(include_defaults=bool(native_names))
-    check_native_tasks(native_names, task_manager)
+    loaded = check_native_tasks(native_names, task_manager)
     for entry in eval_cfg.get("lm_eval_tasks") or []:
         if isinstance(entry, str):
-            configs.append(native_task_override(entry, eval_cfg))
+            apply_native_settings(entry, loaded[entry], eval_cfg)
+            configs.append(loaded[entry])
             native[entry] = entry
         else:
             configs.append(standin_config(entry, eval_sets, seed))
