@@ -433,6 +433,7 @@ def test_config_accepts_hub_sets_and_keeps_generated_specs_as_they_were():
         ({"task": "summarisation", "fields": {"document": "premise", "summary": "hypothesis"}},
          "only for classification tasks"),
         ({"domain": "news"}, r"should not be valid under \{'required': \['domain'\]\}"),
+        ({"train_fraction": 0.05}, "set n_train .* or train_fraction .*, not both"),
     ],
 )
 def test_config_checks_hub_specs(change, message):

@@ -122,6 +122,8 @@ def hub_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
     elif splits.get("train") == splits.get("test") and spec.get("n_test") is None:
         problems.append(f"{where}: splits.train and splits.test are both {splits['train']!r}; set n_test so that the "
                         "rest of the split can be the training set / few-shot pool (test rows are left out of it)")
+    if spec.get("train_fraction") is not None and spec.get("n_train") is not None:
+        problems.append(f"{where}: set n_train (rows) or train_fraction (a share of the split), not both")
     chat = spec.get("chat_template", "plain")
     if chat not in CHAT_TEMPLATES:
         problems.append(f"{where}.chat_template: {chat!r} is not one of {list(CHAT_TEMPLATES)}")
