@@ -52,11 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind", choices=("classification", "generation"), required=True)
     parser.add_argument("--out", type=Path, default=Path("/tmp/ptft-protocol-switches"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="test items per eval set (default: the config's)")
     args = parser.parse_args(argv)
 
     config = yaml.safe_load((args.root / args.config).read_text())
     settings = {k: v for k, v in config["evaluate"].items() if k not in ("eval_sets", "lm_eval_tasks", "threads")}
     settings["bootstrap_resamples"] = 0  # the means are compared, not their intervals
+    if args.limit is not None:
+        settings["limit"] = args.limit
     sets = _eval_sets(args.root, config["evaluate"]["eval_sets"], args.kind)
     table: dict[tuple, dict[str, float]] = {}
     for step in args.steps:
