@@ -444,8 +444,10 @@ def test_rouge_l_hand_computed():
     assert ev.rouge_l("the cat sat on the mat", "the cat lay on the mat") == pytest.approx(5 / 6)
     # P = 2/2, R = 2/4 -> F = 2PR/(P+R) = 2/3; case and punctuation are ignored by rouge-score's tokenizer
     assert ev.rouge_l("Red river.", "the red big river") == pytest.approx(2 / 3)
-    # Porter stemming: cats/cat, running/runs -> run; LCS "cat run" = 2 of 3 each way
-    assert ev.rouge_l("cats are running", "the cat runs") == pytest.approx(2 / 3)
+    # Porter stemming (rouge_stemmer: true): cats/cat, running/runs -> run; LCS "cat run" = 2 of 3 each way
+    assert ev.rouge_l("cats are running", "the cat runs", use_stemmer=True) == pytest.approx(2 / 3)
+    # without stemming (HF evaluate's default, the paper's) no token is shared: F = 0
+    assert ev.rouge_l("cats are running", "the cat runs") == 0.0
     assert ev.rouge_l("", "the cat") == 0.0
     assert ev.rouge_l("the cat", "the cat") == 1.0
 
@@ -591,3 +593,221 @@ def test_the_papers_native_tasks_resolve_and_missing_data_fails_clearly(native_t
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
     with pytest.raises(RuntimeError, match=r"lm-eval task 'arc_easy' could not load its dataset offline; its data must be downloaded"):
         ev.check_native_tasks(["arc_easy"], native_task_manager)
+
+
+# ---------------------------------------------------------------- the paper's protocol switches (issue 13)
+
+
+def test_rouge_with_and_without_stemming_hand_computed():
+    # "the dogs barked loudly" vs "the dog barks loudly": unstemmed, LCS "the loudly" = 2 of 4 each way -> F = 1/2;
+    # stemmed (Porter: dogs -> dog, barked/barks -> bark), all 4 tokens match -> F = 1
+    assert ev.rouge_l("the dogs barked loudly", "the dog barks loudly", use_stemmer=False) == pytest.approx(0.5)
+    assert ev.rouge_l("the dogs barked loudly", "the dog barks loudly", use_stemmer=True) == pytest.approx(1.0)
+    assert ev.Scoring.from_config({"rouge_stemmer": True}).rouge_stemmer is True
+    assert ev.Scoring.from_config({}).rouge_stemmer is False
+
+
+def test_a_multi_line_reference_copied_whole_scores_one_and_the_paper_setting_does_not_cut_it(eval_sets):
+    # CNN/DM highlights keep one sentence per line; a perfect copy must score 1.0 ...
+    reference = "Rain fell on Pelbo.\nThe river rose.\nTobin sold a boat."
+    assert ev.rouge_l(reference, reference) == 1.0
+    # ... and a copy cut at the first newline (ptft's default stop) keeps 4 of 11 tokens: P = 1, R = 4/11,
+    # F = 2 * 4/11 / (1 + 4/11) = 8/15
+    assert ev.rouge_l(reference.split("\n")[0], reference) == pytest.approx(8 / 15)
+    summarisation = get_task("summarisation")
+    dataset = ev.load_eval_set("news_sum", eval_sets["news_sum"])
+    ours = ev.task_config("news_sum", summarisation, "default", 0, dataset)
+    assert ours["generation_kwargs"]["until"] == ["\n"]
+    paper = ev.Scoring.from_config({"stop_sequences": {"summarisation": [], "question_generation": []}})
+    config = ev.task_config("news_sum", summarisation, "default", 0, dataset, paper)
+    assert config["generation_kwargs"]["until"] == [] and config["generation_kwargs"]["max_gen_toks"] == 60
+    with pytest.raises(KeyError, match="unknown task family 'summary'"):
+        ev.Scoring.from_config({"stop_sequences": {"summary": []}})
+    with pytest.raises(ValueError, match="evaluate.classification must be one of"):
+        ev.Scoring.from_config({"classification": "logprob"})
+
+
+def test_question_generation_io_shows_bare_answers_when_the_set_gives_them():
+    qg = get_task("question_generation")
+    tagged = {"context": "Mira keeps a cat.", "answer": "Answer A: a cat Answer B: a dog", "question": "What?"}
+    assert qg.render(tagged, "io") == "Mira keeps a cat. Answer A: a cat Answer B: a dog"
+    bare = {**tagged, "answers": "a cat a dog"}
+    assert qg.render(bare, "io") == "Mira keeps a cat. a cat a dog"
+    assert qg.render(bare, "default") == qg.render(tagged, "default")  # the other formats keep the tags
+    assert qg.render({**tagged, "answers": None}, "io") == qg.render(tagged, "io")
+
+
+# A byte-level BPE written by hand, so that the label words split as the test needs: "entailment" -> ent + ailment,
+# " entailment" -> Ġent + ailment, "neutral" and " neutral" one token each, "contradiction" one byte per letter.
+_MERGES = [
+    ("e", "n"), ("en", "t"), ("Ġ", "ent"), ("a", "i"), ("ai", "l"), ("m", "ent"), ("ail", "ment"),
+    ("n", "e"), ("ne", "u"), ("neu", "t"), ("neut", "r"), ("neutr", "a"), ("neutra", "l"), ("Ġ", "neutral"),
+]
+
+
+def _hand_bpe():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    for left, right in _MERGES:
+        vocab[left + right] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    bpe = Tokenizer(models.BPE(vocab=vocab, merges=_MERGES))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def test_candidate_tokens_are_every_subtoken_with_and_without_the_space_in_the_authors_order():
+    tokenizer = _hand_bpe()
+    assert tokenizer.tokenize("entailment") == ["ent", "ailment"]
+    assert tokenizer.tokenize(" entailment") == ["Ġent", "ailment"]
+    assert tokenizer.tokenize(" neutral") == ["Ġneutral"]
+    candidates = ev.candidate_tokens(tokenizer, ("entailment", "neutral", "contradiction"))
+    named = [(tokenizer.convert_ids_to_tokens(t), w) for t, w in candidates]
+    # bare words first (entailment, neutral, contradiction), then spaced ones; a token already claimed keeps its
+    # first label ("c", "o", "n", ... of contradiction; "ailment" of entailment)
+    assert named == [
+        ("ent", "entailment"), ("ailment", "entailment"), ("neutral", "neutral"),
+        ("c", "contradiction"), ("o", "contradiction"), ("n", "contradiction"), ("t", "contradiction"),
+        ("r", "contradiction"), ("a", "contradiction"), ("d", "contradiction"), ("i", "contradiction"),
+        ("Ġent", "entailment"), ("Ġneutral", "neutral"), ("Ġ", "contradiction"),
+    ]
+    assert ev.choose_token([-3.0, -1.0, -1.0], candidates[:3]) == (candidates[1][0], "entailment")  # first max
+
+
+# Fixed logits: a Phi model (its output layer has a bias) whose final LayerNorm is zeroed returns the output bias as
+# the logits at every position, whatever the prompt. Bias: "ent" 3, "Ġneutral" 2, "ailment" -10, every other token 0.
+FIXED_LOGITS = {"ent": 3.0, "Ġneutral": 2.0, "ailment": -10.0}
+
+
+@pytest.fixture(scope="module")
+def fixed_logits_model(tmp_path_factory):
+    import torch
+    from transformers import PhiConfig, PhiForCausalLM
+
+    tokenizer = _hand_bpe()
+    config = PhiConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=4096,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    model = PhiForCausalLM(config)
+    with torch.no_grad():
+        model.model.final_layernorm.weight.zero_()
+        model.model.final_layernorm.bias.zero_()
+        model.lm_head.bias.zero_()
+        for token, logit in FIXED_LOGITS.items():
+            model.lm_head.bias[tokenizer.convert_tokens_to_ids(token)] = logit
+    folder = tmp_path_factory.mktemp("fixed-logits")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "provenance.json").write_text(json.dumps({"model": "fixed", "step": 0, "tokens": 0}))
+    return folder
+
+
+def _count_sequences(monkeypatch):
+    """Wrap ev._load_model so that every forward pass of the loaded model adds its batch size to the count."""
+    seen = {"sequences": 0, "passes": 0}
+    load = ev._load_model
+
+    def counting_load(*args, **kwargs):
+        model, tokenizer = load(*args, **kwargs)
+
+        def hook(_module, args, kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            seen["sequences"] += int(ids.shape[0])
+            seen["passes"] += 1
+
+        model.register_forward_pre_hook(hook, with_kwargs=True)
+        return model, tokenizer
+
+    monkeypatch.setattr(ev, "_load_model", counting_load)
+    return seen
+
+
+@pytest.mark.parametrize("classification", ["token_prob", "loglikelihood"])
+def test_token_prob_picks_the_label_of_the_most_probable_subtoken_in_one_pass(
+    fixed_logits_model, eval_sets, tmp_path, monkeypatch, classification
+):
+    # By hand, from FIXED_LOGITS (log Z the same for every token):
+    # - TokenProb: the most probable candidate is "ent" (logit 3 > Ġneutral 2 > 0), a subtoken of entailment, so
+    #   every item is predicted "entailment", by the token "ent" (bare, though the prompt ends at the colon).
+    # - whole-word log-likelihood: " neutral" = Ġneutral (2 - log Z) beats " entailment" = Ġent + ailment
+    #   (0 - 10 - 2 log Z) and " contradiction" (14 tokens, -14 log Z): every item is predicted "neutral".
+    seen = _count_sequences(monkeypatch)
+    cfg = {**EVAL_CFG, "prompt_formats": ["default"], "shots": [0], "limit": 4, "classification": classification}
+    out, predictions = _run(fixed_logits_model, {"places_nli": eval_sets["places_nli"]}, tmp_path, cfg)
+    assert len(predictions) == 4
+    expected = "entailment" if classification == "token_prob" else "neutral"
+    assert [p["prediction"] for p in predictions] == [expected] * 4
+    targets = [r["label"] for r in read_jsonl(eval_sets["places_nli"]["test"])[:4]]
+    assert [p["score"] for p in predictions] == [float(t == expected) for t in targets]
+    assert out["results"][0]["value"] == pytest.approx(np.mean([t == expected for t in targets]))
+    if classification == "token_prob":
+        assert {(p["token"], p["token_id"]) for p in predictions} == {("ent", _hand_bpe().convert_tokens_to_ids("ent"))}
+        assert out["provenance"]["classification"] == "token_prob"
+        assert out["provenance"]["token_prob_candidates"]["nli"][0] == {
+            "token_id": _hand_bpe().convert_tokens_to_ids("ent"), "token": "ent", "label": "entailment"
+        }
+        # lm-eval's HFLM answered the 14 one-token continuations of each item from one forward pass of its prompt
+        assert seen["sequences"] == 4
+    else:
+        assert "token" not in predictions[0]
+        # one sequence per (item, label word): the three label words' continuations differ
+        assert seen["sequences"] == 4 * 3
+
+
+def test_eval_head_shots_are_the_first_test_items_never_the_scored_one():
+    # The authors' scheme (fewshot_source: eval_head): every item is shown the first k test items; lm-eval's
+    # first_n sampler skips the scored item, so item 0 sees items 1-2 and item 3 sees items 0-1.
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+
+    nli = get_task("nli")
+    records = [
+        {"id": f"h{i}", "premise": f"Tobin has {n} cats.", "hypothesis": "Tobin has pets.", "label": "entailment"}
+        for i, n in enumerate(("two", "three", "four", "five"))
+    ]
+    train = [{"id": "t0", "premise": "Mira is tall.", "hypothesis": "Mira is short.", "label": "contradiction"}]
+    dataset = datasets.DatasetDict(
+        {"test": datasets.Dataset.from_list(records), "train": datasets.Dataset.from_list(train)}
+    )
+    lm_task = ConfigurableTask(config=ev.task_config("head", nli, "io", 2, dataset, fewshot_source="eval_head"))
+    lm_task.set_fewshot_seed(SEED)
+    shot = {r["id"]: nli.render(r, "io") + TARGET_DELIMITER + r["label"] + FEWSHOT_DELIMITER for r in records}
+    assert lm_task.fewshot_context(dataset["test"][0], 2) == shot["h1"] + shot["h2"] + nli.render(records[0], "io")
+    assert lm_task.fewshot_context(dataset["test"][3], 2) == shot["h0"] + shot["h1"] + nli.render(records[3], "io")
+    with pytest.raises(ValueError, match="4 shots requested, the test file has 3 usable records"):
+        ev.task_config("head", nli, "io", 4, dataset, fewshot_source="eval_head")
+    with pytest.raises(ValueError, match="fewshot_source must be one of"):
+        ev.task_config("head", nli, "io", 2, dataset, fewshot_source="first")
+
+
+def test_native_benchmarks_take_the_papers_shots_and_split(eval_sets):
+    # On a real lm-eval Task (ours, with a validation split added): lm_eval_shots sets num_fewshot and
+    # lm_eval_split: validation makes lm-eval score the validation docs instead of the test docs.
+    from lm_eval.api.task import ConfigurableTask
+
+    dataset = ev.load_eval_set("places_nli", eval_sets["places_nli"])
+    config = {**ev.task_config("native", get_task("nli"), "io", 0, dataset), "validation_split": "train"}
+    task = ConfigurableTask(config=config)
+    assert [d["id"] for d in task.eval_docs] == dataset["test"]["id"]
+    ev.apply_native_settings("native", task, {})
+    assert task.get_config("num_fewshot") == 0 and task.has_test_docs()
+    ev.apply_native_settings("native", task, {"lm_eval_shots": 4, "lm_eval_split": "validation"})
+    assert task.get_config("num_fewshot") == 4
+    assert [d["id"] for d in task.eval_docs] == dataset["train"]["id"]
+    with pytest.raises(ValueError, match="lm_eval_split must be one of"):
+        ev.apply_native_settings("native", task, {"lm_eval_split": "test"})
+    no_validation = ConfigurableTask(config=ev.task_config("native", get_task("nli"), "io", 0, dataset))
+    with pytest.raises(ValueError, match="'native' has no validation split"):
+        ev.apply_native_settings("native", no_validation, {"lm_eval_split": "validation"})

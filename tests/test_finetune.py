@@ -15,7 +15,18 @@ import pytest
 import torch
 
 from ptft.checkpoints import pretrain, train_tokenizer
-from ptft.finetune import IGNORE_INDEX, collate, encode_example, finetune, pack
+from ptft.finetune import (
+    IGNORE_INDEX,
+    build_trainer,
+    collate,
+    encode_conversation,
+    encode_example,
+    example_index,
+    example_weighted_loss,
+    finetune,
+    load_examples,
+    pack,
+)
 from ptft.tasks import get_task
 
 WORDS = "the a cat dog bird sat ran flew on under over mat tree house red big small city river near far".split()
@@ -290,6 +301,134 @@ def test_the_loss_is_the_mean_over_the_batchs_completion_tokens(checkpoint, toke
     with torch.no_grad():
         expected = model(**pack(examples), use_cache=False).loss.item()
     assert log(tmp_path / "out")[0]["loss"] == pytest.approx(expected, abs=1e-5)
+
+
+# ---------------------------------------------------------------- the paper's recipe: loss weighting, clipping, Tulu turns
+
+
+def test_example_weighted_loss_on_two_examples_of_different_lengths_hand_computed():
+    # Vocabulary of 2. Example A has 1 labelled token, predicted from logits (0, 0): loss ln 2. Example B has 3,
+    # label 1 predicted from logits (ln 3, 0): p = 1/4, loss ln 4 = 2 ln 2 each.
+    # example weighting: (ln 2 + 2 ln 2) / 2 = 1.5 ln 2; token weighting: (ln 2 + 3 x 2 ln 2) / 4 = 1.75 ln 2.
+    ln2, b = torch.log(torch.tensor(2.0)), [torch.log(torch.tensor(3.0)), 0.0]
+    padded_logits = torch.zeros(2, 4, 2)
+    padded_logits[1, :3] = torch.tensor(b)
+    padded_labels = torch.tensor([[IGNORE_INDEX, 0, IGNORE_INDEX, IGNORE_INDEX], [IGNORE_INDEX, 1, 1, 1]])
+    loss = example_weighted_loss(padded_logits, padded_labels, example_index(padded_labels))
+    assert loss.item() == pytest.approx(1.5 * ln2.item(), rel=1e-6)
+    token_mean = torch.nn.functional.cross_entropy(
+        padded_logits[:, :-1].reshape(-1, 2), padded_labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+    )
+    assert token_mean.item() == pytest.approx(1.75 * ln2.item(), rel=1e-6)
+    # the same two examples packed into one row (A: 2 positions, B: 4), as ptft.finetune.pack lays them out
+    packed_logits = torch.zeros(1, 6, 2)
+    packed_logits[0, 2:5] = torch.tensor(b)
+    packed_labels = torch.tensor([[IGNORE_INDEX, 0, IGNORE_INDEX, 1, 1, 1]])
+    owners = example_index(packed_labels, [2, 4])
+    assert owners.tolist() == [[0, 0, 1, 1, 1, 1]]
+    assert example_weighted_loss(packed_logits, packed_labels, owners).item() == pytest.approx(1.5 * ln2.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="do not tile"):
+        example_index(packed_labels, [2, 3])
+
+
+@pytest.mark.parametrize("micro_batch_size", [1, 2])
+def test_example_weighting_makes_step_one_the_mean_of_the_examples_mean_losses(
+    checkpoint, tokenizer, tmp_path, micro_batch_size
+):
+    """Step 1's logged loss (before any update) is the mean over the 4 examples of each one's mean token loss,
+    whether the batch is 4 x 1 accumulated (the authors' 8 x 1 in miniature) or 2 packed x 2."""
+    from transformers import AutoModelForCausalLM
+
+    rng = random.Random(11)
+    # summaries of 1, 3, 6 and 10 words: token weighting lets the long ones dominate, example weighting does not
+    rows = [{"id": f"s{i}", "document": sentence(rng, 8, 12), "summary": sentence(rng, n, n)} for i, n in enumerate((1, 3, 6, 10))]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    task = get_task("summarisation")
+    examples = [encode_example(tokenizer, task.render(r, "default"), task.completion(r), 96) for r in rows]
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    per_example = []
+    with torch.no_grad():
+        for e in examples:
+            per_example.append(model(**collate([e], tokenizer.eos_token_id), use_cache=False).loss.item())
+        token_mean = model(**pack(examples), use_cache=False).loss.item()
+    expected = sum(per_example) / len(per_example)
+    assert abs(expected - token_mean) > 1e-3  # the two weightings really differ on this batch
+    cfg = dict(FT_CFG, epochs=1, micro_batch_size=micro_batch_size, loss_weighting="example")
+    finetune(checkpoint, train, "summarisation", "sum", cfg, tmp_path / "out", threads=1)
+    assert log(tmp_path / "out")[0]["loss"] == pytest.approx(expected, abs=1e-5)
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert provenance["config"]["loss_weighting"] == "example"
+
+
+def test_max_grad_norm_null_turns_clipping_off_and_an_unknown_weighting_fails(checkpoint, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    data = [{"input_ids": [1, 2, 3], "labels": [IGNORE_INDEX, 2, 3]}]
+    common = dict(ft_set="para", state_dir=tmp_path / "s", log_file=tmp_path / "log.jsonl", pad_token_id=0)
+    assert build_trainer(model, data, dict(FT_CFG, max_grad_norm=None), **common).args.max_grad_norm == 0.0
+    assert build_trainer(model, data, dict(FT_CFG, max_grad_norm=0.5), **common).args.max_grad_norm == 0.5
+    assert build_trainer(model, data, FT_CFG, **common).args.max_grad_norm == 1.0  # the schema's default
+    trainer = build_trainer(model, data, dict(FT_CFG, loss_weighting="example"), **common)
+    assert trainer.plan["loss_weighting"] == "example" and trainer.model_accepts_loss_kwargs is False
+    with pytest.raises(ValueError, match="loss_weighting must be one of"):
+        build_trainer(model, data, dict(FT_CFG, loss_weighting="sequence"), **common)
+
+
+TWO_TURNS = [
+    {"role": "user", "content": "Name a colour."},
+    {"role": "assistant", "content": "Blue. "},
+    {"role": "user", "content": "Another?"},
+    {"role": "assistant", "content": "Red."},
+]
+
+
+def test_tulu_two_turn_conversation_token_by_token_with_its_loss_mask(tokenizer):
+    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    eos = tokenizer.eos_token_id
+    example = encode_conversation(tokenizer, TWO_TURNS, max_length=512)
+    # open-instruct's text: <|user|>\n + content + \n, <|assistant|>\n + content + EOS + \n, last newline stripped;
+    # no space after <|assistant|>\n; contents stripped ("Blue. " -> "Blue.")
+    segments = [
+        (ids("<|user|>\nName a colour.\n"), False),
+        (ids("<|assistant|>\n"), False),
+        (ids("Blue.") + [eos] + ids("\n"), True),
+        (ids("<|user|>\nAnother?\n"), False),
+        (ids("<|assistant|>\n"), False),
+        (ids("Red.") + [eos], True),
+    ]
+    assert example.input_ids == [t for seg, _ in segments for t in seg]
+    assert example.labels == [t if loss else IGNORE_INDEX for seg, loss in segments for t in seg]
+    text = tokenizer.decode(example.input_ids)
+    assert text == (
+        f"<|user|>\nName a colour.\n<|assistant|>\nBlue.{tokenizer.eos_token}\n"
+        f"<|user|>\nAnother?\n<|assistant|>\nRed.{tokenizer.eos_token}"
+    )
+    trained = tokenizer.decode([t for t in example.labels if t != IGNORE_INDEX])
+    assert trained == f"Blue.{tokenizer.eos_token}\nRed.{tokenizer.eos_token}"  # both answers, each with EOS
+    assert not example.truncated
+    cut = encode_conversation(tokenizer, TWO_TURNS, max_length=5)
+    assert cut.input_ids == example.input_ids[:5] and cut.truncated
+    with pytest.raises(ValueError, match="role 'tool'"):
+        encode_conversation(tokenizer, [{"role": "tool", "content": "x"}], 64)
+
+
+def test_instruction_records_train_every_assistant_turn_or_only_the_last(tokenizer, tmp_path):
+    from ptft.hubdata import render_conversation_completion, render_conversation_prompt
+
+    record = {
+        "id": "t0",
+        "prompt": render_conversation_prompt(TWO_TURNS),
+        "completion": render_conversation_completion(TWO_TURNS),
+        "messages": TWO_TURNS,
+    }
+    train = write_jsonl(tmp_path / "train.jsonl", [record])
+    (every,) = load_examples(train, "instruction", tokenizer, 512, None, 0, assistant_turns="all")
+    assert every == encode_conversation(tokenizer, TWO_TURNS, 512)
+    (last,) = load_examples(train, "instruction", tokenizer, 512, None, 0, assistant_turns="last")
+    # the last turn only, right after "<|assistant|>\n" with no space, then EOS
+    assert last == encode_example(tokenizer, record["prompt"], "Red.", 512)
+    assert tokenizer.decode([t for t in last.labels if t != IGNORE_INDEX]) == f"Red.{tokenizer.eos_token}"
 
 
 # ---------------------------------------------------------------- LoRA

@@ -21,7 +21,7 @@ import pytest
 from hubserver import FakeHub
 from ptft import hubdata
 from ptft.config import ConfigError, validate
-from ptft.tasks import TARGET_DELIMITER, get_task
+from ptft.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 N_MNLI = 60
@@ -274,12 +274,37 @@ def test_tulu_conversations_become_prompt_and_completion(hub, tmp_path):
         "id": "tulu-train-0",
         "prompt": "<|system|>\nBe brief.\n<|user|>\nName a colour.\n<|assistant|>\nBlue.\n<|user|>\nAnother?\n<|assistant|>\n",
         "completion": "Red.",
+        # every turn, contents stripped, for the loss on every assistant turn (finetune assistant_turns: all)
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue."},
+            {"role": "user", "content": "Another?"},
+            {"role": "assistant", "content": "Red."},
+        ],
     }
     assert (out / "test.jsonl").read_text() == ""
-    # What fine-tuning trains on: the prompt (every format is the prompt itself), then delimiter + completion.
+    # What fine-tuning trains on: the prompt (every format is the prompt itself), then the completion with no
+    # space after "<|assistant|>\n", as open-instruct renders it.
     family = get_task("instruction")
     assert family.render(train[1], "default") == "<|user|>\nHi\n<|assistant|>\n"
-    assert family.completion(train[1]) == TARGET_DELIMITER + "Hello"
+    assert family.completion(train[1]) == "Hello"
+
+
+def test_train_fraction_draws_the_authors_share_of_the_split(hub, tmp_path):
+    # process_tulu_v2(percentage): int(rows x percentage) after shuffle(seed); 2 rows x 0.5 -> 1, 2 x 0.4 -> 0 rows
+    spec = {"task": "instruction", "source": "hub", "hub": {"repo": "allenai/tulu-v2-sft-mixture"},
+            "splits": {"train": "train", "test": None}, "n_train": None, "n_test": None, "train_fraction": 0.5,
+            "fields": {"prompt": "messages", "completion": "messages"}}
+    proc, out = prepare(hub, tmp_path, "tulu", spec)
+    _ok(proc)
+    (row,) = _rows(out / "train.jsonl")
+    import datasets
+
+    shuffled = datasets.Dataset.from_list(TULU).shuffle(seed=42, keep_in_memory=True)
+    assert row["completion"] == shuffled[0]["messages"][-1]["content"].strip()
+    card = json.loads((out / "card.json").read_text())
+    assert card["sizes"]["train"]["rows_in_split"] == 2 and card["sizes"]["train"]["rows_sampled"] == 1
 
 
 def test_script_repo_points_to_the_parquet_conversion_which_loads(hub, tmp_path):
@@ -408,6 +433,7 @@ def test_config_accepts_hub_sets_and_keeps_generated_specs_as_they_were():
         ({"task": "summarisation", "fields": {"document": "premise", "summary": "hypothesis"}},
          "only for classification tasks"),
         ({"domain": "news"}, r"should not be valid under \{'required': \['domain'\]\}"),
+        ({"train_fraction": 0.05}, "set n_train .* or train_fraction .*, not both"),
     ],
 )
 def test_config_checks_hub_specs(change, message):

@@ -47,3 +47,27 @@ def test_template_using_unknown_field_is_rejected():
             formats={"default": "{a} {b}", "instruct": "{a}", "io": "{a}"},
             metric="rougeL",
         )
+
+
+def test_instruction_answers_follow_the_assistant_cue_with_no_space():
+    # open-instruct renders "<|assistant|>\n" + content (the authors' open_instruct/finetune.py line 330)
+    record = {"id": "t", "prompt": "<|user|>\nHi\n<|assistant|>\n", "completion": "Hello"}
+    assert get_task("instruction").completion(record) == "Hello"
+    assert get_task("instruction").target_delimiter == "" and get_task("nli").target_delimiter == " "
+
+
+def test_question_generation_io_uses_the_optional_untagged_answers():
+    qg = get_task("question_generation")
+    record = {"id": "q", "context": "Ice is cold.", "answer": "Answer A: cold Answer B: hot", "question": "How?"}
+    assert qg.render(record, "io") == "Ice is cold. Answer A: cold Answer B: hot"
+    assert qg.render({**record, "answers": "cold hot"}, "io") == "Ice is cold. cold hot"
+    with pytest.raises(ValueError, match="falls back to 'missing'"):
+        TaskFamily(
+            name="bad",
+            kind="generation",
+            input_fields=("a",),
+            target_field="t",
+            formats={"default": "{a}", "instruct": "{a}", "io": "{b}"},
+            metric="rougeL",
+            optional_fields={"b": "missing"},
+        )

@@ -1,8 +1,16 @@
 """Evaluate one model (a base checkpoint or a fine-tuned one) on every eval set x prompt format x shot count.
 
 Prompts, label words, stop sequences and delimiters come from `ptft.tasks`; lm-evaluation-harness builds the
-few-shot contexts and runs the model (log-likelihood over label words for classification, greedy generation
-scored with ROUGE-L for generation); scoring and bootstrap intervals are the small pure functions below.
+few-shot contexts and runs the model; scoring and bootstrap intervals are the small pure functions below.
+Classification is scored one of two ways (evaluate.classification):
+- token_prob, the paper's TokenProb (Sun & Dredze, App. C.1; the authors' eval/utils.py get_next_word_predictions,
+  lines 108-143, called from eval/predict_classification.py lines 233-252): one forward pass over the prompt, the
+  next-token distribution, candidate tokens = the subtokens of every label word with and without a leading space;
+  the label of the most probable candidate token wins. Run through lm-eval as one-token log-likelihood requests,
+  which lm-eval's HFLM groups by context and answers from one forward pass (its Collator, group_by="contexts").
+- loglikelihood: lm-eval's log-likelihood of each whole label word (one continuation per label).
+Generation is greedy, scored with ROUGE-L (evaluate.rouge_stemmer) after stopping at EOS, max_new_tokens or the
+task's stop strings (evaluate.stop_sequences).
 """
 
 from __future__ import annotations
@@ -12,24 +20,29 @@ import importlib.metadata
 import logging
 import os
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ptft.provenance import provenance, read_jsonl, read_provenance, write_json, write_jsonl
-from ptft.tasks import FEWSHOT_DELIMITER, TARGET_DELIMITER, TaskFamily, get_task
+from ptft.tasks import FEWSHOT_DELIMITER, TaskFamily, get_task
 
 log = logging.getLogger(__name__)
 
-# rouge-score's own tokenizer lower-cases and keeps alphanumerics; Porter stemming as in the usual
-# summarisation reports (and in the rouge-score README).
-ROUGE_USE_STEMMER = True
+CLASSIFICATION_METHODS = ("token_prob", "loglikelihood")
+# A loglikelihood request whose continuation carries this mark is one candidate token of TokenProb: the number after
+# it is the token id, scored as the single next token after the context (TokenProbLM._encode_pair).
+TOKEN_MARK = "<ptft-token:"
 CI_LEVEL = 0.95
 # The bootstrap draws its index matrix in chunks of about this many entries (memory stays flat at paper scale).
 BOOTSTRAP_CHUNK_ENTRIES = 8_000_000
 FEWSHOT_SPLIT = "train"
 TEST_SPLIT = "test"
+# evaluate.fewshot_source: shots drawn from the train split (ours), or the first k test items as the authors' code
+# took them (eval/predict_classification.py lines 154-163, eval/predict.py line 152)
+FEWSHOT_SOURCES = ("train", "eval_head")
 # lm-eval metric key for each of our metrics (the harness's "acc" is our "accuracy").
 _LM_EVAL_METRIC = {"accuracy": "acc", "rougeL": "rougeL"}
 
@@ -37,16 +50,58 @@ _LM_EVAL_METRIC = {"accuracy": "acc", "rougeL": "rougeL"}
 # ---------------------------------------------------------------- scoring (pure)
 
 
-@functools.lru_cache(maxsize=1)
-def _rouge_scorer():
+@functools.lru_cache(maxsize=2)
+def _rouge_scorer(use_stemmer: bool):
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=ROUGE_USE_STEMMER)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
 
 
-def rouge_l(prediction: str, target: str) -> float:
-    """ROUGE-L F-measure of one prediction against one reference (rouge-score's tokenisation)."""
-    return float(_rouge_scorer().score(target, prediction)["rougeL"].fmeasure)
+def rouge_l(prediction: str, target: str, use_stemmer: bool = False) -> float:
+    """ROUGE-L F-measure in [0, 1] of one prediction against one reference (rouge-score's tokenisation).
+
+    use_stemmer=False is what HF `evaluate`'s rouge computes by default (evaluate 0.4.6, metrics/rouge/rouge.py,
+    `_compute(..., use_stemmer=False)`), the call the authors made (eval/eval_pred.py lines 33-34, no use_stemmer);
+    True applies rouge-score's Porter stemmer (evaluate.rouge_stemmer). rouge-score lower-cases and keeps
+    alphanumeric tokens only, so line breaks do not count: a perfect copy of a multi-line reference scores 1.0.
+    """
+    return float(_rouge_scorer(bool(use_stemmer)).score(target, prediction)["rougeL"].fmeasure)
+
+
+def candidate_tokens(tokenizer, label_words: Sequence[str]) -> list[tuple[int, str]]:
+    """TokenProb's candidate tokens: (token id, label word) for every subtoken of every label word, without and with
+    a leading space, in the authors' order (all bare words, then all spaced ones; eval/predict_classification.py
+    lines 234-241). A token shared by two label words belongs to the first in that order, as the authors' argmax over
+    the concatenated list returns the first maximum. Raises ValueError if a label word yields no token.
+    """
+    candidates: dict[int, str] = {}
+    for prefix in ("", " "):
+        for word in label_words:
+            ids = tokenizer(prefix + word, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise ValueError(f"label word {prefix + word!r} gives no tokens")
+            for token_id in ids:
+                candidates.setdefault(int(token_id), word)
+    return list(candidates.items())
+
+
+def token_continuation(token_id: int) -> str:
+    """The marked continuation string of a one-token TokenProb request (read back by TokenProbLM)."""
+    return f"{TOKEN_MARK}{int(token_id)}>"
+
+
+def _marked_token(continuation: str) -> int | None:
+    text = continuation.lstrip()
+    if not text.startswith(TOKEN_MARK):
+        return None
+    return int(text[len(TOKEN_MARK) : -1])
+
+
+def choose_token(loglikelihoods: Sequence[float], candidates: Sequence[tuple[int, str]]) -> tuple[int, str]:
+    """(token id, label word) of the most probable candidate token (the first one on ties, as torch.argmax)."""
+    if len(loglikelihoods) != len(candidates):
+        raise ValueError(f"{len(loglikelihoods)} log-probabilities for {len(candidates)} candidate tokens")
+    return tuple(candidates[int(np.argmax(np.asarray(loglikelihoods, dtype=float)))])
 
 
 def choose_label(loglikelihoods: Sequence[float], label_words: Sequence[str]) -> str:
@@ -120,7 +175,8 @@ def load_eval_set(name: str, spec: Mapping[str, Any]):
                 )
             family.target(record)  # label words checked here
         # Only the fields the task reads: Arrow needs one type per column, and nothing else is used.
-        splits[split] = [{f: record[f] for f in needed} for record in records]
+        optional = [f for f in family.optional_fields if any(f in r for r in records)]
+        splits[split] = [{**{f: record[f] for f in needed}, **{f: record.get(f) for f in optional}} for record in records]
     test_keys = {_record_key(family, r) for r in splits[TEST_SPLIT]}
     pool = [r for r in splits[FEWSHOT_SPLIT] if _record_key(family, r) not in test_keys]
     if len(pool) < len(splits[FEWSHOT_SPLIT]):
@@ -146,52 +202,151 @@ def _dataset(*_args: Any, dataset, **_kwargs: Any):
     return dataset
 
 
-def _process_results(doc: Mapping[str, Any], results: list, *, family: TaskFamily) -> dict[str, float]:
+@dataclass(frozen=True)
+class Scoring:
+    """How items are scored (the `evaluate:` protocol keys; schemas/config.schema.yaml documents each).
+
+    classification: "token_prob" | "loglikelihood"; rouge_stemmer: Porter stemming in ROUGE-L; stop_sequences:
+    task family -> stop strings of generation (a family not named keeps its ptft.tasks default).
+    """
+
+    classification: str = "loglikelihood"
+    rouge_stemmer: bool = False
+    stop_sequences: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, eval_cfg: Mapping[str, Any]) -> "Scoring":
+        classification = eval_cfg.get("classification", cls.classification)
+        if classification not in CLASSIFICATION_METHODS:
+            raise ValueError(f"evaluate.classification must be one of {CLASSIFICATION_METHODS}, got {classification!r}")
+        stops = eval_cfg.get("stop_sequences") or {}
+        for name, value in stops.items():
+            get_task(name)  # an unknown family fails by name
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"evaluate.stop_sequences.{name} must be a list of non-empty strings, got {value!r}")
+        return cls(classification, bool(eval_cfg.get("rouge_stemmer", cls.rouge_stemmer)), {k: tuple(v) for k, v in stops.items()})
+
+    def stop(self, family: TaskFamily) -> tuple[str, ...]:
+        return self.stop_sequences.get(family.name, family.stop)
+
+
+def _process_results(
+    doc: Mapping[str, Any],
+    results: list,
+    *,
+    family: TaskFamily,
+    scoring: Scoring,
+    candidates: Sequence[tuple[int, str]] | None = None,
+) -> dict[str, float]:
     """Per-item score from lm-eval's raw results, with our own scoring functions."""
     target = family.target(doc)
     if family.kind == "classification":
         loglikelihoods = [ll for ll, _is_greedy in results]
-        return {"acc": accuracy(choose_label(loglikelihoods, family.label_words), target)}
-    return {"rougeL": rouge_l(results[0], target)}
+        if candidates is not None:
+            prediction = choose_token(loglikelihoods, candidates)[1]
+        else:
+            prediction = choose_label(loglikelihoods, family.label_words)
+        return {"acc": accuracy(prediction, target)}
+    return {"rougeL": rouge_l(results[0], target, scoring.rouge_stemmer)}
 
 
-def task_config(eval_set: str, family: TaskFamily, prompt_format: str, shots: int, dataset) -> dict[str, Any]:
-    """One lm-eval task config (a dict, as a YAML task would load) for an eval set in one format and shot count."""
+def task_config(
+    eval_set: str,
+    family: TaskFamily,
+    prompt_format: str,
+    shots: int,
+    dataset,
+    scoring: Scoring = Scoring(),
+    candidates: Sequence[tuple[int, str]] | None = None,
+    fewshot_source: str = "train",
+) -> dict[str, Any]:
+    """One lm-eval task config (a dict, as a YAML task would load) for an eval set in one format and shot count.
+
+    A classification set scored with token_prob needs its candidates (candidate_tokens of the model's tokenizer):
+    its choices are then one marked one-token continuation per candidate token, instead of one per label word.
+    fewshot_source "train" draws each item's shots from the train split with the seed; "eval_head" shows the first
+    test items (lm-eval's first_n sampler, which skips the scored item itself where the authors' code kept it).
+    """
+    if fewshot_source not in FEWSHOT_SOURCES:
+        raise ValueError(f"evaluate.fewshot_source must be one of {FEWSHOT_SOURCES}, got {fewshot_source!r}")
     if prompt_format not in family.formats:
         raise KeyError(f"eval set {eval_set!r}: task {family.name!r} has no prompt format {prompt_format!r}")
-    if shots > len(dataset[FEWSHOT_SPLIT]):
+    pool_split = FEWSHOT_SPLIT if fewshot_source == "train" else TEST_SPLIT
+    usable = len(dataset[pool_split]) - (fewshot_source == "eval_head")  # the scored item is never its own shot
+    if shots > usable:
         raise ValueError(
-            f"eval set {eval_set!r}: {shots} shots requested, the train file has {len(dataset[FEWSHOT_SPLIT])} usable records"
+            f"eval set {eval_set!r}: {shots} shots requested, the {pool_split} file has {usable} usable records"
         )
     metric = _LM_EVAL_METRIC[family.metric]
     config: dict[str, Any] = {
         "task": _lm_task_name(eval_set, prompt_format, shots),
         "custom_dataset": functools.partial(_dataset, dataset=dataset),
         "test_split": TEST_SPLIT,
-        "fewshot_split": FEWSHOT_SPLIT,
-        "fewshot_config": {"sampler": "default"},
+        "fewshot_split": pool_split,
+        "fewshot_config": {"sampler": "default" if fewshot_source == "train" else "first_n"},
         "num_fewshot": shots,
         "doc_to_text": functools.partial(_render, family=family, prompt_format=prompt_format),
         "doc_to_target": functools.partial(_target, family=family),
-        "target_delimiter": TARGET_DELIMITER,
+        "target_delimiter": family.target_delimiter,
         "fewshot_delimiter": FEWSHOT_DELIMITER,
-        "process_results": functools.partial(_process_results, family=family),
+        "process_results": functools.partial(
+            _process_results, family=family, scoring=scoring, candidates=_token_prob_candidates(family, scoring, candidates)
+        ),
         "metric_list": [{"metric": metric, "aggregation": "mean", "higher_is_better": True}],
         "metadata": {"version": 1, "eval_set": eval_set, "prompt_format": prompt_format, "shots": shots},
     }
     if family.kind == "classification":
-        config.update(output_type="multiple_choice", doc_to_choice=list(family.label_words))
+        token_prob = _token_prob_candidates(family, scoring, candidates)
+        choices = [token_continuation(t) for t, _ in token_prob] if token_prob else list(family.label_words)
+        # doc_to_target stays the label word: it is what the few-shot examples show after the delimiter
+        config.update(output_type="multiple_choice", doc_to_choice=choices)
     else:
         config.update(
             output_type="generate_until",
             generation_kwargs={
-                "until": list(family.stop),
+                "until": list(scoring.stop(family)),
                 "max_gen_toks": family.max_new_tokens,
                 "do_sample": False,
                 "temperature": 0.0,
             },
         )
     return config
+
+
+def _token_prob_candidates(
+    family: TaskFamily, scoring: Scoring, candidates: Sequence[tuple[int, str]] | None
+) -> list[tuple[int, str]] | None:
+    if family.kind != "classification" or scoring.classification != "token_prob":
+        return None
+    if not candidates:
+        raise ValueError(f"task {family.name!r}: token_prob scoring needs the candidate tokens of the model's tokenizer")
+    return [(int(t), w) for t, w in candidates]
+
+
+def token_prob_lm(**kwargs):
+    """lm-eval's HFLM, with one addition: a continuation marked by token_continuation(id) is encoded as exactly that
+    one token after the context (lm-eval would re-tokenise context + text, which can merge across the boundary).
+
+    Everything else (batching, truncation, the forward pass and the logits cache that answers every one-token
+    continuation of a context from a single pass) is lm-eval's own code.
+    """
+    from lm_eval.models.huggingface import HFLM
+
+    class TokenProbLM(HFLM):
+        def loglikelihood(self, requests, disable_tqdm=False):
+            # lm-eval encodes an empty context without _encode_pair, which would tokenise the mark itself
+            empty = [r for r in requests if r.args[0] == "" and _marked_token(r.args[1]) is not None]
+            if empty:
+                raise ValueError(f"TokenProb needs a prompt to predict after; {len(empty)} requests have an empty one")
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+
+        def _encode_pair(self, context, continuation):
+            token_id = _marked_token(continuation)
+            if token_id is None:
+                return super()._encode_pair(context, continuation)
+            return self.tok_encode(context), [token_id]
+
+    return TokenProbLM(**kwargs)
 
 
 # ---------------------------------------------------------------- lm-eval's own tasks (the instruction-tuning benchmarks)
@@ -264,20 +419,47 @@ def standin_config(spec: Mapping[str, Any], eval_sets: Mapping[str, Mapping[str,
     return config
 
 
-def check_native_tasks(names: Sequence[str], task_manager) -> None:
-    """Each name must be an lm-eval task whose data is already on this machine (nothing is downloaded here)."""
+LM_EVAL_SPLITS = ("default", "validation")
+
+
+def apply_native_settings(name: str, task, eval_cfg: Mapping[str, Any]) -> None:
+    """Set evaluate.lm_eval_shots and lm_eval_split on a loaded lm-eval Task (its public set_config).
+
+    lm_eval_shots sets num_fewshot (null keeps the task's own); lm_eval_split "validation" drops the test split so
+    that lm-eval scores validation (its rule: test, else validation), as the paper's OLMo-Eval runs did (the
+    authors' scripts/exp_scripts/evaluate_it_model.sh: --split validation, num_shots=4). Raises ValueError for an
+    unknown split value or a task without a validation split.
+    """
+    split = eval_cfg.get("lm_eval_split", "default")
+    if split not in LM_EVAL_SPLITS:
+        raise ValueError(f"evaluate.lm_eval_split must be one of {LM_EVAL_SPLITS}, got {split!r}")
+    if eval_cfg.get("lm_eval_shots") is not None:
+        task.set_config(key="num_fewshot", value=int(eval_cfg["lm_eval_shots"]))
+    if split == "validation":
+        if not task.has_validation_docs():
+            raise ValueError(f"evaluate.lm_eval_split: lm-eval task {name!r} has no validation split")
+        task.set_config(key="test_split", value=None)
+
+
+def check_native_tasks(names: Sequence[str], task_manager) -> dict[str, Any]:
+    """Each name must be an lm-eval task whose data is already on this machine (nothing is downloaded here).
+
+    Returns the loaded lm-eval Task of each name.
+    """
     unknown = [n for n in names if n not in task_manager.all_tasks]
     if unknown:
         raise KeyError(f"evaluate.lm_eval_tasks: {unknown} are not lm-eval tasks (lm_eval {importlib.metadata.version('lm_eval')})")
+    loaded = {}
     for name in names:
         try:
-            task_manager.load([name])
+            loaded[name] = task_manager.load([name])["tasks"][name]
         except Exception as err:  # datasets raises several kinds (ConnectionError, FileNotFoundError, ValueError)
             raise RuntimeError(
                 f"evaluate.lm_eval_tasks: lm-eval task {name!r} could not load its dataset offline; "
                 f"its data must be downloaded first (run once with network access, HF_DATASETS_OFFLINE unset, "
                 f"so the datasets cache holds it). Cause: {type(err).__name__}: {err}"
             ) from err
+    return loaded
 
 
 def _native_prediction_row(sample: Mapping[str, Any]) -> dict[str, Any]:
@@ -379,18 +561,31 @@ def evaluate(
     _set_seeds(seed)
 
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    scoring = Scoring.from_config(eval_cfg)
+    model, tokenizer = _load_model(model_dir, lora_eval, base_dir)
+    candidates: dict[str, list[tuple[int, str]]] = {}  # task family -> TokenProb candidate tokens
     conditions: dict[str, tuple[str, TaskFamily, str, int]] = {}
     configs = []
     for eval_set in sorted(eval_sets):
         spec = eval_sets[eval_set]
         family = get_task(spec["task"])
+        if family.kind == "classification" and scoring.classification == "token_prob" and family.name not in candidates:
+            candidates[family.name] = candidate_tokens(tokenizer, family.label_words)
         dataset = load_eval_set(eval_set, spec)
         for prompt_format in eval_cfg["prompt_formats"]:
             for shots in eval_cfg["shots"]:
-                config = task_config(eval_set, family, prompt_format, int(shots), dataset)
+                config = task_config(
+                    eval_set,
+                    family,
+                    prompt_format,
+                    int(shots),
+                    dataset,
+                    scoring,
+                    candidates.get(family.name),
+                    eval_cfg.get("fewshot_source", "train"),
+                )
                 conditions[config["task"]] = (eval_set, family, prompt_format, int(shots))
                 configs.append(config)
 
@@ -399,10 +594,11 @@ def evaluate(
     native_names = [t for t in eval_cfg.get("lm_eval_tasks") or [] if isinstance(t, str)]
     # Indexing the harness's thousands of YAML tasks takes seconds: only when a native task needs it.
     task_manager = TaskManager(include_defaults=bool(native_names))
-    check_native_tasks(native_names, task_manager)
+    loaded = check_native_tasks(native_names, task_manager)
     for entry in eval_cfg.get("lm_eval_tasks") or []:
         if isinstance(entry, str):
-            configs.append(entry)
+            apply_native_settings(entry, loaded[entry], eval_cfg)
+            configs.append(loaded[entry])
             native[entry] = entry
         else:
             configs.append(standin_config(entry, eval_sets, seed))
@@ -411,8 +607,7 @@ def evaluate(
     if clash:
         raise KeyError(f"evaluate.lm_eval_tasks: {clash} also name eval sets; a row's eval_set must say which it is")
 
-    model, tokenizer = _load_model(model_dir, lora_eval, base_dir)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg["batch_size"])
+    lm = token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg["batch_size"])
     output = lm_eval.simple_evaluate(
         model=lm,
         tasks=configs,
@@ -434,10 +629,10 @@ def evaluate(
         if not samples:
             raise RuntimeError(f"lm-eval returned no scored items for {eval_set}/{prompt_format}/{shots}")
         prompt_tokens = _prompt_tokens(tokenizer, [s["arguments"][0][0] for s in samples])
-        budget = _prompt_budget(lm.max_length, family, tokenizer)
+        budget = _prompt_budget(lm.max_length, family, tokenizer, scoring)
         scores = []
         for sample, n_tokens in zip(samples, prompt_tokens, strict=True):
-            row = _prediction_row(sample, family)
+            row = _prediction_row(sample, family, scoring, candidates.get(family.name), tokenizer)
             row.update(
                 eval_set=eval_set,
                 prompt_format=prompt_format,
@@ -519,7 +714,17 @@ def evaluate(
                     k: {"task": v["task"], "test": str(v["test"]), "train": str(v["train"])}
                     for k, v in sorted(eval_sets.items())
                 },
-                rouge={"type": "rougeL", "measure": "fmeasure", "use_stemmer": ROUGE_USE_STEMMER},
+                rouge={"type": "rougeL", "measure": "fmeasure", "use_stemmer": scoring.rouge_stemmer},
+                classification=scoring.classification,
+                stop_sequences={
+                    name: list(scoring.stop(get_task(name)))
+                    for name in sorted({v["task"] for v in eval_sets.values()})
+                    if get_task(name).kind == "generation"
+                },
+                token_prob_candidates={
+                    name: [{"token_id": t, "token": tokenizer.convert_ids_to_tokens(t), "label": w} for t, w in c]
+                    for name, c in sorted(candidates.items())
+                },
                 ci_level=CI_LEVEL,
                 threads=threads,
                 # how a LoRA adapter was run (finetune.lora_eval); None for full weights
@@ -529,16 +734,19 @@ def evaluate(
     )
 
 
-def _prompt_budget(max_length: int, family: TaskFamily, tokenizer) -> int:
+def _prompt_budget(max_length: int, family: TaskFamily, tokenizer, scoring: Scoring = Scoring()) -> int:
     """The longest prompt lm-eval scores whole; it cuts longer ones from the left (losing the first shots).
 
     Generation keeps max_length - max_gen_toks context tokens; log-likelihood keeps max_length + 1 tokens of
-    context plus continuation (the last one is only predicted), and the longest label word sets the limit.
+    context plus continuation (the last one is only predicted), and the longest label word sets the limit
+    (TokenProb's continuations are one token).
     """
     if family.kind == "generation":
         return max_length - family.max_new_tokens
+    if scoring.classification == "token_prob":
+        return max_length
     longest_label = max(
-        len(tokenizer(TARGET_DELIMITER + w, add_special_tokens=False)["input_ids"]) for w in family.label_words
+        len(tokenizer(family.target_delimiter + w, add_special_tokens=False)["input_ids"]) for w in family.label_words
     )
     return max_length + 1 - longest_label
 
@@ -547,12 +755,35 @@ def _prompt_tokens(tokenizer, prompts: list[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
 
 
-def _prediction_row(sample: Mapping[str, Any], family: TaskFamily) -> dict[str, Any]:
-    """One scored item from an lm-eval logged sample: what was predicted, the gold target and the score."""
+def _prediction_row(
+    sample: Mapping[str, Any],
+    family: TaskFamily,
+    scoring: Scoring = Scoring(),
+    candidates: Sequence[tuple[int, str]] | None = None,
+    tokenizer=None,
+) -> dict[str, Any]:
+    """One scored item from an lm-eval logged sample: what was predicted, the gold target and the score.
+
+    Classification rows keep each label's log-probability: of the whole label word (loglikelihood), or of the label's
+    most probable candidate token (token_prob, which also names the winning token: its id and its text).
+    """
     doc = sample["doc"]
     target = family.target(doc)
     row: dict[str, Any] = {"doc_id": doc["id"], "target": target}
-    if family.kind == "classification":
+    if family.kind == "classification" and scoring.classification == "token_prob":
+        loglikelihoods = [float(ll) for ll, _is_greedy in sample["filtered_resps"]]
+        token_id, prediction = choose_token(loglikelihoods, candidates)
+        best: dict[str, float] = {}
+        for (_, word), ll in zip(candidates, loglikelihoods, strict=True):
+            best[word] = max(best.get(word, -np.inf), ll)
+        row.update(
+            prediction=prediction,
+            score=accuracy(prediction, target),
+            token_id=token_id,
+            token=tokenizer.decode([token_id]) if tokenizer is not None else None,
+            loglikelihoods={w: best[w] for w in family.label_words},
+        )
+    elif family.kind == "classification":
         loglikelihoods = [float(ll) for ll, _is_greedy in sample["filtered_resps"]]
         prediction = choose_label(loglikelihoods, family.label_words)
         row.update(
@@ -562,7 +793,7 @@ def _prediction_row(sample: Mapping[str, Any], family: TaskFamily) -> dict[str, 
         )
     else:
         prediction = sample["filtered_resps"][0]
-        row.update(prediction=prediction, score=rouge_l(prediction, target))
+        row.update(prediction=prediction, score=rouge_l(prediction, target, scoring.rouge_stemmer))
     # lm-eval scored the same responses through _process_results; disagreement means we read its output wrongly.
     lm_score = sample[_LM_EVAL_METRIC[family.metric]]
     if not np.isclose(lm_score, row["score"]):

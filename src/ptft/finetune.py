@@ -38,13 +38,13 @@ from ptft.provenance import (
     write_jsonl,
 )
 from ptft import varlen
-from ptft.tasks import get_task
+from ptft.tasks import CHAT_ROLE_PREFIX, get_task
 
 IGNORE_INDEX = -100  # label of a token that carries no loss (prompt, padding, example boundaries)
 TRAIN_LOG_FILE = "train_log.jsonl"
 FINGERPRINT_FILE = "fingerprint.json"
 TRAINING_PROMPT_FORMAT = "default"
-GRAD_CLIP = 1.0  # the HF Trainer default the paper ran with
+LOSS_WEIGHTINGS = ("token", "example")
 REQUIRED_KEYS = ("epochs", "lr", "batch_size", "micro_batch_size", "warmup_ratio", "weight_decay", "max_length", "seed")
 
 # LoRA targets per architecture (config.model_type), named explicitly: peft's default table does not know OLMo, and a
@@ -91,6 +91,40 @@ def encode_example(tokenizer: Any, prompt: str, completion: str, max_length: int
     return Example(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids, truncated)
 
 
+def encode_conversation(tokenizer: Any, messages: Sequence[dict], max_length: int) -> Example:
+    """Token ids and labels of a whole conversation in open-instruct's Tulu format, with the loss on every assistant turn.
+
+    The text is the authors' open_instruct/finetune.py encode_with_messages_format (lines 313-360): each turn is
+    "<|role|>\\n" + content + "\\n", an assistant turn "<|assistant|>\\n" + content + EOS + "\\n", and the last
+    newline is stripped. Labels cover each assistant turn's content, its EOS and the newline after it (open-instruct
+    masks from each user/system turn's start to the end of the next "<|assistant|>\\n"); role cues and the other turns
+    carry IGNORE_INDEX. Segments are tokenised one by one (as prompt and completion are elsewhere in ptft), so a
+    label boundary never falls inside a token. A conversation longer than max_length keeps its start (open-instruct's
+    truncation=True), marked truncated. Raises ValueError for an unknown role or a conversation without an answer.
+    """
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    segments: list[tuple[list[int], bool]] = []  # (token ids, carries loss)
+    for i, message in enumerate(messages):
+        role, content = message["role"], (message["content"] or "").strip()
+        if role not in CHAT_ROLE_PREFIX:
+            raise ValueError(f"message {i}: role {role!r} is not one of {sorted(CHAT_ROLE_PREFIX)}")
+        last = i == len(messages) - 1
+        if role == "assistant":
+            segments.append((ids(CHAT_ROLE_PREFIX[role]), False))
+            segments.append((ids(content) + [tokenizer.eos_token_id] + ([] if last else ids("\n")), True))
+        else:
+            segments.append((ids(CHAT_ROLE_PREFIX[role] + content + ("" if last else "\n")), False))
+    if not any(loss for _, loss in segments):
+        raise ValueError("conversation has no assistant turn to train on")
+    input_ids = [t for ids, _ in segments for t in ids]
+    labels = [t if loss else IGNORE_INDEX for ids, loss in segments for t in ids]
+    truncated = len(input_ids) > max_length
+    return Example(input_ids[:max_length], labels[:max_length], truncated)
+
+
 def collate(examples: Sequence[Example | dict], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a micro-batch to its longest example; padding gets attention 0 and label IGNORE_INDEX."""
     rows = [(e["input_ids"], e["labels"]) if isinstance(e, dict) else (e.input_ids, e.labels) for e in examples]
@@ -120,10 +154,64 @@ def pack(examples: Sequence[Example | dict]) -> dict[str, torch.Tensor]:
     return batch
 
 
+def example_index(labels: torch.Tensor, seq_lens: Sequence[int] | None = None) -> torch.Tensor:
+    """Which example each position of a micro-batch belongs to, shaped like labels (batch, length).
+
+    Padded micro-batches hold one example per row; a packed one (seq_lens, one row) holds its examples back to back.
+    """
+    if seq_lens is None:
+        return torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(labels)
+    if labels.shape[0] != 1 or sum(seq_lens) != labels.shape[1]:
+        raise ValueError(f"seq_lens {list(seq_lens)} do not tile a packed row of shape {tuple(labels.shape)}")
+    lengths = torch.tensor(list(seq_lens), device=labels.device)
+    return torch.repeat_interleave(torch.arange(len(seq_lens), device=labels.device), lengths).unsqueeze(0)
+
+
+def example_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, example_ids: torch.Tensor) -> torch.Tensor:
+    """Mean over examples of each example's mean next-token cross-entropy (nats) on its labelled tokens.
+
+    logits (batch, length, vocab); labels and example_ids (batch, length), labels IGNORE_INDEX where no loss is
+    taken. Token t's logits predict label t + 1, as in transformers' causal LM loss. Every example with at least
+    one labelled token weighs the same, whatever its length: the loss of the authors' batch 1 x gradient
+    accumulation 8 (open-instruct finetune.py lines 784-785 take each example's mean loss, and accelerate divides
+    each by the 8 accumulation steps; scripts/exp_scripts/fine_tune_olmo.sh sets BATCH_SIZE_PER_GPU=1,
+    TOTAL_BATCH_SIZE=8). Raises ValueError if no token carries a label.
+    """
+    targets = labels[:, 1:]
+    owners = example_ids[:, 1:]
+    token_loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    )
+    mask = (targets.reshape(-1) != IGNORE_INDEX).float()
+    owners = owners.reshape(-1)
+    n_examples = int(example_ids.max()) + 1
+    sums = torch.zeros(n_examples, device=logits.device).index_add(0, owners, token_loss * mask)
+    counts = torch.zeros(n_examples, device=logits.device).index_add(0, owners, mask)
+    present = counts > 0
+    if not bool(present.any()):
+        raise ValueError("example_weighted_loss: no token of the micro-batch carries a label")
+    return (sums[present] / counts[present]).mean()
+
+
 def load_examples(
-    train_path: Path, task: str, tokenizer: Any, max_length: int, n_train: int | None, seed: int
+    train_path: Path,
+    task: str,
+    tokenizer: Any,
+    max_length: int,
+    n_train: int | None,
+    seed: int,
+    assistant_turns: str = "all",
 ) -> list[Example]:
-    """Encode the training records (a seeded subsample of n_train if given); errors name the file and row."""
+    """Encode the training records (a seeded subsample of n_train if given); errors name the file and row.
+
+    A record with `messages` (an instruction set) is encoded whole with the loss on every assistant turn when
+    assistant_turns is "all" (encode_conversation); otherwise, and for every other record, prompt + completion.
+    """
+    if assistant_turns not in ("all", "last"):
+        raise ValueError(f"assistant_turns must be 'all' or 'last', got {assistant_turns!r}")
     family = get_task(task)
     records = read_jsonl(train_path)
     if not records:
@@ -138,6 +226,9 @@ def load_examples(
     for i in indices:
         record = records[i]
         try:
+            if assistant_turns == "all" and record.get("messages"):
+                examples.append(encode_conversation(tokenizer, record["messages"], max_length))
+                continue
             examples.append(
                 encode_example(
                     tokenizer, family.render(record, TRAINING_PROMPT_FORMAT), family.completion(record), max_length
@@ -301,6 +392,8 @@ def _trainer_class():
     class PtftTrainer(Trainer):
         """The Trainer plus a per-step record: tokens, tokens/s, MFU, and a stop on a non-finite loss."""
 
+        loss_weighting = "token"
+
         def create_accelerator_and_postprocess(self):
             super().create_accelerator_and_postprocess()
             if self.args.fsdp_plugin_args is not None:
@@ -317,7 +410,16 @@ def _trainer_class():
             self.step_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             if self.step_started is None:  # the first step; later ones start where the previous one was logged
                 self.step_started = time.perf_counter()
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self.loss_weighting == "token":
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # "example": the mean of the examples' mean losses; the Trainer divides it by the accumulation steps
+            # (model_accepts_loss_kwargs is off, see build_trainer), so each example of the batch weighs the same.
+            model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+            outputs = model(**model_inputs)
+            loss = example_weighted_loss(
+                outputs.logits, inputs["labels"], example_index(inputs["labels"], inputs.get("seq_lens"))
+            )
+            return (loss, outputs) if return_outputs else loss
 
         def log(self, logs, start_time=None):
             if "loss" in logs:
@@ -441,7 +543,8 @@ def build_trainer(
         weight_decay=float(ft_cfg["weight_decay"]),
         lr_scheduler_type="linear",
         warmup_steps=warmup_steps,
-        max_grad_norm=GRAD_CLIP,
+        # null or 0 turns clipping off (the Trainer clips only when max_grad_norm > 0); absent: the schema's 1.0
+        max_grad_norm=float(ft_cfg.get("max_grad_norm", 1.0) or 0.0),
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         bf16=bf16,
         # named only when on: the argument's name moves between transformers 5 releases
@@ -470,9 +573,19 @@ def build_trainer(
         train_dataset=dataset,
         data_collator=pack if packing else (lambda batch: collate(batch, pad_token_id)),
     )
+    loss_weighting = ft_cfg.get("loss_weighting", "token")
+    if loss_weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"finetune.ft_sets.{ft_set}.loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
+    trainer.loss_weighting = loss_weighting
+    if loss_weighting == "example":
+        # the Trainer then divides each micro-batch's loss by the accumulation steps instead of normalising by the
+        # token count of the whole batch (num_items_in_batch)
+        trainer.model_accepts_loss_kwargs = False
     method = ft_cfg.get("method", "full")
     trainer.setup_log(ft_set, log_file, steps_per_epoch, flops_per_token(model, method), peak_flops())
     trainer.plan = {
+        "loss_weighting": loss_weighting,
+        "max_grad_norm": args.max_grad_norm or None,
         "packing": packing,
         "bf16": bf16,
         "gradient_accumulation": grad_accum,
@@ -537,7 +650,9 @@ def finetune(
     max_length = min(int(ft_cfg["max_length"]), architecture.max_position_embeddings)
     lora_cfg = ft_cfg.get("lora") or {}
     targets = lora_target_modules(architecture.model_type, lora_cfg) if method == "lora" else None
-    examples = load_examples(train_path, task, tokenizer, max_length, ft_cfg.get("n_train"), seed)
+    examples = load_examples(
+        train_path, task, tokenizer, max_length, ft_cfg.get("n_train"), seed, ft_cfg.get("assistant_turns", "all")
+    )
     if gpu_mem_gb is not None:
         check_memory(architecture, ft_cfg, ft_set, sharding, world_size, gpu_mem_gb)
 

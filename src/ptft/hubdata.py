@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ptft.data import CARD_FILE, length_stats  # the same card name and length summary as generated sets
 from ptft.hub import offline, transient_http_error
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
-from ptft.tasks import TaskFamily, get_task
+from ptft.tasks import CHAT_ROLE_PREFIX, TaskFamily, get_task
 
 README = "README.md"  # the dataset card, whose YAML `configs:` section maps configs and splits to files
 CHAT_TEMPLATES = ("plain",)
@@ -47,7 +47,7 @@ NOTES: dict[tuple[str, str | None], str] = {
 
 # The plain chat template: open-instruct's Tulu format, which is what OLMo's instruction tuning used. Base
 # checkpoints have no chat template of their own, and a data set is prepared once for every model.
-PLAIN_ROLE_PREFIX = {"system": "<|system|>\n", "user": "<|user|>\n", "assistant": "<|assistant|>\n"}
+PLAIN_ROLE_PREFIX = CHAT_ROLE_PREFIX
 
 
 class HubDataError(RuntimeError):
@@ -89,9 +89,10 @@ def hub_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
     if missing:
         problems.append(f"{where}.fields must map every field of task {family.name!r} {list(wanted)} to a column "
                         f"or format string; missing {missing}")
-    extra = sorted(set(fields) - set(wanted))
+    extra = sorted(set(fields) - set(wanted) - set(family.optional_fields))
     if extra:
-        problems.append(f"{where}.fields: {extra} are not fields of task {family.name!r}; expected {list(wanted)}")
+        problems.append(f"{where}.fields: {extra} are not fields of task {family.name!r}; expected {list(wanted)}"
+                        f"{f' (optional: {list(family.optional_fields)})' if family.optional_fields else ''}")
     for field_name, source in fields.items():
         try:
             template_columns(str(source))
@@ -121,6 +122,8 @@ def hub_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
     elif splits.get("train") == splits.get("test") and spec.get("n_test") is None:
         problems.append(f"{where}: splits.train and splits.test are both {splits['train']!r}; set n_test so that the "
                         "rest of the split can be the training set / few-shot pool (test rows are left out of it)")
+    if spec.get("train_fraction") is not None and spec.get("n_train") is not None:
+        problems.append(f"{where}: set n_train (rows) or train_fraction (a share of the split), not both")
     chat = spec.get("chat_template", "plain")
     if chat not in CHAT_TEMPLATES:
         problems.append(f"{where}.chat_template: {chat!r} is not one of {list(CHAT_TEMPLATES)}")
@@ -164,6 +167,18 @@ def render_conversation_prompt(messages: Sequence[Mapping[str, str]]) -> str:
 def render_conversation_completion(messages: Sequence[Mapping[str, str]]) -> str:
     last = _last_assistant(messages)
     return "" if last is None else (messages[last]["content"] or "").strip()
+
+
+def conversation_turns(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """The conversation as role/content turns (content stripped, as open-instruct renders it), kept in the record's
+    `messages` field so that fine-tuning can put the loss on every assistant turn (finetune assistant_turns: all).
+    Raises ValueError on a role outside the plain template's."""
+    turns = []
+    for message in messages:
+        if message["role"] not in PLAIN_ROLE_PREFIX:
+            raise ValueError(f"message role {message['role']!r} is not one of {sorted(PLAIN_ROLE_PREFIX)}")
+        turns.append({"role": str(message["role"]), "content": (message["content"] or "").strip()})
+    return turns
 
 
 def _text(value: Any) -> str:
@@ -241,6 +256,8 @@ def to_records(name: str, split: str, rows: Sequence[Mapping[str, Any]], indices
             if field_name == family.target_field and not text.strip():
                 reason = reason or f"{field_name}: empty"
             record[field_name] = text
+            if "{" not in str(source) and _is_conversation(row[source]) and "messages" not in record:
+                record["messages"] = conversation_turns(row[source])
         if reason:
             dropped[reason] += 1
             continue
@@ -480,6 +497,10 @@ def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: 
         dataset = loaded[split]
         exclude = test_rows if role == "train" and split == spec["splits"].get("test") else frozenset()
         n = spec.get(f"n_{role}")
+        if role == "train" and spec.get("train_fraction") is not None:
+            # the authors' process_tulu_v2(percentage): int(len(train) * percentage) rows after shuffle(seed=42)
+            # (open_instruct/format_generalization.py lines 813-815)
+            n = int((len(dataset) - len(exclude)) * float(spec["train_fraction"]))
         try:
             sample, indices = subsample(dataset, n, seed, exclude)
         except ValueError as err:
@@ -542,7 +563,9 @@ def hub_dataset_card(name: str, spec: Mapping[str, Any], seed: int, requested: s
             "name": spec.get("chat_template", "plain"),
             "prompt": "turns before the last assistant message, each '<|role|>\\n' + content + '\\n', then "
             "'<|assistant|>\\n' (open-instruct's Tulu format without the EOS after earlier assistant turns)",
-            "completion": "the last assistant message (fine-tuning prepends the target delimiter ' ' and appends EOS)",
+            "completion": "the last assistant message (no delimiter; fine-tuning appends EOS)",
+            "messages": "every turn (role, stripped content): fine-tuning with assistant_turns: all renders them as "
+            "open-instruct does, with the loss on every assistant turn and EOS after each",
         }
     note = NOTES.get((repo.rsplit("/", 1)[-1], config))
     if note:

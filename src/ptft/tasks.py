@@ -12,7 +12,8 @@ curly apostrophe of "Let’s"), with two deliberate differences:
 - Their slips are not copied: the missing spaces in "... Answer B: {b}Answer C: ..." and "...{answer}Generate a
   suitable question", and IO prompts that glue context and answers together with no space. Question generation
   takes one `answer` field; a data set with several answer options renders them into it ("Answer A: ... Answer
-  B: ...", see the data-set specs) exactly as the authors laid them out.
+  B: ...", see the data-set specs) exactly as the authors laid them out, and may give the same options without
+  tags in the optional `answers` field, which the IO format shows (the authors' IO has no tags).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from typing import Mapping
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
 PROMPT_FORMATS = ("default", "instruct", "io")
+# open-instruct's Tulu chat format (the authors' open_instruct/finetune.py lines 323-333), which OLMo's instruction
+# tuning used: each turn is its role cue + content + "\n"; data preparation and fine-tuning both render it from here.
+CHAT_ROLE_PREFIX = {"system": "<|system|>\n", "user": "<|user|>\n", "assistant": "<|assistant|>\n"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,12 @@ class TaskFamily:
     metric: str  # "rougeL" | "accuracy"
     label_words: tuple[str, ...] = ()
     max_new_tokens: int = 5
+    # ptft's default; the paper stops only at EOS or max_new_tokens (evaluate.stop_sequences switches it per family)
     stop: tuple[str, ...] = field(default=("\n",))
+    # what joins prompt and target, in training and in evaluation (lm-eval's target_delimiter)
+    target_delimiter: str = TARGET_DELIMITER
+    # optional record field -> the input field that stands in for it when a record lacks it (or holds null)
+    optional_fields: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in ("generation", "classification"):
@@ -49,11 +58,15 @@ class TaskFamily:
             raise ValueError(f"task {self.name!r}: formats must be exactly {PROMPT_FORMATS}, got {tuple(self.formats)}")
         for fmt, template in self.formats.items():
             used = {f for _, f, _, _ in string.Formatter().parse(template) if f}
-            if not used <= set(self.input_fields):
+            known = set(self.input_fields) | set(self.optional_fields)
+            if not used <= known:
                 raise ValueError(
-                    f"task {self.name!r}, format {fmt!r}: template uses {sorted(used - set(self.input_fields))}, "
-                    f"which are not input fields {self.input_fields}"
+                    f"task {self.name!r}, format {fmt!r}: template uses {sorted(used - known)}, "
+                    f"which are not input fields {self.input_fields} or optional fields {tuple(self.optional_fields)}"
                 )
+        for optional, fallback in self.optional_fields.items():
+            if fallback not in self.input_fields:
+                raise ValueError(f"task {self.name!r}: optional field {optional!r} falls back to {fallback!r}, not an input field")
         if (self.kind == "classification") != bool(self.label_words):
             raise ValueError(f"task {self.name!r}: label_words are required for classification and only there")
 
@@ -66,7 +79,11 @@ class TaskFamily:
         missing = [f for f in self.input_fields if f not in record]
         if missing:
             raise KeyError(f"task {self.name!r}: record {record.get('id', '?')!r} lacks fields {missing}")
-        return template.format(**{f: record[f] for f in self.input_fields})
+        values = {f: record[f] for f in self.input_fields}
+        for optional, fallback in self.optional_fields.items():
+            value = record.get(optional)
+            values[optional] = record[fallback] if value is None else value
+        return template.format(**values)
 
     def target(self, record: Mapping[str, str]) -> str:
         """The gold completion text (a label word for classification)."""
@@ -79,7 +96,7 @@ class TaskFamily:
 
     def completion(self, record: Mapping[str, str]) -> str:
         """What the model is trained to produce after the prompt (the delimiter plus the target; EOS is added by the trainer)."""
-        return TARGET_DELIMITER + self.target(record)
+        return self.target_delimiter + self.target(record)
 
 
 TASKS: dict[str, TaskFamily] = {
@@ -106,10 +123,14 @@ TASKS: dict[str, TaskFamily] = {
             formats={
                 "default": "### Input: {context}\n ### Answer: {answer}\n ### Question:",
                 "instruct": "Given the context: {context} And the answer: {answer} Generate a suitable question:",
-                "io": "{context} {answer}",
+                # IO: the context followed by the bare answers, without "Answer A:" tags (the authors'
+                # format_generalization.py line 251: context + answerA + answerB + answerC). A data set gives
+                # them in the optional `answers` field; without it IO shows `answer` as the other formats do.
+                "io": "{context} {answers}",
             },
             metric="rougeL",
             max_new_tokens=60,
+            optional_fields={"answers": "answer"},
         ),
         TaskFamily(
             name="nli",
@@ -142,7 +163,9 @@ TASKS: dict[str, TaskFamily] = {
         ),
         # Instruction tuning (Tulu v2): the prompt is already a rendered conversation, so every format is the
         # prompt itself. The paper does not score instruction tuning in these formats but with lm-eval's own
-        # tasks (evaluate.lm_eval_tasks); the formats exist because every family has all three.
+        # tasks (evaluate.lm_eval_tasks); the formats exist because every family has all three. No delimiter: the
+        # answer follows "<|assistant|>\n" directly, as open-instruct renders it (the authors'
+        # open_instruct/finetune.py line 330: "<|assistant|>\n" + content.strip() + eos_token + "\n").
         TaskFamily(
             name="instruction",
             kind="generation",
@@ -151,6 +174,7 @@ TASKS: dict[str, TaskFamily] = {
             formats={"default": "{prompt}", "instruct": "{prompt}", "io": "{prompt}"},
             metric="rougeL",
             max_new_tokens=60,
+            target_delimiter="",
         ),
     )
 }

@@ -74,11 +74,20 @@ def test_the_paper_config_is_the_papers_grid(workflow):
         "xsum": 2e-7, "social_i_qa": 2e-6, "mnli": 2e-6, "paws": 2e-6, "tulu": 2e-6}  # fmt: skip
     assert ft["defaults"]["epochs"] == 3 and ft["ft_sets"]["tulu"]["epochs"] == 5
     assert (ft["defaults"]["batch_size"], ft["defaults"]["max_length"]) == (8, 2048)
-    assert {config["data"]["datasets"][s]["n_train"] for s in ft["ft_sets"]} == {6000}
+    datasets = config["data"]["datasets"]
+    assert {datasets[s]["n_train"] for s in ft["ft_sets"] if s != "tulu"} == {6000}
+    assert datasets["tulu"]["train_fraction"] == 0.05 and "n_train" not in datasets["tulu"]  # 5% of the mixture
+    # the paper's recipe (docs/fidelity.md): no clipping, each example's mean loss weighs the same, every Tulu turn
+    assert (ft["defaults"]["max_grad_norm"], ft["defaults"]["loss_weighting"]) == (None, "example")
+    assert ft["defaults"]["assistant_turns"] == "all"
+    assert datasets["rte"]["splits"]["test"] == "train" and datasets["tweet_qa"]["splits"]["test"] == "train"
     ev = config["evaluate"]
     assert (ev["prompt_formats"], ev["shots"]) == (["default", "instruct", "io"], [4])
     assert len(ev["eval_sets"]) == 13
     assert ev["lm_eval_tasks"] == ["arc_easy", "arc_challenge", "openbookqa", "hellaswag", "boolq", "sciq"]
+    assert (ev["classification"], ev["rouge_stemmer"]) == ("token_prob", False)
+    assert ev["stop_sequences"] == {"summarisation": [], "question_generation": [], "instruction": []}
+    assert (ev["lm_eval_shots"], ev["lm_eval_split"]) == (4, "validation")
 
 
 @pytest.fixture(scope="module")
