@@ -7,6 +7,12 @@ from pathlib import Path
 from ptft import config as study_config
 from ptft import hub
 
+# A rehearsal shrinks the settings that cost time (ptft.rehearsal) before the checks, so they check what runs.
+if config["rehearsal"]:
+    from ptft.rehearsal import rehearsal_config
+
+    rehearsal_config(config)
+
 # The schema (validated in the Snakefile) filled the defaults; now the checks a schema cannot express.
 try:
     study_config.check_config(config, source="config")
