@@ -210,10 +210,14 @@ def model_branches(model_facts: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- the hub
 
 
-def build_replica(hub: FakeHub, work: Path, facts: dict[str, Any] | None = None, rows: int = ROWS) -> FakeHub:
-    """Commit every recorded data set and model to `hub`. Step branches of a model share one tiny model (a commit
-    each); main is its own commit, except where the family's main is a step branch (then the same commit)."""
+def build_replica(hub: FakeHub, work: Path, facts: dict[str, Any] | None = None, rows: int = ROWS,
+                  only: set[str] | None = None) -> FakeHub:  # fmt: skip
+    """Commit every recorded data set and model (or those named in `only`) to `hub`. Step branches of a model share
+    one tiny model (a commit each); main is its own commit, except where the family's main is a step branch (then
+    the same commit)."""
     facts = facts or load_facts()
+    if only is not None:
+        facts = {kind: {k: v for k, v in facts[kind].items() if k in only} for kind in ("datasets", "models")}
     for repo, ds in facts["datasets"].items():
         for branch, files in dataset_commits(repo, ds, rows).items():
             hub.commit(repo, files, branch=branch, repo_type="dataset")
