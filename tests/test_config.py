@@ -165,4 +165,5 @@ def test_a_rehearsal_keeps_every_name_and_shrinks_every_cost(name):
         assert (settings["epochs"], settings["batch_size"]) == (1, N_TRAIN)  # one optimizer step
         assert settings["lr"] == finetune_settings(real, ft_set)["lr"]
     assert {r["gpu"] for r in config["resources"].values()} == {0}
+    assert max(r["mem_mb"] for r in config["resources"].values()) <= 4000
     assert config["revisions_lock"] != real["revisions_lock"]

@@ -23,6 +23,8 @@ N_TEST = 4  # scored rows per data set
 EVAL_LIMIT = 3  # items scored per eval set x format (and per lm-eval task)
 BOOTSTRAP_RESAMPLES = 50
 TRANSFER_RESAMPLES = 200
+# Every job's request in a rehearsal (a few tiny models fit in this on any machine).
+REHEARSAL_RESOURCES = {"gpu": 0, "mem_mb": 4000, "runtime": 30}
 # The stand-in model: the real architecture (model_type, vocabulary, context, special tokens) with these sizes.
 STANDIN_SIZE = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
 STANDIN_KV_HEADS = 1
@@ -44,7 +46,7 @@ def rehearsal_config(config: dict[str, Any]) -> dict[str, Any]:
 
     Data sets: n_train <= N_TRAIN, n_test <= N_TEST (the same seeded draws, fewer rows). Fine-tuning: one epoch of one
     batch of N_TRAIN (one optimizer step), one thread. Evaluation: EVAL_LIMIT items per condition, every format and
-    shot count kept. Resources: no GPU. The revisions lock is the rehearsal folder's own.
+    shot count kept. Resources: no GPU, REHEARSAL_RESOURCES. The revisions lock is the rehearsal folder's own.
     """
     config["rehearsal"] = True
     config["revisions_lock"] = "rehearsal.lock.yaml"  # relative to the rehearsal folder (the Snakefile's workdir)
@@ -62,9 +64,9 @@ def rehearsal_config(config: dict[str, Any]) -> dict[str, Any]:
     ev.update(limit=EVAL_LIMIT, batch_size=8, bootstrap_resamples=BOOTSTRAP_RESAMPLES, threads=1)
     if "transfer_test" in config.get("analysis", {}):
         config["analysis"]["transfer_test"]["resamples"] = TRANSFER_RESAMPLES
-    for phase in config.get("resources", {}).values():
-        if isinstance(phase, dict) and "gpu" in phase:
-            phase["gpu"] = 0
+    for phase in config.get("resources", {}).values():  # a workstation's or a CI runner's CPU job
+        if isinstance(phase, dict):
+            phase.update({k: v for k, v in REHEARSAL_RESOURCES.items() if k in phase})
     for model in config["models"].values():
         if model.get("source") == "embedded":
             # The embedded study is already tiny; its pre-training shrinks to a few steps of the same architecture.
