@@ -45,7 +45,9 @@ def rehearsals(replica, tmp_path_factory):
             old = {k: os.environ.get(k) for k in env}
             os.environ.update(env)
             try:
-                proc = snakemake(workdir, "--configfile", f"configs/{name}.yaml", "--config", "rehearsal=True")
+                # The paper's grid is ~120 jobs: about 10 minutes on an idle 2-core runner, more on a busy one.
+                proc = snakemake(workdir, "--configfile", f"configs/{name}.yaml", "--config", "rehearsal=True",
+                                 timeout=3600)
             finally:
                 for key, value in old.items():
                     os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
