@@ -231,7 +231,8 @@ def finetune_gain(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
         )
     tasks = set(df["task"])
     for ft_set, family in ft_sets.items():
-        if ft_set in set(tuned["ft_set"]) and family not in tasks:
+        # An instruction set (Tulu) is scored by lm-eval's own tasks (prompt_format native), not by a set of its family.
+        if ft_set in set(tuned["ft_set"]) and family not in tasks and family != INSTRUCTION_TASK:
             raise ValueError(
                 f"ft_set {ft_set!r} has task family {family!r}, but no eval_set in the results has that task "
                 f"(tasks present: {sorted(tasks)})"
