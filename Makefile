@@ -12,7 +12,7 @@ export XDG_CACHE_HOME      = $(CURDIR)/.cache
 export MPLCONFIGDIR        = $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: study report report-screenshot test lint dry-run touch repro lock lock-revisions clean-results
+.PHONY: study rehearse report report-screenshot test lint dry-run touch repro lock lock-revisions clean-results
 
 $(VENV)/.installed: envs/requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ $(VENV)/.installed: envs/requirements.lock pyproject.toml
 
 study: $(VENV)/.installed  ## the embedded mini-study, end to end
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(JOBS) --profile profiles/local
+
+rehearse: $(VENV)/.installed  ## CONFIG's whole grid with tiny stand-ins before a GPU-hour: outputs in rehearsal/<study>/
+	$(BIN)/snakemake --configfile $(CONFIG) --config rehearsal=True --cores $(JOBS) --profile profiles/local
 
 report: $(VENV)/.installed  ## after `make study`: every figure and table with its caption in one page
 	$(BIN)/snakemake --configfile $(CONFIG) --cores 1 --report results/report.html

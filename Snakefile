@@ -18,6 +18,13 @@ report: "report/workflow.rst"
 validate(config, schema="schemas/config.schema.yaml")
 
 
+# A rehearsal (make rehearse CONFIG=..., i.e. --config rehearsal=True) runs the same grid with tiny stand-ins, with
+# every output, log and lock in rehearsal/<study>/ so that it never mixes with real results (ptft.rehearsal).
+if config["rehearsal"]:
+
+    workdir: f"rehearsal/{config['study']}"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/checkpoints.smk"

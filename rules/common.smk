@@ -5,9 +5,16 @@ import re
 import sys
 from pathlib import Path
 
+from ptft import analysis
 from ptft import config as study_config
 from ptft import hub
 from ptft import launch
+
+# A rehearsal shrinks the settings that cost time (ptft.rehearsal) before the checks, so they check what runs.
+if config["rehearsal"]:
+    from ptft.rehearsal import rehearsal_config
+
+    rehearsal_config(config)
 
 # The schema (validated in the Snakefile) filled the defaults; now the checks a schema cannot express.
 try:
@@ -218,6 +225,15 @@ def get_eval_set_tasks():
 
 def get_ft_set_tasks():
     return {name: config["data"]["datasets"][name]["task"] for name in FT_SETS}
+
+
+# The study design (analysis.design) is checked at planning, not by the findings tables after the whole grid ran.
+try:
+    analysis.study_design(
+        get_ft_set_tasks(), get_eval_set_tasks(), config["analysis"]["design"]
+    )
+except (KeyError, ValueError) as err:
+    raise WorkflowError(f"config: {err.args[0]}")
 
 
 def get_finetuned_models():

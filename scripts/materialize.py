@@ -13,4 +13,5 @@ materialize(
     spec=snakemake.params.model_config,
     lock_file=Path(snakemake.params.revisions_lock),
     out_dir=Path(snakemake.output[0]),
+    rehearsal=bool(snakemake.config.get("rehearsal")),
 )

@@ -240,3 +240,59 @@ def test_explain_command_prints_the_table(capsys):
     assert lines["lr"] == ["lr", "0.001", "science", "finetune.defaults"]
     assert main(["explain", "--configfile", str(ROOT / "params.yaml"), "--job", "finetune:tiny-olmo/0/nope"]) == 2
     assert "finetune.ft_sets has no 'nope'" in capsys.readouterr().err
+
+
+def _rename_set(params, old, new):
+    params["data"]["datasets"][new] = params["data"]["datasets"].pop(old)
+    params["evaluate"]["eval_sets"] = [new if s == old else s for s in params["evaluate"]["eval_sets"]]
+    if old in params["finetune"]["ft_sets"]:
+        params["finetune"]["ft_sets"][new] = params["finetune"]["ft_sets"].pop(old)
+
+
+def test_an_lm_eval_task_named_like_an_eval_set_is_rejected_at_planning(params):
+    # configs/paper-olmo1b.yaml once had eval set `sciq` and lm-eval task `sciq`: every evaluate job failed after planning.
+    _rename_set(params, "science_qg", "sciq")
+    params["evaluate"]["lm_eval_tasks"] = ["sciq"]
+    with pytest.raises(ConfigError, match=r"lm_eval_tasks entry 'sciq' is also the name of an eval set"):
+        validate(copy.deepcopy(params))
+    params["evaluate"]["lm_eval_tasks"] = [{"name": "sciq", "task": "sciq", "from": "sciq"}]
+    with pytest.raises(ConfigError, match=r"lm_eval_tasks entry 'sciq' is also the name of an eval set"):
+        validate(params)
+
+
+def test_a_native_task_must_exist_in_the_installed_lm_eval(params):
+    params["evaluate"]["lm_eval_tasks"] = ["arc_easy", "arc_easiest"]
+    with pytest.raises(ConfigError, match=r"'arc_easiest' is not an lm-eval task"):
+        validate(params)
+
+
+def test_native_task_metrics_are_read_from_the_tasks_own_yaml():
+    from ptft.lmeval_tasks import task_metrics, task_yaml
+
+    assert task_metrics("boolq") == ["acc"]  # lm_eval/tasks/super_glue/boolq/default.yaml: acc only
+    assert task_metrics("arc_challenge") == ["acc", "acc_norm"]  # through `include: arc_easy.yaml`
+    assert task_yaml("arc_challenge").name == "arc_challenge.yaml"
+
+
+@pytest.mark.parametrize("name", ["paper-olmo1b", "pythia-160m", "paper-llama3-8b"])
+def test_a_rehearsal_keeps_every_name_and_shrinks_every_cost(name):
+    from ptft.rehearsal import N_TEST, N_TRAIN, rehearsal_config
+
+    real = validate(yaml.safe_load((ROOT / f"configs/{name}.yaml").read_text()), source=name)
+    config = validate(yaml.safe_load((ROOT / f"configs/{name}.yaml").read_text()), source=name)
+    rehearsal_config(config)
+    validate(copy.deepcopy(config), source=f"{name} (rehearsal)")  # still a valid config
+    assert config["models"] == real["models"] and config["evaluate"]["eval_sets"] == real["evaluate"]["eval_sets"]
+    assert config["evaluate"]["prompt_formats"] == real["evaluate"]["prompt_formats"]
+    assert config["evaluate"]["lm_eval_tasks"] == real["evaluate"]["lm_eval_tasks"]
+    for set_name, spec in config["data"]["datasets"].items():
+        assert spec["hub"] == real["data"]["datasets"][set_name]["hub"]
+        assert spec["splits"] == real["data"]["datasets"][set_name]["splits"]
+        assert spec["n_train"] <= N_TRAIN and spec["n_test"] <= N_TEST
+    for ft_set in config["finetune"]["ft_sets"]:
+        settings = finetune_settings(config, ft_set)
+        assert (settings["epochs"], settings["batch_size"]) == (1, N_TRAIN)  # one optimizer step
+        assert settings["lr"] == finetune_settings(real, ft_set)["lr"]
+    assert {r["gpu"] for r in config["resources"].values()} == {0}
+    assert max(r["mem_mb"] for r in config["resources"].values()) <= 4000
+    assert config["revisions_lock"] != real["revisions_lock"]

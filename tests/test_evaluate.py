@@ -811,3 +811,15 @@ def test_native_benchmarks_take_the_papers_shots_and_split(eval_sets):
     no_validation = ConfigurableTask(config=ev.task_config("native", get_task("nli"), "io", 0, dataset))
     with pytest.raises(ValueError, match="'native' has no validation split"):
         ev.apply_native_settings("native", no_validation, {"lm_eval_split": "validation"})
+
+
+def test_a_native_row_records_the_metrics_its_task_defines():
+    # lm-eval's boolq defines acc only (lm_eval/tasks/super_glue/boolq/default.yaml): its samples carry no acc_norm.
+    sample = {"doc": {"question": "q"}, "doc_id": 4, "target": 1, "filtered_resps": [(-2.0, False), (-1.0, False)],
+              "acc": 1.0}  # fmt: skip
+    row = ev._native_prediction_row(sample, ["acc"])
+    assert (row["doc_id"], row["prediction"], row["score"]) == (4, 1, 1.0) and "acc_norm" not in row
+    row = ev._native_prediction_row({**sample, "acc_norm": 0.0}, ["acc", "acc_norm"])
+    assert row["acc_norm"] == 0.0
+    with pytest.raises(KeyError, match="acc_norm"):
+        ev._native_prediction_row(sample, ["acc", "acc_norm"])  # a metric the task defines must be in its samples

@@ -163,7 +163,7 @@ def test_selection_rules_pick_step_branches_by_tokens(client):
 
 
 def test_unknown_family_is_a_config_error_naming_the_key():
-    with pytest.raises(ConfigError, match=r"models\.big\.family is 'gpt2'; known families: \['olmo', "):
+    with pytest.raises(ConfigError, match=r"models\.big\.family is 'gpt2'; known families: \['final', 'olmo', "):
         hub.get_family("gpt2", "big")
     config = yaml.safe_load(PARAMS.read_text())
     config["models"] = {"big": {"source": "hub", "repo": "a/b", "family": "gpt2", "checkpoints": [1]}}

@@ -4,6 +4,7 @@ a plan over budget that fails naming the settings that fit."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,22 @@ def test_the_config_check_plans_only_when_gpu_memory_is_given_and_fails_naming_t
     params["resources"]["finetune"]["gpu_mem_gb"] = 0.12
     with pytest.raises(ConfigError, match=r"params: finetune tiny-olmo/\w+: .* does not fit .*any one of these fits: .*gradient_checkpointing: true"):
         validate(copy.deepcopy(params), source="params")
+
+
+def test_the_llama_config_plans_its_fine_tunes_within_two_80gb_gpus(tmp_path, capsys):
+    """configs/paper-llama3-8b.yaml as shipped (FSDP over its 2 GPUs, checkpointing, micro-batch 1) fits; the same
+    config without sharding fails at the config check, before any job, naming the setting that fits."""
+    from ptft.config import finetune_settings, validate
+    from ptft.memory import plan_study
+
+    config = validate(yaml.safe_load((Path(__file__).parents[1] / "configs/paper-llama3-8b.yaml").read_text()))
+    (tmp_path / "checkpoints/llama3-8b/main").mkdir(parents=True)
+    (tmp_path / "checkpoints/llama3-8b/main/config.json").write_text(json.dumps(LLAMA_3_8B))
+    capsys.readouterr()
+    plans = plan_study(config, project_dir=tmp_path)
+    assert len(plans) == len(config["finetune"]["ft_sets"])  # evaluation has no gpu_mem_gb: not planned
+    assert all(plan.total / GIB < 0.9 * 80e9 / GIB for plan in plans)
+    assert finetune_settings(config, "xsum")["batch_size"] == 16  # the paper's Llama recipe
+    config["finetune"]["sharding"] = "none"
+    with pytest.raises(MemoryPlanError, match=r"finetune llama3-8b/\w+: .* does not fit .*finetune\.sharding: fsdp"):
+        plan_study(config, project_dir=tmp_path)

@@ -231,7 +231,8 @@ def finetune_gain(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
         )
     tasks = set(df["task"])
     for ft_set, family in ft_sets.items():
-        if ft_set in set(tuned["ft_set"]) and family not in tasks:
+        # An instruction set (Tulu) is scored by lm-eval's own tasks (prompt_format native), not by a set of its family.
+        if ft_set in set(tuned["ft_set"]) and family not in tasks and family != INSTRUCTION_TASK:
             raise ValueError(
                 f"ft_set {ft_set!r} has task family {family!r}, but no eval_set in the results has that task "
                 f"(tasks present: {sorted(tasks)})"
@@ -520,6 +521,10 @@ def chance_level(task: str) -> float:
     return 1.0 / len(family.label_words) if family.kind == "classification" else 0.0
 
 
+# The group of an eval set whose model has one checkpoint: learning during pre-training needs a first and a last one.
+SINGLE_CHECKPOINT_GROUP = "undetermined (needs several checkpoints)"
+
+
 def learned_in_pretraining(
     df: pd.DataFrame,
     min_gain: float = 0.05,
@@ -531,7 +536,7 @@ def learned_in_pretraining(
 
     An eval set is "learned" when its base value rises by at least `min_gain` from the first to the last
     checkpoint AND the last value exceeds chance (`chance_level`) by more than `min_above_chance`;
-    otherwise "not learned". One row per (model, eval_set).
+    otherwise "not learned"; with a single checkpoint, SINGLE_CHECKPOINT_GROUP. One row per (model, eval_set).
     """
     rows = _one_setting(df[df["ft_set"] == BASE], prompt_format, shots, "learned in pre-training")
     out = []
@@ -541,11 +546,14 @@ def learned_in_pretraining(
         change = float(last["value"] - first["value"])
         chance = chance_level(str(first["task"]))
         learned = change >= min_gain - 1e-12 and float(last["value"]) > chance + min_above_chance
+        group = "learned" if learned else "not learned"
+        if g["step"].nunique() < 2:  # a single-checkpoint study (e.g. Llama-3-8B's final model) has no change to read
+            group = SINGLE_CHECKPOINT_GROUP
         out.append(
             {"model": model, "eval_set": eval_set, "task": first["task"], "metric": first["metric"],
              "first_step": int(first["step"]), "last_step": int(last["step"]), "first": float(first["value"]),
              "last": float(last["value"]), "change": change, "chance": chance,
-             "group": "learned" if learned else "not learned"}
+             "group": group}
         )  # fmt: skip
     return pd.DataFrame(out)
 

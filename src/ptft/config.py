@@ -111,6 +111,7 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
                     f"{source}: evaluate.lm_eval_tasks stand-in {entry['name']!r}: 'from' must name a "
                     f"question_generation set among evaluate.eval_sets, got {origin!r}"
                 )
+    _check_lm_eval_tasks(config, source)
     ft_res = config.get("resources", {}).get("finetune", {})
     per_node, nodes = ft_res.get("processes_per_node") or max(1, ft_res.get("gpu", 0)), ft_res.get("nodes", 1)
     for name in config["finetune"]["ft_sets"]:
@@ -192,6 +193,33 @@ def _check_hub_datasets(config: dict[str, Any], source: str) -> None:
         if spec.get("source") == "hub" and spec["splits"].get("test") is None:
             raise ConfigError(f"{source}: evaluate.eval_sets lists {name!r}, whose data.datasets.{name}.splits.test is "
                               "null (a set only fine-tuned on); give it a test split or leave it out of eval_sets")
+
+
+def _check_lm_eval_tasks(config: dict[str, Any], source: str) -> None:
+    """evaluate.lm_eval_tasks: no name is also an eval set (a results row's eval_set must say which it is), and each
+    native task exists in the installed lm-eval and defines a metric ptft records (read from the task's own YAML)."""
+    from ptft.lmeval_tasks import RECORDED_METRICS, task_metrics
+
+    eval_sets = set(config["evaluate"]["eval_sets"])
+    for entry in config["evaluate"].get("lm_eval_tasks", []):
+        name = entry if isinstance(entry, str) else entry["name"]
+        if name in eval_sets:
+            raise ConfigError(
+                f"{source}: evaluate.lm_eval_tasks entry {name!r} is also the name of an eval set in evaluate.eval_sets; "
+                f"rows of both would share eval_set {name!r}. Rename the data set (e.g. data.datasets.{name}_qg and "
+                "its entries in evaluate.eval_sets / finetune.ft_sets)"
+            )
+        if not isinstance(entry, str):
+            continue
+        try:
+            metrics = task_metrics(entry)
+        except KeyError as err:
+            raise ConfigError(f"{source}: evaluate.lm_eval_tasks: {err.args[0]}") from None
+        if "acc" not in metrics:
+            raise ConfigError(
+                f"{source}: evaluate.lm_eval_tasks: lm-eval task {entry!r} defines metrics {metrics}; ptft scores "
+                f"native multiple-choice tasks by {list(RECORDED_METRICS)} and needs at least acc"
+            )
 
 
 def finetune_settings(config: dict[str, Any], ft_set: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ptft.lmeval_tasks import RECORDED_METRICS, task_metrics
 from ptft.provenance import provenance, read_jsonl, read_provenance, write_json, write_jsonl
 from ptft.tasks import FEWSHOT_DELIMITER, TaskFamily, get_task
 
@@ -352,7 +353,7 @@ def token_prob_lm(**kwargs):
 # ---------------------------------------------------------------- lm-eval's own tasks (the instruction-tuning benchmarks)
 
 NATIVE_FORMAT = "native"  # prompt_format of a row scored with lm-eval's own task definition
-NATIVE_METRICS = ("acc", "acc_norm")
+NATIVE_METRICS = RECORDED_METRICS  # each task records those of these it defines (lmeval_tasks.task_metrics)
 # A local stand-in keeps the lm-eval task's YAML (prompt, choices, metrics) and swaps only its data.
 STANDIN_TASKS = ("sciq",)
 
@@ -462,16 +463,19 @@ def check_native_tasks(names: Sequence[str], task_manager) -> dict[str, Any]:
     return loaded
 
 
-def _native_prediction_row(sample: Mapping[str, Any]) -> dict[str, Any]:
+def _native_prediction_row(sample: Mapping[str, Any], metrics: Sequence[str] = ("acc",)) -> dict[str, Any]:
+    """One scored item of an lm-eval task: `score` is its acc, and each other metric the task defines (e.g.
+    acc_norm; BoolQ defines acc only, lm_eval/tasks/super_glue/boolq/default.yaml) is a key of its own."""
     loglikelihoods = [float(ll) for ll, _is_greedy in sample["filtered_resps"]]
-    return {
+    row = {
         "doc_id": sample["doc"].get("id", sample["doc_id"]),
         "target": sample["target"],
         "prediction": int(np.argmax(loglikelihoods)),
         "score": float(sample["acc"]),
-        "acc_norm": float(sample["acc_norm"]),
         "loglikelihoods": loglikelihoods,
     }
+    row.update({metric: float(sample[metric]) for metric in metrics if metric != "acc"})
+    return row
 
 
 # ---------------------------------------------------------------- one model, every eval set
@@ -674,12 +678,14 @@ def evaluate(
         if not samples:
             raise RuntimeError(f"lm-eval returned no scored items for {name}")
         shots = int(output["n-shot"].get(name) or 0) if "n-shot" in output else 0
-        rows = [_native_prediction_row(sample) for sample in samples]
+        # The metrics the task itself defines, among those ptft records (boolq: acc only).
+        metrics = [m for m in task_metrics(native[name]) if m in NATIVE_METRICS]
+        rows = [_native_prediction_row(sample, metrics) for sample in samples]
         for row in rows:
             row.update(eval_set=name, prompt_format=NATIVE_FORMAT, shots=shots)
         predictions.extend(rows)
-        for metric in NATIVE_METRICS:
-            scores = [row["score"] if metric == "acc" else row["acc_norm"] for row in rows]
+        for metric in metrics:
+            scores = [row["score"] if metric == "acc" else row[metric] for row in rows]
             low, high = bootstrap_ci(scores, int(eval_cfg["bootstrap_resamples"]), seed)
             results.append(
                 {

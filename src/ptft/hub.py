@@ -43,6 +43,9 @@ FAMILIES: dict[str, Family] = {
         # Pythia trains every step on 1024 sequences of 2048 tokens (2,097,152 tokens): that is the family's definition
         # of tokens seen, not a guess at a branch suffix (its branch names carry none).
         Family("pythia", re.compile(r"^step(?P<step>\d+)$"), tokens_per_step=2_097_152),
+        # Only the released model, no intermediate checkpoints (meta-llama/Meta-Llama-3-8B): no branch names a step, so
+        # main's step and tokens come from models.<name>.main.
+        Family("final", re.compile(r"(?!)")),
     ]
 }
 
@@ -405,7 +408,7 @@ def _transient(err: BaseException) -> bool:
 
 
 def download(repo: str, commit: str, *, label: str, attempts: int = 4, backoff_s: float = 5.0,
-             token: str | None = None) -> Path:  # fmt: skip
+             token: str | None = None, patterns: list[str] = ALLOW_PATTERNS) -> Path:  # fmt: skip
     """The snapshot folder of repo@commit in the HF cache (weights and configs only), downloading what is missing.
 
     huggingface_hub already resumes a cut transfer a few times within one call; around that, whole calls are retried
@@ -418,7 +421,7 @@ def download(repo: str, commit: str, *, label: str, attempts: int = 4, backoff_s
     for attempt in range(1, attempts + 1):
         try:
             with hub_errors(repo, f"download checkpoint {label!r} (commit {commit})"):
-                folder = snapshot_download(repo, revision=commit, allow_patterns=ALLOW_PATTERNS, endpoint=_endpoint(),
+                folder = snapshot_download(repo, revision=commit, allow_patterns=patterns, endpoint=_endpoint(),
                                            cache_dir=_cache_dir(), token=token)  # fmt: skip
             return Path(folder)
         except HubError:
@@ -500,15 +503,22 @@ def _check_loadable(folder: Path, where: str) -> dict[str, Any]:
 
 
 def materialize(model: str, label: str | int, spec: dict[str, Any], lock_file: Path, out_dir: Path, *,
-                attempts: int = 4, backoff_s: float = 5.0) -> dict[str, Any]:  # fmt: skip
-    """Write checkpoint `label` of a hub or local model to `out_dir` (atomically) with provenance.json; return it."""
+                attempts: int = 4, backoff_s: float = 5.0, rehearsal: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Write checkpoint `label` of a hub or local model to `out_dir` (atomically) with provenance.json; return it.
+
+    rehearsal: the checkpoint still resolves to its branch and commit, but only its configs and tokenizer are
+    downloaded and the weights are a random model of the same architecture with its layers shrunk
+    (ptft.rehearsal.standin_checkpoint); provenance says so."""
+    from ptft.rehearsal import STANDIN_PATTERNS, standin_checkpoint
+
     out_dir = Path(out_dir)
     label = _label(label)
     source = spec["source"]
     if source == "hub":
         entry = pin(Path(lock_file), model, spec, label)
         where = f"{spec['repo']}@{entry['commit']} (branch {entry['branch']})"
-        snapshot = download(spec["repo"], entry["commit"], label=str(label), attempts=attempts, backoff_s=backoff_s)
+        snapshot = download(spec["repo"], entry["commit"], label=str(label), attempts=attempts, backoff_s=backoff_s,
+                            patterns=STANDIN_PATTERNS if rehearsal else ALLOW_PATTERNS)  # fmt: skip
         identity = {"repo": spec["repo"], "family": spec["family"], **entry}
         link = True
     elif source == "local":
@@ -523,7 +533,15 @@ def materialize(model: str, label: str | int, spec: dict[str, Any], lock_file: P
     else:
         raise ConfigError(f"models.{model}.source is {source!r}; materialize handles hub and local models")
     with atomic_dir(out_dir) as tmp:
-        weights = _fill(tmp, snapshot, where, link)
+        if rehearsal:
+            try:
+                standin = standin_checkpoint(snapshot, tmp, seed=sum(map(ord, f"{model}/{label}")))
+            except ValueError as err:
+                raise HubError(f"{where}: {err}; ptft never runs repository code") from None
+            identity["rehearsal"] = standin
+            weights = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))}
+        else:
+            weights = _fill(tmp, snapshot, where, link)
         arch = _check_loadable(tmp, where)
         record = provenance("checkpoint", spec, None, model=model, label=str(label), source=source,
                             weights_sha256=weights, **arch, **identity)  # fmt: skip

@@ -43,10 +43,12 @@ def run_env(workdir: Path) -> dict[str, str]:
     }
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, cores: str = "2") -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, cores: str = "2",
+              timeout: int = 1500) -> subprocess.CompletedProcess:  # fmt: skip
     prefix = ["--cores", cores] if cores else []
     proc = subprocess.run(
-        [str(SNAKEMAKE), *prefix, *args], cwd=workdir, env=run_env(workdir), capture_output=True, text=True, timeout=1500
+        [str(SNAKEMAKE), *prefix, *args], cwd=workdir, env=run_env(workdir), capture_output=True, text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")

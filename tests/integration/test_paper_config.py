@@ -27,7 +27,7 @@ def workflow(tmp_path_factory) -> Path:
     return copy_workflow(tmp_path_factory.mktemp("configs"), extra=("configs",))
 
 
-@pytest.mark.parametrize("name", ["paper-olmo1b", "pythia-160m"])
+@pytest.mark.parametrize("name", ["paper-olmo1b", "pythia-160m", "paper-llama3-8b"])
 def test_a_study_config_plans_its_whole_grid_with_no_network(workflow, name):
     config = yaml.safe_load((ROOT / f"configs/{name}.yaml").read_text())
     (model,) = config["models"].values()
