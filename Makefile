@@ -12,7 +12,7 @@ export XDG_CACHE_HOME      = $(CURDIR)/.cache
 export MPLCONFIGDIR        = $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: study rehearse report report-screenshot test lint dry-run touch repro lock lock-revisions clean-results
+.PHONY: study rehearse rehearse-offline report report-screenshot test lint dry-run touch repro lock lock-revisions clean-results
 
 $(VENV)/.installed: envs/requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ study: $(VENV)/.installed  ## the embedded mini-study, end to end
 
 rehearse: $(VENV)/.installed  ## CONFIG's whole grid with tiny stand-ins before a GPU-hour: outputs in rehearsal/<study>/
 	$(BIN)/snakemake --configfile $(CONFIG) --config rehearsal=True --cores $(JOBS) --profile profiles/local
+
+rehearse-offline: $(VENV)/.installed  ## the same against the hub replica (tests/replica.py): no network needed
+	$(BIN)/python tools/rehearse_on_replica.py $(CONFIG) --cores $(JOBS)
 
 report: $(VENV)/.installed  ## after `make study`: every figure and table with its caption in one page
 	$(BIN)/snakemake --configfile $(CONFIG) --cores 1 --report results/report.html
