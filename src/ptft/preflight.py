@@ -523,6 +523,17 @@ def context_rows(config: Mapping[str, Any], models: Mapping[str, ModelFacts],
 # ------------------------------------------------------------------------------------------------------- driver
 
 
+def _import_clients() -> None:
+    """Import datasets and transformers (with the tokenizer base class datasets reaches for) in this thread, before
+    the checks' threads start: transformers' lazy module, first imported by several threads at once, can hand one of
+    them a half-initialised module ("module 'transformers' has no attribute 'PreTrainedTokenizerBase'", seen in a
+    fresh clone's test run)."""
+    import datasets  # noqa: F401
+    import transformers
+
+    transformers.PreTrainedTokenizerBase  # noqa: B018 (resolves the lazy attribute now)
+
+
 def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = None, k: int = SAMPLE_ROWS,
                threads: int = THREADS) -> list[Row]:  # fmt: skip
     """Every preflight check of a validated study config, network waits in parallel threads; rows in config order."""
@@ -543,6 +554,7 @@ def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = No
     if unreachable:  # one row, now, rather than every check retrying a dead connection with backoff
         return [*rows, problem("hub", "HF_ENDPOINT", unreachable, "preflight needs the network: check the connection, "
                                "a proxy (HTTPS_PROXY) or HF_ENDPOINT, then rerun")]  # fmt: skip
+    _import_clients()
     with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
         manager = pool.submit(task_manager, [t for _, t in native]) if native else None
         for model, spec in config["models"].items():
