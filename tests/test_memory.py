@@ -4,6 +4,7 @@ a plan over budget that fails naming the settings that fit."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from pathlib import Path
 
@@ -20,19 +21,12 @@ from ptft.memory import (
     plan_memory,
 )
 
-# allenai/OLMo-1B-hf config.json (as bench/finetune_throughput.py's OLMO_1B, same source): OLMo's non-parametric
-# layer norm has no weights, the input embedding is tied to the head.
-OLMO_1B = {
-    "model_type": "olmo",
-    "hidden_size": 2048,
-    "num_hidden_layers": 16,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 16,
-    "intermediate_size": 8192,
-    "vocab_size": 50304,
-    "max_position_embeddings": 2048,
-    "tie_word_embeddings": True,
-}
+# allenai/OLMo-1B-hf config.json: the benchmark's copy (bench/finetune_throughput.py, one definition), with the
+# model_type a config.json names. OLMo's non-parametric layer norm has no weights; the embedding is tied to the head.
+_spec = importlib.util.spec_from_file_location("finetune_throughput", Path(__file__).parents[1] / "bench/finetune_throughput.py")
+_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bench)
+OLMO_1B = {"model_type": "olmo", **_bench.OLMO_1B}
 # meta-llama/Meta-Llama-3-8B config.json (from memory of the public file, not fetched here: a guess in its details;
 # the hand count below reproduces the 8,030,261,248 parameters the model card's "8B" rounds).
 LLAMA_3_8B = {
