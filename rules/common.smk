@@ -175,6 +175,13 @@ def get_evaluate_settings():
     return study_config.evaluate_science(config)
 
 
+def get_eval_env():
+    """The evaluate rule's conda env: the locked one, or vLLM's own (evaluate.backend: vllm pins its own torch)."""
+    if config["evaluate"].get("backend", "hf") == "vllm":
+        return "../envs/eval-vllm.yaml"
+    return "../envs/eval.yaml"
+
+
 def get_eval_lora_mode(wildcards):
     """finetune.lora_eval where it applies (a LoRA adapter), else the inert "adapter": switching it must not rerun the
     evaluations of base models or of fully fine-tuned ones."""

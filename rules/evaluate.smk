@@ -14,7 +14,7 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/{model}/{step}/{ft}.tsv"
     conda:
-        "../envs/eval.yaml"
+        get_eval_env()
     threads: get_threads("evaluate")
     resources:
         gpu=get_resource("evaluate", "gpu"),

@@ -823,3 +823,102 @@ def test_a_native_row_records_the_metrics_its_task_defines():
     assert row["acc_norm"] == 0.0
     with pytest.raises(KeyError, match="acc_norm"):
         ev._native_prediction_row(sample, ["acc", "acc_norm"])  # a metric the task defines must be in its samples
+
+
+# ---------------------------------------------------------------- arithmetic (evaluate.dtype) and backends
+
+
+def test_auto_dtype_is_bf16_on_a_gpu_and_fp32_elsewhere():
+    assert ev.resolve_dtype("auto", "cuda") == "bfloat16"
+    assert ev.resolve_dtype("auto", "cpu") == "float32"
+    assert ev.resolve_dtype("float16", "cpu") == "float16"  # an explicit dtype is kept wherever it runs
+    with pytest.raises(ValueError, match="evaluate.dtype"):
+        ev.resolve_dtype("fp8", "cuda")
+
+
+@pytest.fixture(scope="module")
+def many_nli_items(tmp_path_factory):
+    """200 NLI items (0-shot, one format): enough for the 99% agreement bar below to mean something."""
+    rnd = random.Random(7)
+    folder = tmp_path_factory.mktemp("nli200")
+    make = lambda i, split: {  # noqa: E731
+        "id": f"nli200-{split}-{i}",
+        "premise": _sentence(rnd, 7),
+        "hypothesis": _sentence(rnd, 5),
+        "label": rnd.choice(get_task("nli").label_words),
+    }
+    _write_jsonl(folder / "test.jsonl", [make(i, "test") for i in range(200)])
+    _write_jsonl(folder / "train.jsonl", [make(i, "train") for i in range(8)])
+    return {"places_nli": {"task": "nli", "test": folder / "test.jsonl", "train": folder / "train.jsonl"}}
+
+
+@pytest.fixture(scope="module")
+def confident_model_dir(model_dir, tmp_path_factory):
+    """model_dir with its output layer scaled 30x, so its logits spread like a trained model's. The random init's are
+    nearly uniform: there bf16 rounding flips near-ties among TokenProb's 14 candidates (97.5% agreement, measured
+    when this test was written), which says nothing about a real model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(30.0)
+    folder = tmp_path_factory.mktemp("confident")
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder)
+    shutil.copy(model_dir / "provenance.json", folder / "provenance.json")
+    return folder
+
+
+@pytest.mark.parametrize("classification", ["token_prob", "loglikelihood"])
+def test_bf16_and_fp32_choose_the_same_label_for_99_percent_of_items(
+    confident_model_dir, many_nli_items, tmp_path, classification
+):
+    cfg = {**EVAL_CFG, "prompt_formats": ["default"], "shots": [0], "limit": None, "batch_size": 50,
+           "classification": classification}  # fmt: skip
+    chosen = {}
+    for dtype in ("float32", "bfloat16"):
+        out_dir = tmp_path / dtype
+        out_dir.mkdir()
+        out, predictions = _run(confident_model_dir, many_nli_items, out_dir, {**cfg, "dtype": dtype})
+        assert out["provenance"]["evaluation_dtype"] == dtype  # the results say which arithmetic ran
+        chosen[dtype] = [p["prediction"] for p in predictions]
+    assert len(chosen["float32"]) == 200
+    # the labels must not all be the same, or agreement would be trivial
+    assert len(set(chosen["float32"])) > 1, chosen["float32"][:10]
+    agree = np.mean([a == b for a, b in zip(chosen["float32"], chosen["bfloat16"], strict=True)])
+    assert agree >= 0.99, agree
+
+
+def test_a_run_records_its_auto_dtype_backend_and_device(run):
+    out, _, _ = run
+    assert out["provenance"]["evaluation_dtype"] == "float32"  # EVAL_CFG leaves dtype at auto; this machine has no GPU
+    assert out["provenance"]["evaluation_backend"] == "hf"
+    assert out["provenance"]["device"] == "cpu"
+
+
+def test_vllm_backend_takes_lm_evals_vllm_arguments_and_says_which_environment_it_needs(model_dir, tmp_path):
+    args = ev.vllm_model_args(model_dir, "bfloat16", "auto", SEED)
+    assert args == {"pretrained": str(model_dir), "dtype": "bfloat16", "batch_size": "auto", "seed": SEED,
+                    "trust_remote_code": False}  # fmt: skip
+    # Every key is an argument of lm-eval's VLLM.__init__ (read from its source: vllm itself is not installed here).
+    import ast
+    import importlib.util
+
+    source = importlib.util.find_spec("lm_eval.models.vllm_causallms").origin
+    tree = ast.parse(open(source, encoding="utf-8").read())
+    init = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "VLLM").body
+    init = next(f for f in init if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+    accepted = {a.arg for a in init.args.args + init.args.kwonlyargs}
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8}))
+    lora_args = ev.vllm_model_args(adapter, "bfloat16", 16, SEED, base_dir=model_dir)
+    assert lora_args["pretrained"] == str(model_dir) and lora_args["lora_local_path"] == str(adapter)
+    assert lora_args["max_lora_rank"] == 8
+    assert set(args) | set(lora_args) <= accepted, (set(args) | set(lora_args)) - accepted
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ImportError, match="envs/eval-vllm.yaml"):
+            ev.build_lm("vllm", model_dir=model_dir, dtype="bfloat16", batch_size="auto", seed=SEED)
+    with pytest.raises(ValueError, match="evaluate.backend"):
+        ev.build_lm("onnx", model_dir=model_dir, dtype="float32", batch_size=1, seed=SEED)

@@ -324,16 +324,12 @@ def _token_prob_candidates(
     return [(int(t), w) for t, w in candidates]
 
 
-def token_prob_lm(**kwargs):
-    """lm-eval's HFLM, with one addition: a continuation marked by token_continuation(id) is encoded as exactly that
-    one token after the context (lm-eval would re-tokenise context + text, which can merge across the boundary).
+def _with_token_prob(base: type) -> type:
+    """`base` (an lm-eval TemplateLM: HFLM or VLLM), with one addition: a continuation marked by
+    token_continuation(id) is encoded as exactly that one token after the context (lm-eval would re-tokenise
+    context + text, which can merge across the boundary). Everything else is lm-eval's own code."""
 
-    Everything else (batching, truncation, the forward pass and the logits cache that answers every one-token
-    continuation of a context from a single pass) is lm-eval's own code.
-    """
-    from lm_eval.models.huggingface import HFLM
-
-    class TokenProbLM(HFLM):
+    class TokenProbLM(base):
         def loglikelihood(self, requests, disable_tqdm=False):
             # lm-eval encodes an empty context without _encode_pair, which would tokenise the mark itself
             empty = [r for r in requests if r.args[0] == "" and _marked_token(r.args[1]) is not None]
@@ -347,7 +343,20 @@ def token_prob_lm(**kwargs):
                 return super()._encode_pair(context, continuation)
             return self.tok_encode(context), [token_id]
 
-    return TokenProbLM(**kwargs)
+    TokenProbLM.__name__ = f"TokenProb{base.__name__}"
+    return TokenProbLM
+
+
+def token_prob_lm(**kwargs):
+    """lm-eval's HFLM with TokenProb's marked continuations (_with_token_prob).
+
+    Batching, truncation, the forward pass and the logits cache that answers every one-token continuation of a
+    context from a single pass (HFLM._loglikelihood_tokens, Collator(group_by="contexts")) are lm-eval's own code;
+    requests are sorted longest first there, and generation requests likewise (by context length).
+    """
+    from lm_eval.models.huggingface import HFLM
+
+    return _with_token_prob(HFLM)(**kwargs)
 
 
 # ---------------------------------------------------------------- lm-eval's own tasks (the instruction-tuning benchmarks)
@@ -494,11 +503,35 @@ def _model_identity(model_dir: Path) -> dict[str, Any]:
     }
 
 
-def _load_model(model_dir: Path, lora_eval: str = "adapter", base_dir: Path | None = None):
+EVAL_DTYPES = ("auto", "float32", "bfloat16", "float16")
+BACKENDS = ("hf", "vllm")
+VLLM_ENV = "envs/eval-vllm.yaml"
+
+
+def resolve_dtype(name: str, device: str) -> str:
+    """evaluate.dtype -> the dtype that runs: "auto" is bfloat16 on a GPU ("cuda") and float32 elsewhere.
+
+    Raises ValueError for a name outside EVAL_DTYPES.
+    """
+    if name not in EVAL_DTYPES:
+        raise ValueError(f"evaluate.dtype must be one of {EVAL_DTYPES}, got {name!r}")
+    if name != "auto":
+        return name
+    return "bfloat16" if device == "cuda" else "float32"
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load_model(model_dir: Path, lora_eval: str = "adapter", base_dir: Path | None = None, dtype: str = "float32"):
     """The model and tokenizer in model_dir; a LoRA folder (adapter_config.json) is loaded on its base checkpoint.
 
     lora_eval (config finetune.lora_eval) says whether a LoRA model runs through its adapter or merged into the base
     weights; both give the same scores. The base is base_dir, or the base_checkpoint its provenance records.
+    dtype is a resolved evaluate.dtype (resolve_dtype): the weights are loaded in it.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -512,13 +545,12 @@ def _load_model(model_dir: Path, lora_eval: str = "adapter", base_dir: Path | No
         base_dir = Path(base_dir or read_provenance(model_dir)["base_checkpoint"])
         if not base_dir.is_dir():
             raise FileNotFoundError(f"{model_dir} is a LoRA adapter whose base checkpoint {base_dir} is missing")
-    # float32 everywhere, so CPU and GPU runs score the same arithmetic up to kernel differences.
     model = AutoModelForCausalLM.from_pretrained(
         base_dir if is_lora else model_dir,
         local_files_only=True,
         trust_remote_code=False,
         use_safetensors=True,
-        dtype=torch.float32,
+        dtype=getattr(torch, resolve_dtype(dtype, _device())),
     )
     if is_lora:
         from peft import PeftModel
@@ -526,9 +558,66 @@ def _load_model(model_dir: Path, lora_eval: str = "adapter", base_dir: Path | No
         model = PeftModel.from_pretrained(model, model_dir, is_trainable=False)
         if lora_eval == "merged":
             model = model.merge_and_unload()
-    model.to("cuda" if torch.cuda.is_available() else "cpu")  # HFLM runs on the device the model is on
+    model.to(_device())  # HFLM runs on the device the model is on
     model.eval()
     return model, tokenizer
+
+
+def vllm_model_args(
+    model_dir: Path, dtype: str, batch_size: int | str, seed: int, base_dir: Path | None = None
+) -> dict[str, Any]:
+    """Keyword arguments of lm-eval's VLLM model type (lm_eval/models/vllm_causallms.py, VLLM.__init__) for one model.
+
+    Full weights load from model_dir; a LoRA adapter (adapter_config.json) runs on its base checkpoint (base_dir or
+    the provenance's base_checkpoint) through vLLM's LoRA support, with max_lora_rank the adapter's rank.
+    Never trust_remote_code. Raises FileNotFoundError for a LoRA adapter whose base is missing.
+    """
+    model_dir = Path(model_dir)
+    args: dict[str, Any] = {
+        "pretrained": str(model_dir),
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "seed": seed,
+        "trust_remote_code": False,
+    }
+    adapter = model_dir / "adapter_config.json"
+    if adapter.is_file():
+        import json
+
+        base = Path(base_dir or read_provenance(model_dir)["base_checkpoint"])
+        if not base.is_dir():
+            raise FileNotFoundError(f"{model_dir} is a LoRA adapter whose base checkpoint {base} is missing")
+        rank = int(json.loads(adapter.read_text()).get("r", 16))
+        args.update(pretrained=str(base), tokenizer=str(model_dir), lora_local_path=str(model_dir), max_lora_rank=rank)
+    return args
+
+
+def build_lm(backend: str, *, model_dir: Path, dtype: str, batch_size: int | str, seed: int, lora_eval: str = "adapter",
+             base_dir: Path | None = None):
+    """The lm-eval model that scores every request: (lm, tokenizer).
+
+    backend "hf": lm-eval's HFLM on the transformers model (_load_model). backend "vllm": lm-eval's VLLM model type
+    (GPU only; its own environment, VLLM_ENV). Both encode TokenProb's marked one-token continuations as exactly that
+    token (TokenProbMixin). Raises ValueError for an unknown backend and ImportError, naming the environment to use,
+    when vllm is asked for but not installed.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"evaluate.backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "hf":
+        model, tokenizer = _load_model(model_dir, lora_eval, base_dir, dtype)
+        return token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size), tokenizer
+    try:
+        from lm_eval.models.vllm_causallms import VLLM
+    except ImportError as err:
+        raise ImportError(
+            f"evaluate.backend: vllm needs the vllm package ({err}); it is not in the CPU lock. Run the evaluate rule "
+            f"with --sdm conda (it uses {VLLM_ENV}), or build that environment by hand"
+        ) from None
+    from transformers import AutoTokenizer
+
+    lm = _with_token_prob(VLLM)(**vllm_model_args(model_dir, dtype, batch_size, seed, base_dir))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+    return lm, tokenizer
 
 
 def _set_seeds(seed: int) -> None:
@@ -568,7 +657,11 @@ def evaluate(
     from lm_eval.tasks import TaskManager
 
     scoring = Scoring.from_config(eval_cfg)
-    model, tokenizer = _load_model(model_dir, lora_eval, base_dir)
+    backend = eval_cfg.get("backend", "hf")
+    dtype = resolve_dtype(eval_cfg.get("dtype", "auto"), _device())
+    lm, tokenizer = build_lm(backend, model_dir=model_dir, dtype=dtype, batch_size=eval_cfg["batch_size"], seed=seed,
+                             lora_eval=lora_eval, base_dir=base_dir)  # fmt: skip
+    log.info("scoring %s with %s in %s on %s", model_dir, backend, dtype, _device())
     candidates: dict[str, list[tuple[int, str]]] = {}  # task family -> TokenProb candidate tokens
     conditions: dict[str, tuple[str, TaskFamily, str, int]] = {}
     configs = []
@@ -611,7 +704,6 @@ def evaluate(
     if clash:
         raise KeyError(f"evaluate.lm_eval_tasks: {clash} also name eval sets; a row's eval_set must say which it is")
 
-    lm = token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg["batch_size"])
     output = lm_eval.simple_evaluate(
         model=lm,
         tasks=configs,
@@ -733,6 +825,9 @@ def evaluate(
                 },
                 ci_level=CI_LEVEL,
                 threads=threads,
+                evaluation_dtype=dtype,  # evaluate.dtype resolved on the device that ran (auto: bf16 GPU, fp32 CPU)
+                evaluation_backend=backend,
+                device=_device(),
                 # how a LoRA adapter was run (finetune.lora_eval); None for full weights
                 lora_eval=lora_eval if (model_dir / "adapter_config.json").is_file() else None,
             ),
