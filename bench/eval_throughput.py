@@ -30,6 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ptft import evaluate as ev  # noqa: E402
@@ -128,10 +129,13 @@ def build_eval_sets(root: Path, n_test: int, document_words: int = 40) -> dict[s
     return sets
 
 
-def authors_loop(model_dir: Path, eval_sets: dict, prompts: dict[str, list[str]], threads: int) -> int:
-    """One item at a time: generate the answer, then score it (as the authors' evaluation script did)."""
+def authors_loop(model_dir: Path, eval_sets: dict, prompts: dict[str, list[str]], threads: int,
+                 dtype: str = "auto") -> int:  # fmt: skip
+    """One item at a time: generate the answer, then score it (as the authors' evaluation script did).
+
+    It runs in the same dtype as ours, so the ratio counts batching and one-pass scoring, not arithmetic."""
     torch.set_num_threads(threads)
-    model, tokenizer = ev._load_model(model_dir)
+    model, tokenizer = ev._load_model(model_dir, dtype=dtype)
     n = 0
     with torch.inference_mode():
         for name, spec in sorted(eval_sets.items()):
@@ -159,6 +163,34 @@ def authors_loop(model_dir: Path, eval_sets: dict, prompts: dict[str, list[str]]
     return n
 
 
+KINDS = {"classification": "bench_nli", "generation": "bench_sum"}
+
+
+def _prompts(eval_sets: dict, root: Path, shots: int) -> dict[str, list[str]]:
+    """The k-shot prompts our evaluator scored, rebuilt through the same lm-eval task config (checked equal)."""
+    from lm_eval.api.task import ConfigurableTask
+
+    prompts = {}
+    for name, spec in eval_sets.items():
+        family = get_task(spec["task"])
+        dataset = ev.load_eval_set(name, spec)
+        task = ConfigurableTask(config=ev.task_config(name, family, "default", shots, dataset))
+        task.set_fewshot_seed(1234)
+        prompts[name] = [task.fewshot_context(doc, shots) for doc in dataset["test"]]
+        first = json.loads((root / f"eval-{name}.json").read_text())["example_prompts"][f"{name}/default/{shots}"]
+        assert prompts[name][0] == first, "the baseline must score the prompts our evaluator scored"
+        assert FEWSHOT_DELIMITER in first or shots == 0
+    return prompts
+
+
+def _ours(root: Path, eval_sets: dict, cfg: dict, threads: int, tag: str = "") -> tuple[float, int]:
+    """(seconds, items) of one ptft.evaluate run, model load included."""
+    name = "-".join(sorted(eval_sets)) if len(eval_sets) > 1 else next(iter(eval_sets))
+    started = time.perf_counter()
+    ev.evaluate(root / "model", eval_sets, cfg, root / f"eval-{name}{tag}.json", root / f"pred-{name}{tag}.jsonl", threads)
+    return time.perf_counter() - started, len(ev.read_jsonl(root / f"pred-{name}{tag}.jsonl"))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few items per eval set (smoke test)")
@@ -167,6 +199,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="model shape (olmo-1b: for a GPU)")
+    parser.add_argument("--classification", choices=ev.CLASSIFICATION_METHODS, default="token_prob",
+                        help="how ours scores classification (token_prob: the paper's, one pass per item)")
+    parser.add_argument("--dtype", choices=ev.EVAL_DTYPES, default="auto", help="evaluate.dtype of ours")
+    parser.add_argument("--vllm", action="store_true",
+                        help="also run generation through evaluate.backend vllm (needs vllm: GPU env only)")
     parser.add_argument(
         "--repeats", type=int, default=1, help="alternate both ways this many times and keep each one's fastest run"
     )
@@ -174,6 +211,10 @@ def main(argv: list[str] | None = None) -> dict:
     items = 4 if args.quick else args.items
     logging.disable(logging.WARNING)
 
+    report: dict = {"threads": args.threads, "shape": args.shape, "shots": args.shots,
+                    "device": "cuda" if torch.cuda.is_available() else "cpu", "classification": args.classification,
+                    "dtype": ev.resolve_dtype(args.dtype, "cuda" if torch.cuda.is_available() else "cpu"),
+                    "kinds": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="ptft-bench-") as tmp:
         root = Path(tmp)
         (root / "model").mkdir()
@@ -186,62 +227,61 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_size": args.batch_size,
             "fewshot_seed": 1234,
             "bootstrap_resamples": 1000,
+            "classification": args.classification,
+            "dtype": args.dtype,
         }
 
         # Imports are a one-time cost of any process (a few seconds: lm-eval, datasets, nltk via rouge-score); pay
         # them before either clock starts.
         import lm_eval.evaluator  # noqa: F401
-        from lm_eval.api.task import ConfigurableTask
 
         ev.rouge_l("warm", "up")
 
-        started = time.perf_counter()
-        ev.evaluate(root / "model", eval_sets, cfg, root / "eval.json", root / "predictions.jsonl", args.threads)
-        ours_s = time.perf_counter() - started
-        ours_n = len(ev.read_jsonl(root / "predictions.jsonl"))
-
-        # The baseline scores exactly the prompts our run rendered (same shots, same items).
-        prompts = {name: [] for name in eval_sets}
-        for name, spec in eval_sets.items():
-            family = get_task(spec["task"])
-            dataset = ev.load_eval_set(name, spec)
-            task = ConfigurableTask(config=ev.task_config(name, family, "default", args.shots, dataset))
-            task.set_fewshot_seed(1234)
-            prompts[name] = [task.fewshot_context(doc, args.shots) for doc in dataset["test"]]
-            first = json.loads((root / "eval.json").read_text())["example_prompts"][f"{name}/default/{args.shots}"]
-            assert prompts[name][0] == first, "the baseline must score the prompts our evaluator scored"
-            assert FEWSHOT_DELIMITER in first or args.shots == 0
-
-        theirs_s = float("inf")
-        for repeat in range(args.repeats):
-            if repeat:  # alternate, so a burst of load from elsewhere hits both ways alike
+        # Each task kind alone, both ways, alternating; then ours on both kinds in one run (what a rule does).
+        for kind, name in KINDS.items():
+            one = {name: eval_sets[name]}
+            ours_s, theirs_s = float("inf"), float("inf")
+            for _ in range(args.repeats):
+                seconds, ours_n = _ours(root, one, cfg, args.threads)
+                ours_s = min(ours_s, seconds)
+                prompts = _prompts(one, root, args.shots)
                 started = time.perf_counter()
-                ev.evaluate(root / "model", eval_sets, cfg, root / "eval.json", root / "predictions.jsonl", args.threads)
-                ours_s = min(ours_s, time.perf_counter() - started)
-            started = time.perf_counter()
-            theirs_n = authors_loop(root / "model", eval_sets, prompts, args.threads)
-            theirs_s = min(theirs_s, time.perf_counter() - started)
+                theirs_n = authors_loop(root / "model", one, prompts, args.threads, args.dtype)
+                theirs_s = min(theirs_s, time.perf_counter() - started)
+            report["kinds"][kind] = {"items": ours_n, "ours_s": ours_s, "authors_s": theirs_s,
+                                     "ours_examples_per_s": ours_n / ours_s,
+                                     "authors_examples_per_s": theirs_n / theirs_s,
+                                     "ratio": (ours_n / ours_s) / (theirs_n / theirs_s)}  # fmt: skip
+            if kind == "generation" and args.vllm:
+                seconds, n = _ours(root, one, {**cfg, "backend": "vllm", "batch_size": "auto"}, args.threads, "-vllm")
+                hf = {r["doc_id"]: r["score"] for r in ev.read_jsonl(root / f"pred-{name}.jsonl")}
+                vl = {r["doc_id"]: r["score"] for r in ev.read_jsonl(root / f"pred-{name}-vllm.jsonl")}
+                report["kinds"][kind].update(
+                    vllm_s=seconds, vllm_examples_per_s=n / seconds, vllm_vs_hf=(n / seconds) / (ours_n / ours_s),
+                    vllm_mean_rougeL=float(np.mean(list(vl.values()))), hf_mean_rougeL=float(np.mean(list(hf.values()))),
+                    vllm_same_score_share=float(np.mean([abs(vl[k] - hf[k]) < 1e-9 for k in hf])),
+                )
+        both_s, both_n = _ours(root, eval_sets, cfg, args.threads)
 
-    report = {
-        "items": ours_n,
-        "ours_examples_per_s": ours_n / ours_s,
-        "authors_examples_per_s": theirs_n / theirs_s,
-        "ours_s": ours_s,
-        "authors_s": theirs_s,
-        "threads": args.threads,
-        "shape": args.shape,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-    }
-    report["ratio"] = report["ours_examples_per_s"] / report["authors_examples_per_s"]
-    print(
-        f"{ours_n} items ({items} per eval set x nli, summarisation; {args.shots}-shot; {args.shape} model; "
-        f"{report['device']}, "
-        f"{args.threads} threads)\n"
-        f"ours (ptft.evaluate, batch {args.batch_size}): {report['ours_examples_per_s']:.2f} examples/s "
-        f"({ours_s:.1f} s, model load included)\n"
-        f"authors (one item at a time): {report['authors_examples_per_s']:.2f} examples/s ({theirs_s:.1f} s)\n"
-        f"ratio: {report['ratio']:.1f}x"
-    )
+    theirs_total = sum(k["authors_s"] for k in report["kinds"].values())
+    ours_total = sum(k["ours_s"] for k in report["kinds"].values())
+    n_total = sum(k["items"] for k in report["kinds"].values())
+    report.update(items=n_total, ours_s=ours_total, authors_s=theirs_total, ours_one_run_s=both_s,
+                  ours_examples_per_s=n_total / ours_total, authors_examples_per_s=n_total / theirs_total,
+                  ratio=theirs_total / ours_total, ratio_one_run=theirs_total / both_s)  # fmt: skip
+    lines = [f"{n_total} items ({items} per eval set; {args.shots}-shot; {args.shape} model; {report['device']}, "
+             f"{report['dtype']}, {args.threads} threads; classification by {args.classification})"]  # fmt: skip
+    for kind, k in report["kinds"].items():
+        lines.append(f"{kind:>14}: ours {k['ours_examples_per_s']:.2f}/s ({k['ours_s']:.1f} s, model load included), "
+                     f"authors {k['authors_examples_per_s']:.2f}/s ({k['authors_s']:.1f} s): {k['ratio']:.1f}x")  # fmt: skip
+        if "vllm_s" in k:
+            lines.append(f"{'':>14}  vllm {k['vllm_examples_per_s']:.2f}/s = {k['vllm_vs_hf']:.1f}x hf; mean ROUGE-L "
+                         f"vllm {k['vllm_mean_rougeL']:.4f} vs hf {k['hf_mean_rougeL']:.4f}; "
+                         f"{k['vllm_same_score_share']:.0%} of items scored the same")  # fmt: skip
+    lines.append(f"{'total':>14}: ours {report['ours_examples_per_s']:.2f}/s, authors "
+                 f"{report['authors_examples_per_s']:.2f}/s: {report['ratio']:.1f}x "
+                 f"(both kinds in one ptft.evaluate run: {both_s:.1f} s, {report['ratio_one_run']:.1f}x)")  # fmt: skip
+    print("\n".join(lines))
     return report
 
 

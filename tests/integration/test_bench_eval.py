@@ -5,8 +5,12 @@ from __future__ import annotations
 from conftest import load_bench
 
 
-def test_eval_throughput_quick_runs_both_ways(capsys):
+def test_eval_throughput_quick_runs_both_ways_per_task_kind(capsys):
     report = load_bench("eval_throughput").main(["--quick", "--threads", "1"])
     assert report["items"] == 8
-    assert report["ours_examples_per_s"] > 0 and report["authors_examples_per_s"] > 0
-    assert "ratio:" in capsys.readouterr().out
+    assert set(report["kinds"]) == {"classification", "generation"}
+    for kind in report["kinds"].values():
+        assert kind["items"] == 4 and kind["ours_examples_per_s"] > 0 and kind["authors_examples_per_s"] > 0
+    assert report["classification"] == "token_prob" and report["dtype"] == "float32"
+    out = capsys.readouterr().out
+    assert "classification:" in out and "generation:" in out and "total:" in out
