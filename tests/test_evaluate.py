@@ -890,3 +890,15 @@ def test_a_native_row_records_the_metrics_its_task_defines():
     assert row["acc_norm"] == 0.0
     with pytest.raises(KeyError, match="acc_norm"):
         ev._native_prediction_row(sample, ["acc", "acc_norm"])  # a metric the task defines must be in its samples
+
+
+def test_shots_overflow_error_stops_the_run_naming_the_item(model_dir, eval_sets, tmp_path):
+    short = tmp_path / "short-model"
+    shutil.copytree(model_dir, short)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 160}))
+    cfg = {**EVAL_CFG, "prompt_formats": ["io"], "shots": [4], "limit": 1,
+           "shots_overflow": {"news_sum": "error", "places_nli": "drop_shots"}}  # fmt: skip
+    with pytest.raises(ev.ShotsOverflowError, match=r"news_sum__io__4shot: item 'news_sum-test-0'"):
+        ev.evaluate(short, eval_sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
+    assert not (tmp_path / "eval.json").exists()
