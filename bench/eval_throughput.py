@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
         # Imports are a one-time cost of any process (a few seconds: lm-eval, datasets, nltk via rouge-score); pay
         # them before either clock starts.
         import lm_eval.evaluator  # noqa: F401
-        from lm_eval.api.task import ConfigurableTask
+        from lm_eval.api.task import ConfigurableTask  # noqa: F401
+        from transformers import AutoTokenizer
 
         ev.rouge_l("warm", "up")
 
@@ -200,12 +201,17 @@ def main(argv: list[str] | None = None) -> dict:
         ours_s = time.perf_counter() - started
         ours_n = len(ev.read_jsonl(root / "predictions.jsonl"))
 
-        # The baseline scores exactly the prompts our run rendered (same shots, same items).
+        # The baseline scores exactly the prompts our run rendered (same shots, same items, the same
+        # evaluate.shots_overflow policy, drop_shots, for a prompt over the context).
+        tokenizer = AutoTokenizer.from_pretrained(root / "model")
+        context = SHAPES[args.shape]["architecture"]["max_position_embeddings"]
         prompts = {name: [] for name in eval_sets}
         for name, spec in eval_sets.items():
             family = get_task(spec["task"])
             dataset = ev.load_eval_set(name, spec)
-            task = ConfigurableTask(config=ev.task_config(name, family, "default", args.shots, dataset))
+            config = ev.task_config(name, family, "default", args.shots, dataset)
+            budget = ev._prompt_budget(context, family, tokenizer)
+            task = ev.fitting_task(config, policy="drop_shots", budget=budget, tokenizer=tokenizer, family=family)
             task.set_fewshot_seed(1234)
             prompts[name] = [task.fewshot_context(doc, args.shots) for doc in dataset["test"]]
             first = json.loads((root / "eval.json").read_text())["example_prompts"][f"{name}/default/{args.shots}"]
