@@ -49,6 +49,11 @@ dry-run: $(VENV)/.installed
 lock-revisions: $(VENV)/.installed  ## needs the hub: pin every hub checkpoint of CONFIG (selection rules too) in its lock file
 	HF_HUB_OFFLINE=0 $(BIN)/python -m ptft.hub resolve --configfile $(CONFIG)
 
+GPU ?= h200
+.PHONY: estimate
+estimate: $(VENV)/.installed  ## no network: CONFIG's bill per rule family (jobs, tokens, GPU-hours on GPU=h100|h200|a100|cpu, disk)
+	$(BIN)/python -m ptft.estimate --configfile $(CONFIG) --gpu $(GPU)
+
 .PHONY: preflight
 preflight: $(VENV)/.installed  ## needs the hub: check CONFIG's checkpoints, data sets, columns, labels, lm-eval tasks, tokenizers and prompt lengths
 	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 $(BIN)/python -m ptft.preflight --configfile $(CONFIG)

@@ -168,13 +168,18 @@ KINDS = {"classification": "bench_nli", "generation": "bench_sum"}
 
 def _prompts(eval_sets: dict, root: Path, shots: int) -> dict[str, list[str]]:
     """The k-shot prompts our evaluator scored, rebuilt through the same lm-eval task config (checked equal)."""
-    from lm_eval.api.task import ConfigurableTask
+    from transformers import AutoTokenizer
 
+    # The same evaluate.shots_overflow policy (drop_shots) as ours, for a prompt over the context.
+    tokenizer = AutoTokenizer.from_pretrained(root / "model")
+    context = json.loads((root / "model" / "config.json").read_text())["max_position_embeddings"]
     prompts = {}
     for name, spec in eval_sets.items():
         family = get_task(spec["task"])
         dataset = ev.load_eval_set(name, spec)
-        task = ConfigurableTask(config=ev.task_config(name, family, "default", shots, dataset))
+        config = ev.task_config(name, family, "default", shots, dataset)
+        budget = ev._prompt_budget(context, family, tokenizer)
+        task = ev.fitting_task(config, policy="drop_shots", budget=budget, tokenizer=tokenizer, family=family)
         task.set_fewshot_seed(1234)
         prompts[name] = [task.fewshot_context(doc, shots) for doc in dataset["test"]]
         first = json.loads((root / f"eval-{name}.json").read_text())["example_prompts"][f"{name}/default/{shots}"]

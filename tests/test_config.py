@@ -86,6 +86,19 @@ def test_lm_eval_tasks_default_empty_and_standins_are_checked(params):
         validate(params)
 
 
+def test_shots_overflow_is_one_policy_or_one_per_eval_set(params):
+    assert validate(copy.deepcopy(params))["evaluate"]["shots_overflow"] == "drop_shots"
+    sets = params["evaluate"]["eval_sets"]
+    params["evaluate"]["shots_overflow"] = {name: "error" for name in sets}
+    assert validate(copy.deepcopy(params))["evaluate"]["shots_overflow"][sets[0]] == "error"
+    params["evaluate"]["shots_overflow"] = {sets[0]: "truncate_documents"}
+    with pytest.raises(ConfigError, match=rf"shots_overflow.*not named: \[{sorted(sets[1:])[0]!r}"):
+        validate(copy.deepcopy(params))
+    params["evaluate"]["shots_overflow"] = "cut_left"
+    with pytest.raises(ConfigError, match=r"evaluate.shots_overflow"):
+        validate(params)
+
+
 def test_cluster_resources_default_to_cpu_jobs(params):
     config = validate(params)
     assert set(config["resources"]) == {"pretrain", "materialize", "finetune", "evaluate"}

@@ -135,7 +135,11 @@ def test_output_has_one_row_per_condition(run):
     ]
     assert [(r["eval_set"], r["prompt_format"], r["shots"]) for r in out["results"]] == expected
     for row in out["results"]:
-        assert set(row) == {"eval_set", "task", "prompt_format", "shots", "metric", "value", "ci_low", "ci_high", "n"}
+        assert set(row) == {
+            "eval_set", "task", "prompt_format", "shots", "metric", "value", "ci_low", "ci_high", "n",
+            "shots_overflow", "n_overflow",
+        }  # fmt: skip
+        assert (row["shots_overflow"], row["n_overflow"]) == ("drop_shots", 0)  # every prompt fits
         assert row["task"] == {"news_sum": "summarisation", "places_nli": "nli"}[row["eval_set"]]
         assert row["metric"] == {"news_sum": "rougeL", "places_nli": "accuracy"}[row["eval_set"]]
         assert row["n"] == EVAL_CFG["limit"]
@@ -144,6 +148,7 @@ def test_output_has_one_row_per_condition(run):
 
     assert len(predictions) == len(expected) * EVAL_CFG["limit"]
     assert all(row["prompt_tokens"] > 0 and row["truncated"] is False for row in predictions)
+    assert all(row["shots_used"] == row["shots"] and row["overflow"] is False for row in predictions)
     nli = get_task("nli")
     for row in predictions:
         assert 0.0 <= row["score"] <= 1.0
@@ -187,21 +192,83 @@ def test_example_prompt_is_built_from_tasks_and_train_file(run, eval_sets, eval_
     assert {s["id"] for s in shots} <= {r["id"] for r in train}
 
 
-def test_prompts_longer_than_the_model_context_are_flagged(model_dir, eval_sets, tmp_path):
+def test_prompts_longer_than_the_model_context_drop_shots_and_are_counted(model_dir, eval_sets, tmp_path):
     short = tmp_path / "short-model"
     shutil.copytree(model_dir, short)
     config = json.loads((short / "config.json").read_text())
     (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 160}))
-    cfg = {**EVAL_CFG, "prompt_formats": ["io"], "shots": [0, 4], "limit": 2}
+    cfg = {**EVAL_CFG, "prompt_formats": ["io"], "shots": [0, 4], "limit": 2}  # shots_overflow: the default
     ev.evaluate(short, eval_sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
     rows = read_jsonl(tmp_path / "predictions.jsonl")
+    results = json.loads((tmp_path / "eval.json").read_text())["results"]
     generation_budget = 160 - get_task("summarisation").max_new_tokens  # lm-eval keeps room for max_gen_toks
-    for row in rows:
-        if row["eval_set"] == "news_sum":
-            assert row["truncated"] == (row["prompt_tokens"] > generation_budget)
-    # 4-shot summarisation prompts (5 x ~20 words) cannot fit 100 tokens; 0-shot ones do
-    assert all(r["truncated"] for r in rows if r["eval_set"] == "news_sum" and r["shots"] == 4)
-    assert not any(r["truncated"] for r in rows if r["shots"] == 0)
+    summaries = [r for r in rows if r["eval_set"] == "news_sum"]
+    # 4-shot summarisation prompts (5 x ~20 words) cannot fit 100 tokens: shots are dropped until they fit
+    assert all(r["overflow"] and r["shots_used"] < 4 for r in summaries if r["shots"] == 4)
+    assert all(r["prompt_tokens"] <= generation_budget and not r["truncated"] for r in summaries)
+    assert all(r["shots_used"] == r["shots"] and not r["overflow"] for r in rows if r["eval_set"] == "places_nli")
+    by_condition = {(r["eval_set"], r["shots"]): r for r in results}
+    assert by_condition[("news_sum", 4)]["n_overflow"] == 2 and by_condition[("news_sum", 0)]["n_overflow"] == 0
+    assert {r["shots_overflow"] for r in results} == {"drop_shots"}
+
+
+def _overflow_task(model_dir, eval_sets, policy, budget, shots=4):
+    from transformers import AutoTokenizer
+
+    family = get_task("summarisation")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    dataset = ev.load_eval_set("news_sum", eval_sets["news_sum"])
+    config = ev.task_config("news_sum", family, "default", shots, dataset)
+    task = ev.fitting_task(config, policy=policy, budget=budget, tokenizer=tokenizer, family=family)
+    task.set_fewshot_seed(SEED)
+    return task, dataset, tokenizer
+
+
+def _n_tokens(tokenizer, text):
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def test_shots_overflow_policies_on_one_item(model_dir, eval_sets):
+    full_contexts = _fewshot_contexts(
+        ev.load_eval_set("news_sum", eval_sets["news_sum"]), get_task("summarisation"), "default", 4, SEED
+    )
+    # a budget above every prompt: every policy gives lm-eval's own contexts
+    for policy in ev.SHOTS_OVERFLOW_POLICIES:
+        task, dataset, tokenizer = _overflow_task(model_dir, eval_sets, policy, budget=10_000)
+        assert [task.fewshot_context(doc, 4) for doc in dataset["test"]] == full_contexts
+        assert not task.overflow and set(task.shots_used.values()) == {4}
+    budget = _n_tokens(tokenizer, full_contexts[0]) - 1
+    doc = dataset["test"][0]
+    # drop_shots: the last shots of the same draw, as many as fit
+    task, _, _ = _overflow_task(model_dir, eval_sets, "drop_shots", budget)
+    context = task.fewshot_context(doc, 4)
+    kept = task.shots_used[doc["id"]]
+    parts = full_contexts[0].split(FEWSHOT_DELIMITER)
+    assert 0 < kept < 4 and context == FEWSHOT_DELIMITER.join(parts[4 - kept :])
+    assert _n_tokens(tokenizer, context) <= budget < _n_tokens(tokenizer, FEWSHOT_DELIMITER.join(parts[3 - kept :]))
+    assert task.overflow == {doc["id"]: budget + 1}
+    # truncate_documents: all four shots stay, with their summaries whole; documents are cut to fit
+    task, _, _ = _overflow_task(model_dir, eval_sets, "truncate_documents", budget)
+    context = task.fewshot_context(doc, 4)
+    assert _n_tokens(tokenizer, context) <= budget and task.shots_used[doc["id"]] == 4
+    shots = context.split(FEWSHOT_DELIMITER)
+    assert len(shots) == 5
+    assert [s.rsplit(TARGET_DELIMITER, 1)[1] for s in shots[:4]] == [p.rsplit(TARGET_DELIMITER, 1)[1] for p in parts[:4]]
+    # error: names the eval set, format, shots, item and both lengths
+    task, _, _ = _overflow_task(model_dir, eval_sets, "error", budget)
+    with pytest.raises(ev.ShotsOverflowError, match=rf"news_sum__default__4shot.*{doc['id']}.*{budget + 1} tokens.*{budget}-token"):
+        task.fewshot_context(doc, 4)
+
+
+def test_shots_overflow_policy_per_eval_set():
+    assert ev.shots_overflow_policy({}, "xsum") == "drop_shots"
+    assert ev.shots_overflow_policy({"shots_overflow": "error"}, "xsum") == "error"
+    cfg = {"shots_overflow": {"xsum": "truncate_documents", "mnli": "error"}}
+    assert ev.shots_overflow_policy(cfg, "xsum") == "truncate_documents"
+    with pytest.raises(KeyError, match="'paws'"):
+        ev.shots_overflow_policy(cfg, "paws")
+    with pytest.raises(ValueError, match="cut_left"):
+        ev.shots_overflow_policy({"shots_overflow": "cut_left"}, "xsum")
 
 
 def test_scored_item_is_never_in_the_fewshot_pool(eval_sets):
@@ -922,3 +989,13 @@ def test_vllm_backend_takes_lm_evals_vllm_arguments_and_says_which_environment_i
             ev.build_lm("vllm", model_dir=model_dir, dtype="bfloat16", batch_size="auto", seed=SEED)
     with pytest.raises(ValueError, match="evaluate.backend"):
         ev.build_lm("onnx", model_dir=model_dir, dtype="float32", batch_size=1, seed=SEED)
+def test_shots_overflow_error_stops_the_run_naming_the_item(model_dir, eval_sets, tmp_path):
+    short = tmp_path / "short-model"
+    shutil.copytree(model_dir, short)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 160}))
+    cfg = {**EVAL_CFG, "prompt_formats": ["io"], "shots": [4], "limit": 1,
+           "shots_overflow": {"news_sum": "error", "places_nli": "drop_shots"}}  # fmt: skip
+    with pytest.raises(ev.ShotsOverflowError, match=r"news_sum__io__4shot: item 'news_sum-test-0'"):
+        ev.evaluate(short, eval_sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
+    assert not (tmp_path / "eval.json").exists()

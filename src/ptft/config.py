@@ -112,6 +112,13 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
                     f"question_generation set among evaluate.eval_sets, got {origin!r}"
                 )
     _check_lm_eval_tasks(config, source)
+    overflow, eval_sets = config["evaluate"].get("shots_overflow"), set(config["evaluate"]["eval_sets"])
+    if isinstance(overflow, dict) and set(overflow) != eval_sets:
+        unnamed, unknown = sorted(eval_sets - set(overflow)), sorted(set(overflow) - eval_sets)
+        raise ConfigError(
+            f"{source}: evaluate.shots_overflow as a mapping names every eval set's policy; "
+            f"eval sets not named: {unnamed}; names that are not eval sets: {unknown}"
+        )
     ft_res = config.get("resources", {}).get("finetune", {})
     per_node, nodes = ft_res.get("processes_per_node") or max(1, ft_res.get("gpu", 0)), ft_res.get("nodes", 1)
     for name in config["finetune"]["ft_sets"]:

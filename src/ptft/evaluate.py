@@ -314,6 +314,128 @@ def task_config(
     return config
 
 
+# ---------------------------------------------------------------- prompts longer than the model's context
+
+# evaluate.shots_overflow: what happens to an item whose k-shot prompt exceeds the prompt budget (_prompt_budget).
+SHOTS_OVERFLOW_POLICIES = ("drop_shots", "truncate_documents", "error")
+
+
+def shots_overflow_policy(eval_cfg: Mapping[str, Any], eval_set: str) -> str:
+    """evaluate.shots_overflow for one eval set: one policy for every set (a string), or a mapping eval set -> policy
+    that names every eval set (no second default outside the schema). Raises KeyError for an unnamed eval set,
+    ValueError for an unknown policy."""
+    setting = eval_cfg.get("shots_overflow", "drop_shots")
+    if isinstance(setting, Mapping):
+        if eval_set not in setting:
+            raise KeyError(f"evaluate.shots_overflow names no policy for eval set {eval_set!r} (named: {sorted(setting)})")
+        policy = setting[eval_set]
+    else:
+        policy = setting
+    if policy not in SHOTS_OVERFLOW_POLICIES:
+        raise ValueError(f"evaluate.shots_overflow for {eval_set!r} must be one of {SHOTS_OVERFLOW_POLICIES}, got {policy!r}")
+    return policy
+
+
+class ShotsOverflowError(ValueError):
+    """An item's k-shot prompt exceeds the prompt budget under evaluate.shots_overflow: error."""
+
+
+def fitting_task(config: dict[str, Any], *, policy: str, budget: int, tokenizer, family: TaskFamily):
+    """An lm-eval ConfigurableTask for `config` whose few-shot contexts honour evaluate.shots_overflow.
+
+    lm-eval builds every context itself (api/task.py ConfigurableTask.fewshot_context, shots from api/samplers.py);
+    this subclass only looks at the finished context. A context within `budget` tokens (tokenizer, no special
+    tokens) is used as lm-eval built it, so prompts that fit are exactly lm-eval's. One that does not:
+    - drop_shots: the same drawn shots minus the first ones (the farthest from the item, those lm-eval's left cut
+      would lose), as many kept as fit; 0 shots if none fits (then lm-eval still cuts a 0-shot prompt that is too
+      long from the left, and the item counts as truncated too).
+    - truncate_documents: every input field of the shots and of the item is cut to at most c tokens (its first c),
+      c the largest cap that fits (binary search), so short fields stay whole and the shots' long documents are cut
+      as well as the item's (4-shot CNN/DM shots alone overflow 2,048 tokens); targets are never cut.
+    - error: ShotsOverflowError naming the task (eval set, format, shots), the item id and both lengths.
+    The sampler's random stream is the same under every policy: the shots are drawn once per item.
+    After the run, `shots_used` maps item id -> shots in its prompt and `overflow` item id -> its k-shot length.
+    """
+    from lm_eval.api.task import ConfigurableTask
+
+    if policy not in SHOTS_OVERFLOW_POLICIES:
+        raise ValueError(f"shots_overflow policy must be one of {SHOTS_OVERFLOW_POLICIES}, got {policy!r}")
+
+    def n_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    class FittingTask(ConfigurableTask):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.shots_used: dict[Any, int] = {}
+            self.overflow: dict[Any, int] = {}
+
+        def _context(self, doc, shots: list, kwargs) -> str:
+            # the given shots instead of a fresh draw: an instance attribute shadows the sampler's method
+            self.sampler.sample = lambda *_a, **_k: list(shots)
+            try:
+                return super().fewshot_context(doc, num_fewshot=len(shots), **kwargs)
+            finally:
+                del self.sampler.sample
+
+        def fewshot_context(self, doc, num_fewshot, **kwargs):
+            drawn: list = []
+            if num_fewshot > 0:
+                sample = self.sampler.sample
+                self.sampler.sample = lambda *a, **k: drawn.extend(sample(*a, **k)) or list(drawn)
+                try:
+                    context = super().fewshot_context(doc, num_fewshot=num_fewshot, **kwargs)
+                finally:
+                    del self.sampler.sample
+            else:
+                context = super().fewshot_context(doc, num_fewshot=num_fewshot, **kwargs)
+            item = doc.get("id")
+            length = n_tokens(context)
+            if length <= budget or not isinstance(context, str):
+                self.shots_used[item] = len(drawn)
+                return context
+            self.overflow[item] = length
+            if policy == "error":
+                raise ShotsOverflowError(
+                    f"{self.config.task}: item {item!r} has a {len(drawn)}-shot prompt of {length} tokens, over the "
+                    f"{budget}-token budget (evaluate.shots_overflow: error; drop_shots or truncate_documents handle it)"
+                )
+            if policy == "drop_shots":
+                for kept in range(len(drawn) - 1, -1, -1):
+                    context = self._context(doc, drawn[len(drawn) - kept :], kwargs)
+                    if n_tokens(context) <= budget:
+                        break
+                self.shots_used[item] = kept
+                return context
+            self.shots_used[item] = len(drawn)
+            return self._truncated_context(doc, drawn, kwargs)
+
+        def _truncated_context(self, doc, drawn: list, kwargs) -> str:
+            records = [*drawn, doc]
+            ids = [
+                {f: tokenizer(r[f], add_special_tokens=False)["input_ids"] for f in family.input_fields if isinstance(r.get(f), str)}
+                for r in records
+            ]
+
+            def build(cap: int) -> str:
+                cut = [
+                    {**r, **{f: tokenizer.decode(t[:cap]) for f, t in fields.items() if len(t) > cap}}
+                    for r, fields in zip(records, ids, strict=True)
+                ]
+                return self._context(cut[-1], cut[:-1], kwargs)
+
+            low, high = 0, max((len(t) for fields in ids for t in fields.values()), default=0)
+            while low < high:  # the largest cap whose context fits
+                mid = (low + high + 1) // 2
+                if n_tokens(build(mid)) <= budget:
+                    low = mid
+                else:
+                    high = mid - 1
+            return build(low)
+
+    return FittingTask(config=config)
+
+
 def _token_prob_candidates(
     family: TaskFamily, scoring: Scoring, candidates: Sequence[tuple[int, str]] | None
 ) -> list[tuple[int, str]] | None:
@@ -664,6 +786,7 @@ def evaluate(
     log.info("scoring %s with %s in %s on %s", model_dir, backend, dtype, _device())
     candidates: dict[str, list[tuple[int, str]]] = {}  # task family -> TokenProb candidate tokens
     conditions: dict[str, tuple[str, TaskFamily, str, int]] = {}
+    fitting: dict[str, Any] = {}  # lm-eval task name -> its FittingTask (shots used, items that overflowed)
     configs = []
     for eval_set in sorted(eval_sets):
         spec = eval_sets[eval_set]
@@ -671,6 +794,8 @@ def evaluate(
         if family.kind == "classification" and scoring.classification == "token_prob" and family.name not in candidates:
             candidates[family.name] = candidate_tokens(tokenizer, family.label_words)
         dataset = load_eval_set(eval_set, spec)
+        policy = shots_overflow_policy(eval_cfg, eval_set)
+        budget = _prompt_budget(lm.max_length, family, tokenizer, scoring)
         for prompt_format in eval_cfg["prompt_formats"]:
             for shots in eval_cfg["shots"]:
                 config = task_config(
@@ -684,7 +809,9 @@ def evaluate(
                     eval_cfg.get("fewshot_source", "train"),
                 )
                 conditions[config["task"]] = (eval_set, family, prompt_format, int(shots))
-                configs.append(config)
+                task = fitting_task(config, policy=policy, budget=budget, tokenizer=tokenizer, family=family)
+                fitting[config["task"]] = task
+                configs.append(task)
 
     # lm-eval's own tasks: native names (data from the datasets cache) and local stand-ins (lm-eval's YAML, our data).
     native: dict[str, str] = {}  # lm-eval task name -> the lm-eval task whose definition scores it
@@ -726,18 +853,34 @@ def evaluate(
             raise RuntimeError(f"lm-eval returned no scored items for {eval_set}/{prompt_format}/{shots}")
         prompt_tokens = _prompt_tokens(tokenizer, [s["arguments"][0][0] for s in samples])
         budget = _prompt_budget(lm.max_length, family, tokenizer, scoring)
+        task, policy = fitting[name], shots_overflow_policy(eval_cfg, eval_set)
         scores = []
         for sample, n_tokens in zip(samples, prompt_tokens, strict=True):
             row = _prediction_row(sample, family, scoring, candidates.get(family.name), tokenizer)
+            item = sample["doc"]["id"]
             row.update(
                 eval_set=eval_set,
                 prompt_format=prompt_format,
                 shots=shots,
+                shots_used=task.shots_used[item],
+                overflow=item in task.overflow,  # its k-shot prompt did not fit; shots_overflow handled it
                 prompt_tokens=n_tokens,
-                truncated=n_tokens > budget,
+                truncated=n_tokens > budget,  # still over the budget: lm-eval cut it from the left
             )
             predictions.append(row)
             scores.append(row["score"])
+        n_overflow = sum(sample["doc"]["id"] in task.overflow for sample in samples)
+        if n_overflow:
+            log.warning(
+                "%s/%s/%d-shot: %d of %d prompts exceed the %d-token budget with all shots; shots_overflow %s applied",
+                eval_set,
+                prompt_format,
+                shots,
+                n_overflow,
+                len(samples),
+                budget,
+                policy,
+            )
         n_truncated = sum(n > budget for n in prompt_tokens)
         if n_truncated:
             log.warning(
@@ -761,6 +904,8 @@ def evaluate(
                 "ci_low": low,
                 "ci_high": high,
                 "n": len(scores),
+                "shots_overflow": policy,
+                "n_overflow": n_overflow,  # items whose k-shot prompt exceeded the budget
             }
         )
         example_prompts[f"{eval_set}/{prompt_format}/{shots}"] = samples[0]["arguments"][0][0]

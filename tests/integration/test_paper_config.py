@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from ptft import config as study_config
+from ptft import estimate
+
 from conftest import MINI_CONFIG, ROOT, copy_workflow, job_counts, snakemake
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -43,6 +46,8 @@ def test_a_study_config_plans_its_whole_grid_with_no_network(workflow, name):
         "evaluate": n_ckpt * (1 + n_ft),
         **{rule: 1 for rule in ANALYSIS_RULES},
     }, proc.stdout[-3000:]
+    # `make estimate` bills the same jobs as Snakemake plans
+    assert estimate.job_counts(study_config.validate(config, source=name), workflow) == counts
     assert not (workflow / config["revisions_lock"]).exists()  # revisions are pinned by the jobs, not by planning
 
 
