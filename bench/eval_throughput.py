@@ -153,7 +153,8 @@ def authors_loop(model_dir: Path, eval_sets: dict, prompts: dict[str, list[str]]
                     loglikelihoods = []
                     for word in family.label_words:
                         word_ids = tokenizer(TARGET_DELIMITER + word, return_tensors="pt", add_special_tokens=False)
-                        full = torch.cat([ids["input_ids"], word_ids["input_ids"].to(model.device)], dim=1)
+                        word_ids = word_ids.to(model.device)
+                        full = torch.cat([ids["input_ids"], word_ids["input_ids"]], dim=1)
                         logprobs = model(full).logits.log_softmax(-1)[0, ids["input_ids"].shape[1] - 1 : -1]
                         loglikelihoods.append(float(logprobs.gather(1, word_ids["input_ids"][0, :, None]).sum()))
                     ev.accuracy(ev.choose_label(loglikelihoods, family.label_words), family.target(record))
@@ -186,6 +187,18 @@ def _prompts(eval_sets: dict, root: Path, shots: int) -> dict[str, list[str]]:
         assert prompts[name][0] == first, "the baseline must score the prompts our evaluator scored"
         assert FEWSHOT_DELIMITER in first or shots == 0
     return prompts
+
+
+def _token_counts(model_dir: Path, rows: list[dict], kind: str) -> dict[str, int]:
+    """Prompt tokens scored and tokens generated (greedy answers, re-tokenised) in one run's prediction rows: what
+    bench/figures.yaml's evaluate_prompt_tokens_per_s and evaluate_generated_tokens_per_s count."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    generated = 0
+    if kind == "generation":
+        generated = sum(len(ids) for ids in tokenizer([r["prediction"] for r in rows], add_special_tokens=False)["input_ids"])
+    return {"prompt_tokens": sum(r["prompt_tokens"] for r in rows), "generated_tokens": generated}
 
 
 def _ours(root: Path, eval_sets: dict, cfg: dict, threads: int, tag: str = "") -> tuple[float, int]:
@@ -253,7 +266,11 @@ def main(argv: list[str] | None = None) -> dict:
                 started = time.perf_counter()
                 theirs_n = authors_loop(root / "model", one, prompts, args.threads, args.dtype)
                 theirs_s = min(theirs_s, time.perf_counter() - started)
-            report["kinds"][kind] = {"items": ours_n, "ours_s": ours_s, "authors_s": theirs_s,
+            rows = ev.read_jsonl(root / f"pred-{name}.jsonl")
+            tokens = _token_counts(root / "model", rows, kind)
+            report["kinds"][kind] = {"items": ours_n, "ours_s": ours_s, "authors_s": theirs_s, **tokens,
+                                     "ours_prompt_tokens_per_s": tokens["prompt_tokens"] / ours_s,
+                                     "ours_generated_tokens_per_s": tokens["generated_tokens"] / ours_s,
                                      "ours_examples_per_s": ours_n / ours_s,
                                      "authors_examples_per_s": theirs_n / theirs_s,
                                      "ratio": (ours_n / ours_s) / (theirs_n / theirs_s)}  # fmt: skip
@@ -279,6 +296,9 @@ def main(argv: list[str] | None = None) -> dict:
     for kind, k in report["kinds"].items():
         lines.append(f"{kind:>14}: ours {k['ours_examples_per_s']:.2f}/s ({k['ours_s']:.1f} s, model load included), "
                      f"authors {k['authors_examples_per_s']:.2f}/s ({k['authors_s']:.1f} s): {k['ratio']:.1f}x")  # fmt: skip
+        lines.append(f"{'':>14}  ours scored {k['ours_prompt_tokens_per_s']:,.0f} prompt tokens/s"
+                     + (f", generated {k['ours_generated_tokens_per_s']:,.0f} tokens/s (prompts included in the time)"
+                        if kind == "generation" else ""))  # fmt: skip
         if "vllm_s" in k:
             lines.append(f"{'':>14}  vllm {k['vllm_examples_per_s']:.2f}/s = {k['vllm_vs_hf']:.1f}x hf; mean ROUGE-L "
                          f"vllm {k['vllm_mean_rougeL']:.4f} vs hf {k['hf_mean_rougeL']:.4f}; "
@@ -287,6 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
                  f"{report['authors_examples_per_s']:.2f}/s: {report['ratio']:.1f}x "
                  f"(both kinds in one ptft.evaluate run: {both_s:.1f} s, {report['ratio_one_run']:.1f}x)")  # fmt: skip
     print("\n".join(lines))
+    print(json.dumps(report, indent=2))
     return report
 
 

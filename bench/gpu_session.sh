@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of bench/README.md in one run, for a lent GPU machine with no network (the device tool): the
+# packages ptft needs beyond that machine's image travel as wheels in .whl/ (see the device tool's README), installed
+# into /tmp/site. Writes each benchmark's output to $OUT (or ./gpu-out). Each step has its own time limit, so one
+# that hangs cannot eat the others' time.
+set -u
+OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    >"$OUT/pip.log" 2>&1 || { tail -20 "$OUT/pip.log"; exit 1; }
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=/tmp/hf XDG_CACHE_HOME=/tmp/cache
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, transformers, lm_eval, datasets, peft, ptft.evaluate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'lm_eval', lm_eval.__version__, 'datasets', datasets.__version__, 'peft', peft.__version__)" 2>&1 | tail -3 | tee -a "$OUT/gpu.txt"
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1; local rc=$?
+  echo "== $name: rc $rc, $((SECONDS - t0)) s" | tee -a "$OUT/gpu.txt"
+  grep -v "it/s\]\|it/s$\|s/it\]" "$OUT/$name.log" | tail -${TAIL:-40}
+}
+step eval_olmo1b_bf16 ${EVAL_LIMIT:-200} python3 bench/eval_throughput.py --shape olmo-1b --items ${ITEMS:-64} --batch-size 64
+step finetune_olmo1b ${FT_LIMIT:-180} python3 bench/finetune_throughput.py --device cuda --sharding fsdp
+step eval_olmo1b_fp32 ${EVAL32_LIMIT:-150} python3 bench/eval_throughput.py --shape olmo-1b --items 32 --batch-size 64 --dtype float32
