@@ -29,6 +29,7 @@ import numpy as np
 from ptft.lmeval_tasks import RECORDED_METRICS, task_metrics
 from ptft.provenance import provenance, read_jsonl, read_provenance, write_json, write_jsonl
 from ptft.tasks import FEWSHOT_DELIMITER, TaskFamily, get_task
+from ptft.tokens import encode_pair, encode_text
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +328,8 @@ def _token_prob_candidates(
 def token_prob_lm(**kwargs):
     """lm-eval's HFLM, with one addition: a continuation marked by token_continuation(id) is encoded as exactly that
     one token after the context (lm-eval would re-tokenise context + text, which can merge across the boundary).
+    Other pairs are split by ptft.tokens.encode_pair, the function fine-tuning uses, which follows HFLM's own rule
+    (tests/test_tokens.py checks it against HFLM's _encode_pair for three kinds of tokenizer).
 
     Everything else (batching, truncation, the forward pass and the logits cache that answers every one-token
     continuation of a context from a single pass) is lm-eval's own code.
@@ -344,8 +347,9 @@ def token_prob_lm(**kwargs):
         def _encode_pair(self, context, continuation):
             token_id = _marked_token(continuation)
             if token_id is None:
-                return super()._encode_pair(context, continuation)
-            return self.tok_encode(context), [token_id]
+                # the rule fine-tuning uses too (ptft.tokens), which is lm-eval's own causal-model rule
+                return encode_pair(self.tokenizer, context, continuation, self.add_bos_token)
+            return encode_text(self.tokenizer, context, self.add_bos_token), [token_id]
 
     return TokenProbLM(**kwargs)
 
