@@ -8,8 +8,8 @@ from typing import Any
 
 
 def _prefix_token_id(tokenizer: Any) -> int | None:
-    # lm-eval 0.4.13 lm_eval/models/huggingface.py HFLM.prefix_token_id: BOS if the tokenizer has one, else EOS
-    # (a custom prefix_token_id is never passed by ptft).
+    # lm-eval 0.4.13 lm_eval/models/huggingface.py lines 611-617, HFLM.prefix_token_id: BOS if the tokenizer has
+    # one, else EOS (ptft never passes a custom prefix_token_id).
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
@@ -39,7 +39,7 @@ def encode_pair(
     the context alone, both with encode_text (so BOS, where the tokenizer adds it, leads the context); the
     continuation is what follows the context's length in the whole encoding. So a SentencePiece tokenizer's
     "▁neutral" after "Inference:" is one token, not ["▁", "▁neutral"] as encoding " neutral" alone would give.
-    An empty context is lm-eval's loglikelihood() case (same file, lines 458-466): the continuation is encoded
+    An empty context is lm-eval's loglikelihood() case (same file, lines 455-464): the continuation is encoded
     without special tokens and the prefix token (BOS, else EOS) is the context, unless the continuation starts
     with it. Raises ValueError when the tokenizer has neither BOS nor EOS and the context is empty.
     """
