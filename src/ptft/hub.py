@@ -43,6 +43,12 @@ class Family:
 #   olmo2:  transformers docs model_doc/olmo2.md: from_pretrained("allenai/OLMo-2-0425-1B",
 #           revision="stage1-step140000-tokens294B"); later stages (stage2-ingredientN-step...) count steps anew
 #   pythia: Pythia model card: step0, step1 ... step143000 (tests/hub_facts.yaml [pythia-card])
+# Schemes configured with branches, not built in (tests/test_hub.py serves them):
+#   LLM360/Amber: branches ckpt_000 ... ckpt_358 (its README: "change the branch from 'main' to ... 'ckpt_000'";
+#           huggingface.co/LLM360/Amber/discussions/3: revision="ckpt_100"); the number counts checkpoints, not
+#           optimizer steps, and the tokens per checkpoint are unconfirmed (the card's ~1.26T tokens / 360 is a guess)
+#   OLMo-3: stage1-step{N} with no token count (allenai/Olmo-3-1125-32B card: "stage1-stepXXX"); tokens per step
+#           unconfirmed
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
