@@ -216,6 +216,7 @@ def test_a_built_in_family_written_as_a_pattern_reads_the_same_branches(client, 
 
 
 def test_llm360_checkpoint_branches_resolve_through_a_configured_pattern(client, tmp_path):
+    # 3.5e9 tokens per checkpoint is illustrative (Amber's real count per checkpoint is unconfirmed)
     spec = hub_model(repo=LLM360_REPO, branches={"pattern": r"^ckpt_(?P<step>\d+)$"}, tokens_per_step=3_500_000_000)
     refs = hub.list_refs(LLM360_REPO, hub.model_family(spec, "m"))
     assert [(r.name, r.step, r.tokens) for r in hub.step_refs(refs)] == [
