@@ -204,6 +204,7 @@ def get_eval_sets():
             "task": config["data"]["datasets"][name]["task"],
             "train": f"data/{name}/train.jsonl",
             "test": f"data/{name}/test.jsonl",
+            "rouge_tokenizer": config["data"]["datasets"][name]["rouge_tokenizer"],
         }
         for name in EVAL_SETS
     }

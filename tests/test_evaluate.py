@@ -97,6 +97,7 @@ def eval_sets(tmp_path_factory):
         _write_jsonl(folder / "test.jsonl", test)
         _write_jsonl(folder / "train.jsonl", train)
         sets[name] = {"task": task, "test": folder / "test.jsonl", "train": folder / "train.jsonl"}
+    sets["news_sum"]["rouge_tokenizer"] = "unicode"  # per eval set; places_nli keeps the default
     return sets
 
 
@@ -158,7 +159,9 @@ def test_output_has_one_row_per_condition(run):
             assert row["score"] == float(row["prediction"] == row["target"])
         else:
             assert isinstance(row["prediction"], str) and "loglikelihoods" not in row
-            assert row["score"] == pytest.approx(ev.rouge_l(row["prediction"], row["target"]))
+            assert row["score"] == pytest.approx(ev.rouge_l(row["prediction"], row["target"], tokenizer="unicode"))
+    assert {k: v["rouge_tokenizer"] for k, v in out["provenance"]["eval_sets"].items()} == {
+        "news_sum": "unicode", "places_nli": "default"}  # fmt: skip
     # the result value is the mean of the logged per-item scores
     for result in out["results"]:
         scores = [
@@ -672,6 +675,58 @@ def test_rouge_with_and_without_stemming_hand_computed():
     assert ev.rouge_l("the dogs barked loudly", "the dog barks loudly", use_stemmer=True) == pytest.approx(1.0)
     assert ev.Scoring.from_config({"rouge_stemmer": True}).rouge_stemmer is True
     assert ev.Scoring.from_config({}).rouge_stemmer is False
+
+
+ENGLISH_PAIRS = [
+    ("the cat sat on the mat", "the cat lay on the mat"),
+    ("Red river.", "the red big river"),
+    ("It's 3 o'clock: time-travel, again!", "its 3 oclock time travel again"),
+    ("Rain fell on Pelbo.\nThe river rose.", "Rain fell on Pelbo.\nThe river rose.\nTobin sold a boat."),
+    ("", "the cat"),
+]
+
+
+def test_default_rouge_tokenizer_scores_english_as_rouge_score_does():
+    from rouge_score import rouge_scorer
+
+    for stem in (False, True):
+        scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stem)
+        for prediction, target in ENGLISH_PAIRS:
+            expected = scorer.score(target, prediction)["rougeL"].fmeasure
+            assert ev.rouge_l(prediction, target, stem) == expected
+            assert ev.rouge_l(prediction, target, stem, "default") == expected
+    # plain ASCII English: the unicode tokenizer finds the same words, so the same scores
+    for prediction, target in ENGLISH_PAIRS:
+        assert ev.rouge_l(prediction, target, tokenizer="unicode") == ev.rouge_l(prediction, target)
+
+
+@pytest.mark.parametrize(
+    "same, partial, expected",
+    [
+        # Chinese, one token per character: 我 喜 欢 猫 / 我 喜 欢 狗, LCS 3 of 4 each way -> F = 3/4
+        ("我喜欢猫。", ("我喜欢猫", "我喜欢狗"), 3 / 4),
+        # Hindi: words keep their vowel signs (बिल्लियाँ is one word), LCS "मुझे पसंद हैं" = 3 of 4 -> F = 3/4
+        ("मुझे बिल्लियाँ पसंद हैं।", ("मुझे बिल्लियाँ पसंद हैं", "मुझे कुत्ते पसंद हैं"), 3 / 4),
+        # Thai, one token per character: ฉ ั น ช อ บ แ ม ว / ฉ ั น ช อ บ ห ม า, LCS ฉันชอบ + ม = 7 of 9 -> F = 7/9
+        ("ฉันชอบแมว", ("ฉันชอบแมว", "ฉันชอบหมา"), 7 / 9),
+    ],
+)
+def test_unicode_rouge_tokenizer_scores_non_latin_text(same, partial, expected):
+    assert ev.rouge_l(same, same) == 0.0  # rouge-score's default keeps [a-z0-9] only: no words at all
+    assert ev.rouge_l(same, same, tokenizer="unicode") == 1.0
+    assert ev.rouge_l(*partial, tokenizer="unicode") == pytest.approx(expected)
+    assert "बिल्लियाँ" in ev.UnicodeWords.tokenize("मुझे बिल्लियाँ पसंद हैं।")
+
+
+def test_rouge_tokenizer_is_set_per_eval_set_and_checked():
+    scoring = ev.Scoring.from_config({"rouge_stemmer": True})
+    assert scoring.for_eval_set("xlsum_thai", {"rouge_tokenizer": "unicode"}).rouge_tokenizer == "unicode"
+    assert scoring.for_eval_set("xsum", {"rouge_tokenizer": "unicode"}).rouge_stemmer is True
+    assert scoring.for_eval_set("xsum", {}).rouge_tokenizer == "default"
+    with pytest.raises(ValueError, match=r"data\.datasets\.xsum\.rouge_tokenizer"):
+        scoring.for_eval_set("xsum", {"rouge_tokenizer": "thai"})
+    with pytest.raises(ValueError, match="rouge_tokenizer"):
+        ev.rouge_l("a", "a", tokenizer="thai")
 
 
 def test_a_multi_line_reference_copied_whole_scores_one_and_the_paper_setting_does_not_cut_it(eval_sets):

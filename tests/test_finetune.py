@@ -426,9 +426,10 @@ def test_instruction_records_train_every_assistant_turn_or_only_the_last(tokeniz
     (every,) = load_examples(train, "instruction", tokenizer, 512, None, 0, assistant_turns="all")
     assert every == encode_conversation(tokenizer, TWO_TURNS, 512)
     (last,) = load_examples(train, "instruction", tokenizer, 512, None, 0, assistant_turns="last")
-    # the last turn only, right after "<|assistant|>\n" with no space, then EOS
+    # the last turn only, right after "<|assistant|>" with no space, then EOS; the prompt's trailing newline is
+    # supervised with it, as lm-eval moves a context's trailing whitespace into the continuation (ptft.tokens)
     assert last == encode_example(tokenizer, record["prompt"], "Red.", 512)
-    assert tokenizer.decode([t for t in last.labels if t != IGNORE_INDEX]) == f"Red.{tokenizer.eos_token}"
+    assert tokenizer.decode([t for t in last.labels if t != IGNORE_INDEX]) == f"\nRed.{tokenizer.eos_token}"
 
 
 # ---------------------------------------------------------------- LoRA

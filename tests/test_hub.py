@@ -31,6 +31,10 @@ REPOS = {"olmo": "allenai/OLMo-1B-hf", "olmo-0724": "allenai/OLMo-1B-0724-hf", "
 # ------------------------------------------------------------------------------------------------- fixtures
 
 
+# LLM360/Amber's branches (model card: "ckpt_000" ... "ckpt_358"; "revision=\"ckpt_100\""): a configured pattern
+LLM360_REPO, LLM360_BRANCHES = "LLM360/Amber", ["ckpt_000", "ckpt_100", "ckpt_358"]
+# one repository per step, as TinyLlama published its intermediate checkpoints
+PER_STEP_REPO, PER_STEP_REPO_STEPS = "acme/tiny-step{step}", [100, 200]
 ARCHITECTURES = {"olmo": "olmo", "olmo-0724": "olmo", "olmo2": "olmo2", "pythia": "gpt_neox"}
 
 
@@ -55,6 +59,12 @@ def fake_hub(tokenizer_dir, tmp_path_factory):
         if family != "olmo":
             server.set_branch(REPOS[family], "main", sha)
     server.commit(REPOS["olmo"], model_files("olmo", 99, tokenizer_dir, tmp), branch="main")
+    other = model_files("olmo", 5, tokenizer_dir, tmp)  # naming schemes configured, not built in (same weights)
+    for branch in LLM360_BRANCHES:
+        sha = server.commit(LLM360_REPO, other, branch=branch)
+    server.set_branch(LLM360_REPO, "main", sha)
+    for step in PER_STEP_REPO_STEPS:
+        server.commit(PER_STEP_REPO.format(step=step), other, branch="main")
     server.commit("acme/gated", model_files("olmo", 1, tokenizer_dir, tmp), branch="step1000-tokens4B")
     server.repos[("model", "acme/gated")].gated = True
     server.repos[("model", "acme/gated")].tokens = {"hf_secret"}
@@ -179,6 +189,90 @@ def test_embedded_only_keys_are_rejected_for_hub_models():
         validate(config)
     del config["models"]["big"]["pretrain"]
     assert "architecture" not in validate(config)["models"]["big"]  # schema defaults of embedded keys are dropped
+
+
+# ------------------------------------------------------------------------------------- configured naming schemes
+
+BUILT_IN_AS_PATTERNS = {
+    "olmo": {"branches": {"pattern": r"^step(?P<step>\d+)-tokens(?P<tokens>\d+)B$"}},
+    "olmo2": {"branches": {"pattern": r"^stage1-step(?P<step>\d+)-tokens(?P<tokens>\d+)B$"}},
+    "pythia": {"branches": {"pattern": r"^step(?P<step>\d+)$"}, "tokens_per_step": 2_097_152},
+}
+
+
+def hub_model(**spec) -> dict:
+    """A hub model's spec as the schema fills it (tokens_unit's default), checked as a study config checks it."""
+    config = yaml.safe_load(PARAMS.read_text())
+    config["models"] = {"m": {"source": "hub", "checkpoints": [1], **spec}}
+    return validate(config)["models"]["m"]
+
+
+@pytest.mark.parametrize("family", sorted(BUILT_IN_AS_PATTERNS))
+def test_a_built_in_family_written_as_a_pattern_reads_the_same_branches(client, family):
+    configured = hub.model_family(hub_model(repo=REPOS[family], **BUILT_IN_AS_PATTERNS[family]), "m")
+    assert hub.list_refs(REPOS[family], configured) == hub.list_refs(REPOS[family], hub.FAMILIES[family])
+    assert [r.name for r in hub.step_refs(hub.list_refs(REPOS[family], configured))] == [
+        b for b in FAMILY_BRANCHES[family] if not b.startswith("stage2")]  # fmt: skip
+
+
+def test_llm360_checkpoint_branches_resolve_through_a_configured_pattern(client, tmp_path):
+    # 3.5e9 tokens per checkpoint is illustrative (Amber's real count per checkpoint is unconfirmed)
+    spec = hub_model(repo=LLM360_REPO, branches={"pattern": r"^ckpt_(?P<step>\d+)$"}, tokens_per_step=3_500_000_000)
+    refs = hub.list_refs(LLM360_REPO, hub.model_family(spec, "m"))
+    assert [(r.name, r.step, r.tokens) for r in hub.step_refs(refs)] == [
+        ("ckpt_000", 0, 0), ("ckpt_100", 100, 350 * 10**9), ("ckpt_358", 358, 358 * 3_500_000_000)]  # fmt: skip
+    assert [r.step for r in hub.select({"uniform_by_tokens": 2}, refs, repo=LLM360_REPO, model="m")] == [0, 358]
+    record = run(spec, 100, tmp_path)
+    assert (record["branch"], record["step"], record["tokens"], record["repo"]) == ("ckpt_100", 100, 350 * 10**9, LLM360_REPO)
+    assert record["branches"]["pattern"] == r"^ckpt_(?P<step>\d+)$" and "family" not in record
+    assert hub.read_lock(tmp_path / "lock.yaml")["models"]["m"]["branches"] == spec["branches"]
+
+
+def test_a_tokens_group_counts_in_tokens_unit(client):
+    spec = hub_model(repo=REPOS["olmo"], branches={"pattern": r"^step(?P<step>\d+)-tokens(?P<tokens>\d+)B$", "tokens_unit": 1e6})
+    assert spec["branches"]["tokens_unit"] == 1e6
+    assert hub.parse_branch(hub.model_family(spec, "m"), "step18000-tokens75B") == (18000, 75 * 10**6)
+    assert hub.parse_branch(hub.model_family(hub_model(repo="a/b", branches=spec["branches"] | {"tokens_unit": 1e9}), "m"),
+                            "step18000-tokens75B") == (18000, 75 * 10**9)  # fmt: skip
+
+
+def test_one_repository_per_step_resolves_each_step_to_its_repositorys_main(client, tmp_path):
+    spec = hub_model(repo_template=PER_STEP_REPO, tokens_per_step=1000, checkpoints=PER_STEP_REPO_STEPS)
+    record = run(spec, 200, tmp_path)
+    repo = PER_STEP_REPO.format(step=200)
+    assert (record["repo"], record["branch"], record["step"], record["tokens"]) == (repo, "main", 200, 200_000)
+    assert record["commit"] == client.repos[("model", repo)].branches["main"]
+    assert (tmp_path / "out/200/model.safetensors").is_file()
+    config = yaml.safe_load(PARAMS.read_text())
+    config["models"] = {"m": spec}
+    hub.resolve_config(validate(config), tmp_path / "lock.yaml")
+    pinned = hub.read_lock(tmp_path / "lock.yaml")["models"]["m"]
+    assert pinned["repo"] == PER_STEP_REPO
+    assert {k: v["repo"] for k, v in pinned["checkpoints"].items()} == {"100": "acme/tiny-step100", "200": repo}
+    with pytest.raises(hub.HubError, match=r"repo_template gives acme/tiny-step300 for step 300: .*not found"):
+        run(spec, 300, tmp_path)
+    with pytest.raises(hub.HubError, match=r"'main': a model with repo_template takes steps only"):
+        run(spec, "main", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"repo": "a/b", "family": "olmo", "branches": {"pattern": "^(?P<step>\\d+)$"}}, r"exactly one of \['family', 'branches'"),
+        ({"repo": "a/b"}, r"exactly one of \['family', 'branches', 'repo_template'\]; got \[\]"),
+        ({"repo": "a/b", "branches": {"pattern": "^ckpt_\\d+$"}, "tokens_per_step": 5}, r"no named group \(\?P<step>"),
+        ({"repo": "a/b", "branches": {"pattern": "^ckpt_(?P<step>\\d+)$"}}, r"needs models\.m\.tokens_per_step"),
+        ({"repo": "a/b", "branches": {"pattern": "^ckpt_(?P<step>\\d+"}, "tokens_per_step": 5}, r"branches\.pattern .* is not a regex"),
+        ({"repo": "a/b", "family": "pythia", "tokens_per_step": 5}, r"family 'pythia' defines tokens itself"),
+        ({"repo_template": "a/b-{step}-{size}", "tokens_per_step": 5}, r"only \{step\} may be filled in"),
+        ({"repo_template": "a/b-{stp}", "tokens_per_step": 5}, r"models\.m\.repo_template: 'a/b-\{stp\}' does not match"),
+        ({"repo_template": "a/b-{step}"}, r"needs \{step\} in it and models\.m\.tokens_per_step"),
+        ({"repo": "a/b", "repo_template": "a/b-{step}", "tokens_per_step": 5}, r"exactly one of repo .* and repo_template"),
+    ],
+)
+def test_a_naming_scheme_that_cannot_work_is_a_config_error_naming_the_key(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        hub_model(**spec)
 
 
 # ------------------------------------------------------------------------------------------------ lock file

@@ -87,6 +87,8 @@ def hub(tmp_path_factory):
         for seed, branch in enumerate(("step1000-tokens4B", "step18000-tokens75B")):
             sha = server.commit(MODEL_REPO, tiny_model_files("olmo", seed, tokenizer, tmp, context=CONTEXT), branch=branch)
         server.set_branch(MODEL_REPO, "main", sha)  # main is the last step branch, as on the hub
+        # a model published one repository per step (models.<name>.repo_template); step 2000 has no repository
+        server.commit("acme/tiny-step1000", tiny_model_files("olmo", 7, tokenizer, tmp, context=CONTEXT))
         yield server
 
 
@@ -185,12 +187,17 @@ MISTAKES = {
 }
 
 
+def _per_step_repos(c):
+    c["models"]["tiny"] = {"source": "hub", "repo_template": "acme/tiny-step{step}", "tokens_per_step": 1000,
+                           "checkpoints": [1000, 2000]}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def checked(hub, tmp_path_factory):
     """Preflight rows of the passing config and of every mistake's config, from one process against the hub."""
     tmp = tmp_path_factory.mktemp("preflight")
     paths = {}
-    for name, change in [("pass", None), *((m, c) for m, (c, _) in MISTAKES.items())]:
+    for name, change in [("pass", None), ("per_step_repos", _per_step_repos), *((m, c) for m, (c, _) in MISTAKES.items())]:
         config = base_config(tmp)
         if change:
             change(config)
@@ -222,6 +229,15 @@ def test_passing_config_checks_everything(checked, hub):
     assert f"context {CONTEXT} (config.max_position_embeddings)" in by_subject["models.olmo"]["detail"]
     # Nothing but metadata, tokenizer/config files and the first rows were read: no weights were downloaded.
     assert not hub.served("GET", contains=".safetensors")
+
+
+def test_a_model_with_one_repository_per_step_is_checked_repository_by_repository(checked):
+    by_subject = {r["subject"]: r for r in checked[0]["per_step_repos"]}
+    assert by_subject["models.tiny.checkpoints[0]"]["status"] == preflight.OK
+    assert "1000 -> acme/tiny-step1000 main" in by_subject["models.tiny.checkpoints[0]"]["detail"]
+    missing = by_subject["models.tiny.checkpoints[1]"]
+    assert missing["status"] == preflight.PROBLEM and "repo_template gives acme/tiny-step2000 for step 2000" in missing["detail"]
+    assert by_subject["models.tiny"]["status"] == preflight.OK and by_subject["models.tiny"]["check"] == "tokenizer"
 
 
 @pytest.mark.parametrize("mistake", sorted(MISTAKES))

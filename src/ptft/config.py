@@ -146,10 +146,11 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
 EMBEDDED_KEYS = ("architecture", "tokenizer", "pretrain")
 KEYS_OF_SOURCE = {
     "embedded": {"source", "checkpoints", *EMBEDDED_KEYS},
-    "hub": {"source", "checkpoints", "repo", "family", "snap", "main"},
+    "hub": {"source", "checkpoints", "repo", "family", "branches", "repo_template", "tokens_per_step", "snap", "main"},
     "local": {"source", "checkpoints", "path", "tokens_per_step"},
 }
-REQUIRED_OF_SOURCE = {"embedded": (), "hub": ("repo", "family"), "local": ("path", "tokens_per_step")}
+# a hub model also names its checkpoints (ptft.hub.model_family) and its repository (repo, or repo_template)
+REQUIRED_OF_SOURCE = {"embedded": (), "hub": (), "local": ("path", "tokens_per_step")}
 
 
 def check_model(config: dict[str, Any], model: str, spec: dict[str, Any], source: str = "config") -> None:
@@ -173,9 +174,12 @@ def check_model(config: dict[str, Any], model: str, spec: dict[str, Any], source
     if missing:
         raise ConfigError(f"{source}: models.{model} (source {kind}) needs {missing}")
     if kind == "hub":
-        from ptft.hub import get_family
+        from ptft.hub import model_family
 
-        get_family(spec["family"], model)
+        model_family(spec, model)
+        if ("repo" in spec) == ("repo_template" in spec):
+            raise ConfigError(f"{source}: models.{model} (source hub) needs exactly one of repo (checkpoints are its "
+                              f"branches) and repo_template (one repository per step)")  # fmt: skip
     for item in spec["checkpoints"]:
         if kind != "hub" and not isinstance(item, int):
             raise ConfigError(

@@ -15,6 +15,7 @@ task's stop strings (evaluate.stop_sequences).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import logging
@@ -29,6 +30,7 @@ import numpy as np
 from ptft.lmeval_tasks import RECORDED_METRICS, task_metrics
 from ptft.provenance import provenance, read_jsonl, read_provenance, write_json, write_jsonl
 from ptft.tasks import FEWSHOT_DELIMITER, TaskFamily, get_task
+from ptft.tokens import encode_pair, encode_text
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +53,77 @@ _LM_EVAL_METRIC = {"accuracy": "acc", "rougeL": "rougeL"}
 # ---------------------------------------------------------------- scoring (pure)
 
 
-@functools.lru_cache(maxsize=2)
-def _rouge_scorer(use_stemmer: bool):
+# data.datasets.<name>.rouge_tokenizer: default is rouge-score's own ([a-z0-9] words, English only), unicode keeps
+# the words of every script (UnicodeWords)
+ROUGE_TOKENIZERS = ("default", "unicode")
+# Scripts written without spaces between words: each character is a token (UnicodeWords). CJK ranges are those of
+# XL-Sum's multilingual_rouge_scoring/tokenizers.py (_is_chinese_char); Thai, Lao, Myanmar, Khmer, kana added here.
+_UNSPACED_SCRIPTS = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),  # CJK ideographs, extension A, compatibility
+    (0x20000, 0x2A6DF), (0x2A700, 0x2CEAF), (0x2F800, 0x2FA1F),  # CJK extensions B-E, compatibility supplement
+)  # fmt: skip
+
+
+class UnicodeWords:
+    """rouge-score tokenizer (a tokenize() method) that keeps the words of every script, for non-English eval sets.
+
+    Lower-cased text is split at white space and at every character of Unicode category P (punctuation), S
+    (symbols), Z (separators) or C (control): XL-Sum's language-agnostic path (csebuetnlp/xl-sum
+    multilingual_rouge_scoring/tokenizers.py BasicTokenizer: clean text, split on white space and Unicode
+    punctuation), so combining marks stay inside their word (Hindi's vowel signs; a `\\w+` regex would cut there).
+    Characters of scripts written without spaces (_UNSPACED_SCRIPTS: Chinese, Japanese kana, Thai, Lao, Burmese,
+    Khmer) are one token each, as XL-Sum's fallback does for CJK; XL-Sum segments Chinese, Thai, Japanese and
+    Burmese into words with jieba, pythainlp, fugashi and a Burmese segmenter when given a language, which ptft
+    does not (they are not in the lock file), so those languages' scores are character-level ROUGE-L and not
+    comparable with XL-Sum's published numbers. No stemming (rouge-score applies its Porter stemmer only in its
+    own tokenizer).
+    """
+
+    @staticmethod
+    def tokenize(text: str) -> list[str]:
+        import unicodedata
+
+        tokens: list[str] = []
+        word: list[str] = []
+        for char in text.lower():
+            if char.isspace() or unicodedata.category(char)[0] in "PSZC":
+                tokens.append("".join(word))
+                word = []
+            elif any(lo <= ord(char) <= hi for lo, hi in _UNSPACED_SCRIPTS):
+                tokens.extend(["".join(word), char])
+                word = []
+            else:
+                word.append(char)
+        tokens.append("".join(word))
+        return [t for t in tokens if t]
+
+
+@functools.lru_cache(maxsize=4)
+def _rouge_scorer(use_stemmer: bool, tokenizer: str = "default"):
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
+    if tokenizer not in ROUGE_TOKENIZERS:
+        raise ValueError(f"rouge_tokenizer must be one of {ROUGE_TOKENIZERS}, got {tokenizer!r}")
+    custom = UnicodeWords() if tokenizer == "unicode" else None
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer, tokenizer=custom)
 
 
-def rouge_l(prediction: str, target: str, use_stemmer: bool = False) -> float:
-    """ROUGE-L F-measure in [0, 1] of one prediction against one reference (rouge-score's tokenisation).
+def rouge_l(prediction: str, target: str, use_stemmer: bool = False, tokenizer: str = "default") -> float:
+    """ROUGE-L F-measure in [0, 1] of one prediction against one reference.
 
     use_stemmer=False is what HF `evaluate`'s rouge computes by default (evaluate 0.4.6, metrics/rouge/rouge.py,
     `_compute(..., use_stemmer=False)`), the call the authors made (eval/eval_pred.py lines 33-34, no use_stemmer);
-    True applies rouge-score's Porter stemmer (evaluate.rouge_stemmer). rouge-score lower-cases and keeps
-    alphanumeric tokens only, so line breaks do not count: a perfect copy of a multi-line reference scores 1.0.
+    True applies rouge-score's Porter stemmer (evaluate.rouge_stemmer). tokenizer "default" is rouge-score's own:
+    it lower-cases and keeps [a-z0-9] tokens only, so line breaks do not count (a perfect copy of a multi-line
+    reference scores 1.0) and a Thai, Hindi or Chinese text has no tokens at all (every score 0.0); "unicode"
+    (UnicodeWords, for non-English eval sets) keeps the words of every script and ignores use_stemmer.
+    Raises ValueError for another tokenizer name.
     """
-    return float(_rouge_scorer(bool(use_stemmer)).score(target, prediction)["rougeL"].fmeasure)
+    return float(_rouge_scorer(bool(use_stemmer), tokenizer).score(target, prediction)["rougeL"].fmeasure)
 
 
 def candidate_tokens(tokenizer, label_words: Sequence[str]) -> list[tuple[int, str]]:
@@ -208,12 +265,14 @@ class Scoring:
     """How items are scored (the `evaluate:` protocol keys; schemas/config.schema.yaml documents each).
 
     classification: "token_prob" | "loglikelihood"; rouge_stemmer: Porter stemming in ROUGE-L; stop_sequences:
-    task family -> stop strings of generation (a family not named keeps its ptft.tasks default).
+    task family -> stop strings of generation (a family not named keeps its ptft.tasks default); rouge_tokenizer:
+    the eval set's (data.datasets.<name>.rouge_tokenizer, set per eval set by for_eval_set).
     """
 
     classification: str = "loglikelihood"
     rouge_stemmer: bool = False
     stop_sequences: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    rouge_tokenizer: str = "default"
 
     @classmethod
     def from_config(cls, eval_cfg: Mapping[str, Any]) -> "Scoring":
@@ -229,6 +288,13 @@ class Scoring:
 
     def stop(self, family: TaskFamily) -> tuple[str, ...]:
         return self.stop_sequences.get(family.name, family.stop)
+
+    def for_eval_set(self, eval_set: str, spec: Mapping[str, Any]) -> "Scoring":
+        """This scoring with the eval set's rouge_tokenizer (its spec from rules/common.smk get_eval_sets)."""
+        tokenizer = spec.get("rouge_tokenizer", self.rouge_tokenizer)
+        if tokenizer not in ROUGE_TOKENIZERS:
+            raise ValueError(f"data.datasets.{eval_set}.rouge_tokenizer must be one of {ROUGE_TOKENIZERS}, got {tokenizer!r}")
+        return dataclasses.replace(self, rouge_tokenizer=tokenizer)
 
 
 def _process_results(
@@ -248,7 +314,7 @@ def _process_results(
         else:
             prediction = choose_label(loglikelihoods, family.label_words)
         return {"acc": accuracy(prediction, target)}
-    return {"rougeL": rouge_l(results[0], target, scoring.rouge_stemmer)}
+    return {"rougeL": rouge_l(results[0], target, scoring.rouge_stemmer, scoring.rouge_tokenizer)}
 
 
 def task_config(
@@ -449,7 +515,9 @@ def _token_prob_candidates(
 def _with_token_prob(base: type) -> type:
     """`base` (an lm-eval TemplateLM: HFLM or VLLM), with one addition: a continuation marked by
     token_continuation(id) is encoded as exactly that one token after the context (lm-eval would re-tokenise
-    context + text, which can merge across the boundary). Everything else is lm-eval's own code."""
+    context + text, which can merge across the boundary). Other pairs are split by ptft.tokens.encode_pair, the
+    function fine-tuning uses, which follows lm-eval's own rule (tests/test_tokens.py checks it against HFLM's
+    _encode_pair for three kinds of tokenizer). Everything else is lm-eval's own code."""
 
     class TokenProbLM(base):
         def loglikelihood(self, requests, disable_tqdm=False):
@@ -462,8 +530,9 @@ def _with_token_prob(base: type) -> type:
         def _encode_pair(self, context, continuation):
             token_id = _marked_token(continuation)
             if token_id is None:
-                return super()._encode_pair(context, continuation)
-            return self.tok_encode(context), [token_id]
+                # the rule fine-tuning uses too (ptft.tokens), which is lm-eval's own causal-model rule
+                return encode_pair(self.tokenizer, context, continuation, self.add_bos_token)
+            return encode_text(self.tokenizer, context, self.add_bos_token), [token_id]
 
     TokenProbLM.__name__ = f"TokenProb{base.__name__}"
     return TokenProbLM
@@ -787,6 +856,7 @@ def evaluate(
     candidates: dict[str, list[tuple[int, str]]] = {}  # task family -> TokenProb candidate tokens
     conditions: dict[str, tuple[str, TaskFamily, str, int]] = {}
     fitting: dict[str, Any] = {}  # lm-eval task name -> its FittingTask (shots used, items that overflowed)
+    set_scoring = {name: scoring.for_eval_set(name, spec) for name, spec in eval_sets.items()}
     configs = []
     for eval_set in sorted(eval_sets):
         spec = eval_sets[eval_set]
@@ -804,7 +874,7 @@ def evaluate(
                     prompt_format,
                     int(shots),
                     dataset,
-                    scoring,
+                    set_scoring[eval_set],
                     candidates.get(family.name),
                     eval_cfg.get("fewshot_source", "train"),
                 )
@@ -856,7 +926,7 @@ def evaluate(
         task, policy = fitting[name], shots_overflow_policy(eval_cfg, eval_set)
         scores = []
         for sample, n_tokens in zip(samples, prompt_tokens, strict=True):
-            row = _prediction_row(sample, family, scoring, candidates.get(family.name), tokenizer)
+            row = _prediction_row(sample, family, set_scoring[eval_set], candidates.get(family.name), tokenizer)
             item = sample["doc"]["id"]
             row.update(
                 eval_set=eval_set,
@@ -954,7 +1024,8 @@ def evaluate(
                 seed=seed,
                 model_dir=str(model_dir),
                 eval_sets={
-                    k: {"task": v["task"], "test": str(v["test"]), "train": str(v["train"])}
+                    k: {"task": v["task"], "test": str(v["test"]), "train": str(v["train"]),
+                        "rouge_tokenizer": set_scoring[k].rouge_tokenizer}
                     for k, v in sorted(eval_sets.items())
                 },
                 rouge={"type": "rougeL", "measure": "fmeasure", "use_stemmer": scoring.rouge_stemmer},
@@ -1039,7 +1110,7 @@ def _prediction_row(
         )
     else:
         prediction = sample["filtered_resps"][0]
-        row.update(prediction=prediction, score=rouge_l(prediction, target, scoring.rouge_stemmer))
+        row.update(prediction=prediction, score=rouge_l(prediction, target, scoring.rouge_stemmer, scoring.rouge_tokenizer))
     # lm-eval scored the same responses through _process_results; disagreement means we read its output wrongly.
     lm_score = sample[_LM_EVAL_METRIC[family.metric]]
     if not np.isclose(lm_score, row["score"]):

@@ -39,6 +39,7 @@ from ptft.provenance import (
 )
 from ptft import varlen
 from ptft.tasks import CHAT_ROLE_PREFIX, get_task
+from ptft.tokens import encode_pair, leading_special_ids
 
 IGNORE_INDEX = -100  # label of a token that carries no loss (prompt, padding, example boundaries)
 TRAIN_LOG_FILE = "train_log.jsonl"
@@ -73,14 +74,16 @@ PROMPT_SHARE_OF_LONG_EXAMPLES = 4  # an over-long completion leaves max_length /
 def encode_example(tokenizer: Any, prompt: str, completion: str, max_length: int) -> Example:
     """Token ids of prompt + completion + EOS with labels only on the completion and EOS.
 
-    Prompt and completion are tokenised separately (as lm-eval splits context and continuation); if the pair is longer
+    Prompt and completion are split into ids by ptft.tokens.encode_pair, lm-eval's rule, so the completion ids are the
+    continuation ids lm-eval scores for the same text (and the prompt starts with BOS where the tokenizer adds one, as
+    lm-eval's context does); if the pair is longer
     than max_length the prompt loses tokens on its left, the completion never does -- unless the completion alone
     fills the window (instruction-tuning answers can: Tulu v2 has some longer than 2048 tokens). Then the prompt keeps
     its last max_length // 4 tokens and the completion its start, without EOS, as open-instruct cuts such sequences
     at max_seq_length; the task families of the paper's four tasks never get there.
     """
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    prompt_ids, completion_ids = encode_pair(tokenizer, prompt, completion)
+    completion_ids = completion_ids + [tokenizer.eos_token_id]
     if len(completion_ids) >= max_length:
         prompt_ids = prompt_ids[len(prompt_ids) - min(len(prompt_ids), max_length // PROMPT_SHARE_OF_LONG_EXAMPLES) :]
         completion_ids = completion_ids[: max_length - len(prompt_ids)]
@@ -106,7 +109,8 @@ def encode_conversation(tokenizer: Any, messages: Sequence[dict], max_length: in
     def ids(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    segments: list[tuple[list[int], bool]] = []  # (token ids, carries loss)
+    # BOS first where the tokenizer adds one by default (Llama-3): open-instruct encodes the whole text with it
+    segments: list[tuple[list[int], bool]] = [(leading_special_ids(tokenizer), False)]  # (token ids, carries loss)
     for i, message in enumerate(messages):
         role, content = message["role"], (message["content"] or "").strip()
         if role not in CHAT_ROLE_PREFIX:

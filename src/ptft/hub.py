@@ -27,13 +27,28 @@ from ptft.provenance import PROVENANCE_FILE, atomic_dir, atomic_write_text, prov
 
 @dataclass(frozen=True)
 class Family:
-    """How a model family names its pre-training checkpoints on the hub."""
+    """How a model names its pre-training checkpoints on the hub: branches of one repository matching a pattern, or
+    one repository per step (repo_template, e.g. "org/model-step{step}", each checkpoint its repository's main)."""
 
     name: str
-    branch: re.Pattern[str]  # named groups: step, and tokens (in billions) where the name carries them
-    tokens_per_step: int | None = None  # only for families whose branch names carry no token count
+    branch: re.Pattern[str] | None  # named groups: step, and tokens (in tokens_unit) where the name carries them
+    tokens_per_step: int | None = None  # only for names that carry no token count
+    tokens_unit: int = 10**9  # what one unit of the tokens group counts (OLMo's "tokens4B": billions)
+    repo_template: str | None = None
 
 
+# The built-in naming schemes, each a named pattern (models.<name>.family); anything else is configured with
+# models.<name>.branches (a pattern) or models.<name>.repo_template, with no code. Evidence for each scheme:
+#   olmo:   allenai/OLMo-1B-hf model card, revisions step{N}-tokens{T}B (tests/hub_facts.yaml [olmo-card])
+#   olmo2:  transformers docs model_doc/olmo2.md: from_pretrained("allenai/OLMo-2-0425-1B",
+#           revision="stage1-step140000-tokens294B"); later stages (stage2-ingredientN-step...) count steps anew
+#   pythia: Pythia model card: step0, step1 ... step143000 (tests/hub_facts.yaml [pythia-card])
+# Schemes configured with branches, not built in (tests/test_hub.py serves them):
+#   LLM360/Amber: branches ckpt_000 ... ckpt_358 (its README: "change the branch from 'main' to ... 'ckpt_000'";
+#           huggingface.co/LLM360/Amber/discussions/3: revision="ckpt_100"); the number counts checkpoints, not
+#           optimizer steps, and the tokens per checkpoint are unconfirmed (the card's ~1.26T tokens / 360 is a guess)
+#   OLMo-3: stage1-step{N} with no token count (allenai/Olmo-3-1125-32B card: "stage1-stepXXX"); tokens per step
+#           unconfirmed
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
@@ -84,15 +99,60 @@ def get_family(name: str | None, model: str) -> Family:
     return FAMILIES[name]
 
 
+NAMING_KEYS = ("family", "branches", "repo_template")
+
+
+def model_family(spec: dict[str, Any], model: str) -> Family:
+    """How hub model `model` names its checkpoints, from its config: exactly one of family (a built-in scheme),
+    branches {pattern, tokens_unit} (a regex with a named group step and optionally tokens; tokens_per_step when
+    it has none), or repo_template (one repository per step; needs tokens_per_step). Raises ConfigError naming the
+    key that is missing, extra or malformed."""
+    given = [k for k in NAMING_KEYS if spec.get(k) is not None]
+    if len(given) != 1:
+        raise ConfigError(f"models.{model} names its checkpoints with exactly one of {list(NAMING_KEYS)}; got {given}")
+    per_step = spec.get("tokens_per_step")
+    if given == ["family"]:
+        if per_step is not None:
+            raise ConfigError(f"models.{model}.tokens_per_step: family {spec['family']!r} defines tokens itself; drop it")
+        return get_family(spec["family"], model)
+    if given == ["repo_template"]:
+        template = spec["repo_template"]
+        try:
+            probe = template.format(step=0)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ConfigError(f"models.{model}.repo_template {template!r}: only {{step}} may be filled in ({err})") from None
+        if probe == template.format(step=1) or per_step is None:
+            raise ConfigError(f"models.{model}.repo_template {template!r} needs {{step}} in it and "
+                              f"models.{model}.tokens_per_step beside it")  # fmt: skip
+        return Family("repo_template", None, tokens_per_step=int(per_step), repo_template=template)
+    branches = spec["branches"]
+    try:
+        pattern = re.compile(branches["pattern"])
+    except re.error as err:
+        raise ConfigError(f"models.{model}.branches.pattern {branches['pattern']!r} is not a regex: {err}") from None
+    if "step" not in pattern.groupindex:
+        raise ConfigError(f"models.{model}.branches.pattern {pattern.pattern!r} has no named group (?P<step>...)")
+    if ("tokens" in pattern.groupindex) == (per_step is not None):
+        raise ConfigError(
+            f"models.{model}: a branches.pattern with a (?P<tokens>...) group reads tokens from the name, one without "
+            f"needs models.{model}.tokens_per_step; give exactly one (pattern {pattern.pattern!r}, "
+            f"tokens_per_step {per_step!r})"
+        )
+    if per_step is not None:
+        return Family("branches", pattern, tokens_per_step=int(per_step))
+    # the schema's default (1e9) fills tokens_unit in a validated config
+    return Family("branches", pattern, tokens_unit=int(float(branches["tokens_unit"])))
+
+
 def parse_branch(family: Family, name: str) -> tuple[int, int] | None:
     """(step, tokens seen) of a branch name of the family, or None when the name is not a step branch."""
-    match = family.branch.match(name)
+    match = family.branch.match(name) if family.branch is not None else None
     if not match:
         return None
     step = int(match["step"])
     if family.tokens_per_step is not None:
         return step, step * family.tokens_per_step
-    return step, int(match["tokens"]) * 10**9
+    return step, int(match["tokens"]) * family.tokens_unit
 
 
 # ------------------------------------------------------------------------------------------------ hub access
@@ -271,6 +331,32 @@ def select(rule: dict[str, Any], refs: list[Ref], *, repo: str, model: str) -> l
     return sorted(chosen, key=lambda r: r.step)
 
 
+def step_repo_entry(request: Any, family: Family, *, model: str, token: str | None = None) -> dict[str, Any]:
+    """The lock entry of a checkpoint of a one-repository-per-step model (family.repo_template): step N is the
+    repository repo_template.format(step=N) at the commit of its main branch. Raises HubError for a label that is
+    not a step, a repository that does not exist, or one without a main branch."""
+    if not isinstance(request, int):
+        raise HubError(
+            f"models.{model}.checkpoints: {request!r}: a model with repo_template takes steps only (each step is a "
+            f"repository of its own); revision names and selection rules need checkpoints that are branches"
+        )
+    repo = family.repo_template.format(step=request)
+    try:
+        refs = list_refs(repo, family, token)
+    except HubError as err:
+        raise HubError(f"models.{model}.repo_template gives {repo} for step {request}: {err}") from None
+    main = next((r for r in refs if r.name == "main"), None)
+    if main is None:
+        raise HubError(f"models.{model}.repo_template gives {repo} for step {request}, which has no branch main")
+    return {"requested": request, "repo": repo, "branch": "main", "commit": main.commit, "step": request,
+            "tokens": request * family.tokens_per_step, "snapped": False}  # fmt: skip
+
+
+def model_repo(spec: dict[str, Any]) -> str:
+    """What the lock file pins a hub model to: its repository, or its repo_template (one repository per step)."""
+    return spec.get("repo") or spec["repo_template"]
+
+
 # ------------------------------------------------------------------------------------------------------ lock file
 
 
@@ -312,10 +398,11 @@ def update_lock(path: Path, change: Callable[[dict[str, Any]], Any]) -> Any:
 
 
 def _model_lock(data: dict[str, Any], model: str, spec: dict[str, Any], path: Path) -> dict[str, Any]:
-    entry = data["models"].setdefault(model, {"repo": spec["repo"], "family": spec["family"], "checkpoints": {}})
-    if entry.get("repo") != spec["repo"]:
+    naming = {k: spec[k] for k in NAMING_KEYS if spec.get(k) is not None and k != "repo_template"}
+    entry = data["models"].setdefault(model, {"repo": model_repo(spec), **naming, "checkpoints": {}})
+    if entry.get("repo") != model_repo(spec):
         raise HubError(
-            f"{path}: models.{model} is pinned to repo {entry.get('repo')!r}, but the config names {spec['repo']!r}; "
+            f"{path}: models.{model} is pinned to repo {entry.get('repo')!r}, but the config names {model_repo(spec)!r}; "
             f"delete models.{model} from the lock file to resolve the new repository."
         )
     entry.setdefault("checkpoints", {})
@@ -347,9 +434,12 @@ def pin(path: Path, model: str, spec: dict[str, Any], label: Any, token: str | N
             f"the hub cannot be asked. Set offline: false, or pin it where the hub is reachable: "
             + RESOLVE_COMMAND.format(configfile="<the study config>")
         )
-    family = get_family(spec.get("family"), model)
-    refs = list_refs(spec["repo"], family, token)
-    entry = resolve(label, refs, repo=spec["repo"], model=model, snap=spec.get("snap", "exact"), main=spec.get("main"))
+    family = model_family(spec, model)
+    if family.repo_template is not None:
+        entry = step_repo_entry(label, family, model=model, token=token)
+    else:
+        refs = list_refs(spec["repo"], family, token)
+        entry = resolve(label, refs, repo=spec["repo"], model=model, snap=spec.get("snap", "exact"), main=spec.get("main"))
 
     def add(data):
         checkpoints = _model_lock(data, model, spec, path)["checkpoints"]
@@ -364,14 +454,18 @@ def resolve_config(config: dict[str, Any], path: Path, token: str | None = None)
     for model, spec in config["models"].items():
         if spec.get("source") != "hub":
             continue
-        family = get_family(spec.get("family"), model)
-        refs = list_refs(spec["repo"], family, token)
+        family = model_family(spec, model)
+        per_step_repos = family.repo_template is not None
+        refs = [] if per_step_repos else list_refs(spec["repo"], family, token)
         lock = read_lock(path)
         pinned = lock["models"].get(model, {}).get("checkpoints", {})
         entries: dict[str, dict[str, Any]] = {}
         rules: dict[str, list[int]] = {}
         for item in spec["checkpoints"]:
-            if isinstance(item, dict):
+            if per_step_repos:
+                if str(item) not in pinned:
+                    entries[str(item)] = step_repo_entry(item, family, model=model, token=token)
+            elif isinstance(item, dict):
                 picked = select(item, refs, repo=spec["repo"], model=model)
                 rules[rule_key(item)] = [r.step for r in picked]
                 for ref in picked:
@@ -516,10 +610,12 @@ def materialize(model: str, label: str | int, spec: dict[str, Any], lock_file: P
     source = spec["source"]
     if source == "hub":
         entry = pin(Path(lock_file), model, spec, label)
-        where = f"{spec['repo']}@{entry['commit']} (branch {entry['branch']})"
-        snapshot = download(spec["repo"], entry["commit"], label=str(label), attempts=attempts, backoff_s=backoff_s,
+        repo = entry.get("repo") or spec["repo"]  # a one-repository-per-step model's entry names its repository
+        where = f"{repo}@{entry['commit']} (branch {entry['branch']})"
+        snapshot = download(repo, entry["commit"], label=str(label), attempts=attempts, backoff_s=backoff_s,
                             patterns=STANDIN_PATTERNS if rehearsal else ALLOW_PATTERNS)  # fmt: skip
-        identity = {"repo": spec["repo"], "family": spec["family"], **entry}
+        naming = {k: spec[k] for k in (*NAMING_KEYS, "tokens_per_step") if spec.get(k) is not None}
+        identity = {"repo": repo, **naming, **entry}
         link = True
     elif source == "local":
         if not isinstance(label, int):

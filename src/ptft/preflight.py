@@ -92,10 +92,12 @@ def check_model(model: str, spec: Mapping[str, Any], lock: Mapping[str, Any]) ->
     from ptft import hub
 
     rows: list[Row] = []
-    facts = ModelFacts(spec["repo"])
+    facts = ModelFacts(hub.model_repo(spec))
     base = f"models.{model}"
     try:
-        family = hub.get_family(spec.get("family"), model)
+        family = hub.model_family(spec, model)
+        if family.repo_template is not None:
+            return _check_step_repos(model, spec, family)
         refs = hub.list_refs(spec["repo"], family, os.environ.get("HF_TOKEN"))
     except (hub.HubError, ConfigError) as err:
         return [problem("checkpoint", f"{base}.repo", str(err), "fix models.<name>.repo / family, or set HF_TOKEN")], facts
@@ -157,6 +159,26 @@ def check_model(model: str, spec: Mapping[str, Any], lock: Mapping[str, Any]) ->
         used.append((str(item), entry["commit"]))
     if used:
         facts.label, facts.commit = used[-1]
+        rows.append(_check_tokenizer(model, spec, facts))
+    return rows, facts
+
+
+def _check_step_repos(model: str, spec: Mapping[str, Any], family) -> tuple[list[Row], ModelFacts]:
+    """Rows for a model published one repository per step (repo_template): each step's repository and its main."""
+    from ptft import hub
+
+    rows: list[Row] = []
+    facts = ModelFacts(spec["repo_template"])
+    for i, item in enumerate(spec["checkpoints"]):
+        subject = f"models.{model}.checkpoints[{i}]"
+        try:
+            entry = hub.step_repo_entry(item, family, model=model, token=os.environ.get("HF_TOKEN"))
+        except hub.HubError as err:
+            rows.append(problem("checkpoint", subject, str(err), f"fix models.{model}.repo_template or the step"))
+            continue
+        rows.append(ok("checkpoint", subject, f"{item!r} -> {entry['repo']} main, commit {entry['commit'][:10]}"))
+        facts.repo, facts.label, facts.commit = entry["repo"], str(item), entry["commit"]
+    if facts.commit is not None:
         rows.append(_check_tokenizer(model, spec, facts))
     return rows, facts
 

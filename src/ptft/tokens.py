@@ -1,0 +1,70 @@
+"""How a (context, continuation) pair of texts becomes token ids: one rule, lm-evaluation-harness's, that fine-tuning
+(the prompt and the completion it supervises) and evaluation (the continuation lm-eval scores) both call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _prefix_token_id(tokenizer: Any) -> int | None:
+    # lm-eval 0.4.13 lm_eval/models/huggingface.py lines 611-617, HFLM.prefix_token_id: BOS if the tokenizer has
+    # one, else EOS (ptft never passes a custom prefix_token_id).
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def encode_text(tokenizer: Any, text: str, add_bos_token: bool | None = None) -> list[int]:
+    """Token ids of one text as lm-eval's HFLM.tok_encode makes them (lm-eval 0.4.13, lm_eval/models/huggingface.py
+    lines 1040-1062, with lm_eval/models/utils.py _add_special_kwargs and has_bos_prefix).
+
+    add_bos_token None (HFLM's default, ptft's) leaves the choice to the tokenizer: `tokenizer.encode(text)` with its
+    default add_special_tokens=True, so a tokenizer whose post-processor adds BOS (Llama-2, Llama-3) adds it and a
+    plain byte-level BPE adds nothing; True/False force add_special_tokens. A text that already starts with the BOS
+    string (the decoded prefix token) gets no second one.
+    """
+    kwargs = {} if add_bos_token is None else {"add_special_tokens": bool(add_bos_token)}
+    prefix = _prefix_token_id(tokenizer)
+    if prefix is not None and text.startswith(tokenizer.decode(prefix)):
+        kwargs["add_special_tokens"] = False
+    return list(tokenizer.encode(text, **kwargs))
+
+
+def encode_pair(
+    tokenizer: Any, context: str, continuation: str, add_bos_token: bool | None = None
+) -> tuple[list[int], list[int]]:
+    """(context_ids, continuation_ids) of a pair, split exactly as lm-eval scores it; shapes: two flat id lists.
+
+    The rule is lm-eval 0.4.13's LM._encode_pair for causal models (lm_eval/api/model.py lines 393-431): trailing
+    whitespace of the context moves to the start of the continuation; context + continuation is encoded whole and
+    the context alone, both with encode_text (so BOS, where the tokenizer adds it, leads the context); the
+    continuation is what follows the context's length in the whole encoding. So a SentencePiece tokenizer's
+    "▁neutral" after "Inference:" is one token, not ["▁", "▁neutral"] as encoding " neutral" alone would give.
+    An empty context is lm-eval's loglikelihood() case (same file, lines 455-464): the continuation is encoded
+    without special tokens and the prefix token (BOS, else EOS) is the context, unless the continuation starts
+    with it. Raises ValueError when the tokenizer has neither BOS nor EOS and the context is empty.
+    """
+    if context == "":
+        continuation_ids = list(tokenizer.encode(continuation, add_special_tokens=False))
+        prefix = _prefix_token_id(tokenizer)
+        if prefix is None:
+            raise ValueError("an empty context needs a BOS or EOS token to stand for it; the tokenizer has neither")
+        if continuation_ids and continuation_ids[0] == prefix:
+            return continuation_ids[:1], continuation_ids[1:]
+        return [prefix], continuation_ids
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    whole = encode_text(tokenizer, context + continuation, add_bos_token)
+    context_ids = encode_text(tokenizer, context, add_bos_token)
+    return context_ids, whole[len(context_ids) :]
+
+
+def leading_special_ids(tokenizer: Any) -> list[int]:
+    """The ids the tokenizer puts before every text by default (BOS for Llama-2 and Llama-3 tokenizers, [] for a
+    plain byte-level BPE): what lm-eval's context starts with, for texts encoded in pieces without special tokens
+    (a conversation's turns, ptft.finetune.encode_conversation), as open-instruct encodes the whole text with them."""
+    with_special = list(tokenizer.encode("x"))
+    without = list(tokenizer.encode("x", add_special_tokens=False))
+    if not without or with_special[len(with_special) - len(without) :] != without:
+        return []  # the tokenizer changes the text's own ids when adding special tokens: add none rather than guess
+    return with_special[: len(with_special) - len(without)]
