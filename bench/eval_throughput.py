@@ -222,6 +222,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtype", choices=ev.EVAL_DTYPES, default="auto", help="evaluate.dtype of ours")
     parser.add_argument("--vllm", action="store_true",
                         help="also run generation through evaluate.backend vllm (needs vllm: GPU env only)")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="skip the authors' loop: ours' token rates at a scale the one-at-a-time loop cannot reach")
+    parser.add_argument("--no-stop", action="store_true",
+                        help="generate to max_new_tokens (the paper's protocol: evaluate.stop_sequences empty)")
     parser.add_argument(
         "--repeats", type=int, default=1, help="alternate both ways this many times and keep each one's fastest run"
     )
@@ -247,6 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
             "bootstrap_resamples": 1000,
             "classification": args.classification,
             "dtype": args.dtype,
+            "stop_sequences": {"summarisation": []} if args.no_stop else {},
         }
 
         # Imports are a one-time cost of any process (a few seconds: lm-eval, datasets, nltk via rouge-score); pay
@@ -262,6 +267,9 @@ def main(argv: list[str] | None = None) -> dict:
             for _ in range(args.repeats):
                 seconds, ours_n = _ours(root, one, cfg, args.threads)
                 ours_s = min(ours_s, seconds)
+                if args.ours_only:
+                    theirs_n, theirs_s = ours_n, float("nan")
+                    continue
                 prompts = _prompts(one, root, args.shots)
                 started = time.perf_counter()
                 theirs_n = authors_loop(root / "model", one, prompts, args.threads, args.dtype)
