@@ -44,7 +44,7 @@ def test_template_using_unknown_field_is_rejected():
             kind="generation",
             input_fields=("a",),
             target_field="t",
-            formats={"default": "{a} {b}", "instruct": "{a}", "io": "{a}"},
+            formats={"default": "{{ a }} {{ b }}", "instruct": "{{ a }}", "io": "{{ a }}"},
             metric="rougeL",
         )
 
