@@ -1,4 +1,4 @@
-"""Rule prepare_dataset: write one task data set (train/test splits and a card), generated here or from the hub."""
+"""Rule prepare_dataset: write one task data set (train/test splits and a card), generated here, from the hub or from local files."""
 from pathlib import Path
 
 from ptft.provenance import redirect_output_to_log
@@ -12,6 +12,10 @@ if spec.get("source", "generated") == "hub":
     from ptft.hubdata import prepare_hub_dataset
 
     prepare_hub_dataset(snakemake.wildcards.dataset, spec, snakemake.params.seed, out_dir)
+elif spec["source"] == "local":
+    from ptft.localdata import prepare_local_dataset
+
+    prepare_local_dataset(snakemake.wildcards.dataset, spec, snakemake.params.seed, out_dir)
 else:
     from ptft.data import write_dataset
 

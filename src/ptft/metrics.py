@@ -10,17 +10,17 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 
-def _accuracy(prediction: str, target: str) -> float:
+def _accuracy(prediction: str, target: str, **_options) -> float:
     return float(prediction == target)
 
 
-def _exact_match(prediction: str, target: str) -> float:
+def _exact_match(prediction: str, target: str, **_options) -> float:
     # lm-eval's exact_match with its common setting ignore_punctuation=False, strip leading/trailing whitespace
     # (lm_eval/api/metrics.py exact_match_hf_evaluate on stripped strings, as its generate_until tasks filter them)
     return float(prediction.strip() == target.strip())
 
 
-def _rouge_l(prediction: str, target: str, rouge_stemmer: bool = False) -> float:
+def _rouge_l(prediction: str, target: str, rouge_stemmer: bool = False, **_options) -> float:
     # ROUGE-L stays defined in ptft.evaluate (evaluate.rouge_l documents its source); imported here at call time so
     # that this module, which ptft.tasks reads to check a family's metric, stays free of the evaluation stack.
     from ptft.evaluate import rouge_l
@@ -50,7 +50,8 @@ def macro_f1(predictions: Sequence[str], targets: Sequence[str], labels: Sequenc
 
 @dataclass(frozen=True)
 class Metric:
-    """One metric. item(prediction, target) -> the item's score in [0, 1]; corpus(predictions, targets, label_words)
+    """One metric. item(prediction, target, **options) -> the item's score in [0, 1] (options: the evaluate
+    protocol's, e.g. rouge_stemmer; a metric ignores those it does not read); corpus(predictions, targets, label_words)
     -> the set's value for a corpus-level metric (None: the mean of the item scores is the value)."""
 
     name: str

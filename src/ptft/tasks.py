@@ -237,10 +237,27 @@ def register_from_config(config: Mapping[str, Any]) -> dict[str, TaskFamily]:
     return register(config.get("tasks") or {})
 
 
-def family_definitions(names) -> dict[str, dict[str, Any]]:
-    """name -> definition of each named family (sorted): the science a job's params carry, so that editing a
-    template reruns the jobs that use it. KeyError for an unknown name."""
-    return {name: get_task(name).definition() for name in sorted(set(names))}
+# What of a family each job kind reads, for its Snakemake params (the rerun trigger): data preparation the fields and
+# labels; fine-tuning also the training format's template and the delimiter; evaluation everything.
+_USES = {
+    "data": ("kind", "input_fields", "target_field", "label_words", "optional_fields"),
+    "finetune": ("kind", "input_fields", "target_field", "label_words", "optional_fields", "target_delimiter", "formats"),
+}
+
+
+def family_science(name: str, use: str = "evaluate") -> dict[str, Any]:
+    """The part of family `name`'s definition a job of kind `use` ("data", "finetune", "evaluate") reads, keys
+    sorted: what its params carry, so that editing a template reruns exactly the jobs that render it (fine-tuning
+    renders only the training format). KeyError for an unknown family or use."""
+    definition = get_task(name).definition()
+    if use == "evaluate":
+        return definition
+    if use not in _USES:
+        raise KeyError(f"unknown job kind {use!r}; expected data, finetune or evaluate")
+    part = {key: definition[key] for key in _USES[use]}
+    if "formats" in part:
+        part["formats"] = {TRAINING_FORMAT: part["formats"][TRAINING_FORMAT]}
+    return part
 
 
 if os.environ.get(TASKS_ENV):
