@@ -107,7 +107,13 @@ def get_dataset_family(wildcards):
 def get_local_files(wildcards):
     """A local set's data files (inputs: editing one reruns its preparation); none for other sources."""
     spec = config["data"]["datasets"][wildcards.dataset]
-    return localdata.local_files(spec) if spec.get("source") == "local" else []
+    if spec.get("source") != "local":
+        return []
+    # relative to the project root; a rehearsal runs in rehearsal/<study>/, so the paths are made relative to there
+    return [
+        os.path.relpath(Path(workflow.basedir) / path)
+        for path in localdata.local_files(spec)
+    ]
 
 
 def get_ft_task(wildcards):
