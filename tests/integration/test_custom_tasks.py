@@ -33,7 +33,7 @@ def test_both_custom_tasks_are_scored_from_local_data(example):
         rows = table[table["eval_set"] == eval_set]
         assert set(rows["task"]) == {task} and set(rows["metric"]) == {metric}
         assert sorted(rows["step"].unique()) == steps
-        assert set(rows["ft_set"]) == {"base", "reviews", "headlines"}
+        assert set(rows["ft_set"]) == {"base", *config["finetune"]["ft_sets"]}
         assert rows["value"].between(0, 1).all() and (rows["n"] == config["evaluate"]["limit"]).all()
     for name, files in (("reviews", {"train", "test"}), ("headlines", {"all"})):
         card = json.loads((example / f"data/{name}/card.json").read_text())
@@ -48,14 +48,18 @@ def test_both_custom_tasks_are_scored_from_local_data(example):
 def test_editing_a_template_or_a_data_file_reruns_exactly_its_jobs(example):
     config_text = (example / CONFIG).read_text()
     edited = example / "configs/examples/edited.yaml"
-    edited.write_text(config_text.replace("### Headline:", "### Title:"))
-    plan = job_counts(snakemake(example, "-n", "--configfile", str(edited.relative_to(example)), cores="").stdout)
-    # the training template of headline changed: its fine-tuning and every evaluation, nothing of the data
-    assert plan.get("finetune") == 2 and plan.get("evaluate") == 6 and "prepare_dataset" not in plan
-    edited.write_text(config_text.replace('instruct: "Read the review', 'instruct: "Please read the review'))
-    plan = job_counts(snakemake(example, "-n", "--configfile", str(edited.relative_to(example)), cores="").stdout)
-    # an evaluation-only format (not evaluated here, not trained on): evaluations only
-    assert "finetune" not in plan and plan.get("evaluate") == 6
+    def plan_of(text: str) -> dict[str, int]:
+        edited.write_text(text)
+        return job_counts(snakemake(example, "-n", "--configfile", str(edited.relative_to(example)), cores="").stdout)
+
+    # the training template of sentiment: its fine-tuning (2 checkpoints) and every evaluation (2 x (base + 1))
+    plan = plan_of(config_text.replace("### Sentiment:", "### Mood:"))
+    assert plan.get("finetune") == 2 and plan.get("evaluate") == 4 and "prepare_dataset" not in plan
+    # headline is evaluated, not trained on; sentiment's instruct format is not evaluated here and never trained on
+    for text in (config_text.replace("### Headline:", "### Title:"),
+                 config_text.replace('instruct: "Read the review', 'instruct: "Please read the review')):  # fmt: skip
+        plan = plan_of(text)
+        assert "finetune" not in plan and plan.get("evaluate") == 4 and "prepare_dataset" not in plan
     # a new row (Snakemake does not rerun for a newer mtime alone when the content's checksum is unchanged)
     data = example / "configs/examples/data/sentiment_test.csv"
     original = data.read_text()
