@@ -34,3 +34,20 @@ def test_f1_set_value_is_corpus_level_and_accuracy_stays_the_mean():
     assert value == pytest.approx((0.8 + 2 / 3) / 2) and 0.0 <= low <= value <= high <= 1.0
     accuracy = TaskFamily(**{**family.__dict__, "metric": "accuracy"})
     assert ev.set_value(accuracy, rows, 0, seed=1) == (0.75, 0.75, 0.75)
+
+
+@pytest.mark.parametrize("metric, prediction, expected", [("exact_match", " Old mill reopens", 1.0),
+                                                          ("rougeL", "old mill", 0.8), ("exact_match", "Old", 0.0)])
+def test_a_generation_metric_reaches_lm_evals_task_under_its_key(metric, prediction, expected):
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+
+    family = TaskFamily(name="headline", kind="generation", input_fields=("text",), target_field="headline",
+                        formats={"default": "{{ text }}\nHeadline:"}, metric=metric)
+    records = [{"id": f"h{i}", "text": f"Text {i}.", "headline": "Old mill reopens"} for i in range(2)]
+    dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(records[:1]),
+                                    "train": datasets.Dataset.from_list(records[1:])})
+    task = ConfigurableTask(config=ev.task_config("headlines", family, "default", 0, dataset))
+    key = get_metric(metric).lm_eval_key
+    assert task.process_results(dataset["test"][0], [prediction]) == {key: pytest.approx(expected)}
+    assert task.aggregation()[key]([0.0, 1.0]) == 0.5

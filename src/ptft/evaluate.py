@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ptft.lmeval_tasks import RECORDED_METRICS, task_metrics
-from ptft.metrics import get_metric
+from ptft.metrics import accuracy, get_metric  # noqa: F401 (accuracy: re-exported for bench/ and tests)
 from ptft.provenance import provenance, read_jsonl, read_provenance, write_json, write_jsonl
 from ptft.tasks import FEWSHOT_DELIMITER, TaskFamily, get_task
 
@@ -111,10 +111,6 @@ def choose_label(loglikelihoods: Sequence[float], label_words: Sequence[str]) ->
             f"{len(loglikelihoods)} log-likelihoods for {len(label_words)} label words {tuple(label_words)}"
         )
     return label_words[int(np.argmax(np.asarray(loglikelihoods, dtype=float)))]
-
-
-def accuracy(prediction: str, target: str) -> float:
-    return float(prediction == target)
 
 
 def item_score(family: TaskFamily, prediction: str, target: str, scoring: "Scoring") -> float:

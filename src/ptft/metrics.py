@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 
-def _accuracy(prediction: str, target: str, **_options) -> float:
+def accuracy(prediction: str, target: str, **_options) -> float:
+    """1.0 when the predicted label word is the gold one, else 0.0."""
     return float(prediction == target)
 
 
@@ -64,10 +65,10 @@ class Metric:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("accuracy", ("classification",), "acc", _accuracy),
+        Metric("accuracy", ("classification",), "acc", accuracy),
         # F1 is corpus-level: a results row carries macro-F1 over the scored items (its CI from resampled items);
         # each prediction row keeps its correctness (0/1) as `score` and its label, so F1 can be recomputed.
-        Metric("f1", ("classification",), "acc", _accuracy, corpus=macro_f1),
+        Metric("f1", ("classification",), "acc", accuracy, corpus=macro_f1),
         Metric("rougeL", ("generation",), "rougeL", _rouge_l),
         Metric("exact_match", ("generation",), "exact_match", _exact_match),
     )

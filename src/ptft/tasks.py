@@ -158,10 +158,12 @@ class TaskFamily:
         return self.target_delimiter + self.target(record)
 
     def definition(self) -> dict[str, Any]:
-        """The family as a config `tasks:` entry (JSON-able, keys sorted): what Snakemake params carry."""
+        """The family as a config `tasks:` entry (JSON-able, every mapping's keys sorted: Snakemake params compare by
+        repr, so reordering keys in a config file must not rerun jobs)."""
         out = asdict(self)
         del out["name"]
-        out = {k: (list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, Mapping) else v) for k, v in out.items()}
+        out = {k: (list(v) if isinstance(v, tuple) else dict(sorted(v.items())) if isinstance(v, Mapping) else v)
+               for k, v in out.items()}
         return {k: out[k] for k in sorted(out)}
 
 
