@@ -40,7 +40,7 @@ import jinja2.meta
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
 PROMPT_FORMATS = ("default", "instruct", "io")
-TRAINING_FORMAT = "default"  # every family has it: fine-tuning trains on it
+TRAINING_PROMPT_FORMAT = "default"  # every family has it: fine-tuning trains on it
 BUILTIN_FILE = Path(__file__).with_name("task_families.yaml")
 TASKS_ENV = "PTFT_TASKS"  # the config's own families (JSON: name -> definition), for the jobs Snakemake starts
 _ENGINE = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -90,10 +90,10 @@ class TaskFamily:
         if self.kind not in ("generation", "classification"):
             raise TaskDefinitionError(f"{where}: kind must be generation or classification, got {self.kind!r}")
         unknown = sorted(set(self.formats) - set(PROMPT_FORMATS))
-        if unknown or TRAINING_FORMAT not in self.formats:
+        if unknown or TRAINING_PROMPT_FORMAT not in self.formats:
             raise TaskDefinitionError(
-                f"{where}: formats must include {TRAINING_FORMAT!r} (the training format) and be among {PROMPT_FORMATS}, "
-                f"got {tuple(self.formats)}"
+                f"{where}: formats must include {TRAINING_PROMPT_FORMAT!r} (the training format) and be among "
+                f"{PROMPT_FORMATS}, got {tuple(self.formats)}"
             )
         for optional, fallback in self.optional_fields.items():
             if fallback not in self.input_fields:
@@ -258,7 +258,7 @@ def family_science(name: str, use: str = "evaluate") -> dict[str, Any]:
         raise KeyError(f"unknown job kind {use!r}; expected data, finetune or evaluate")
     part = {key: definition[key] for key in _USES[use]}
     if "formats" in part:
-        part["formats"] = {TRAINING_FORMAT: part["formats"][TRAINING_FORMAT]}
+        part["formats"] = {TRAINING_PROMPT_FORMAT: part["formats"][TRAINING_PROMPT_FORMAT]}
     return part
 
 
