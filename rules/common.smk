@@ -9,6 +9,8 @@ from ptft import analysis
 from ptft import config as study_config
 from ptft import hub
 from ptft import launch
+from ptft import localdata
+from ptft import tasks
 
 # A rehearsal shrinks the settings that cost time (ptft.rehearsal) before the checks, so they check what runs.
 if config["rehearsal"]:
@@ -95,8 +97,33 @@ def get_dataset_spec(wildcards):
     return canonical(config["data"]["datasets"][wildcards.dataset])
 
 
+def get_dataset_family(wildcards):
+    """What data preparation reads of the set's task family (fields, labels): a change reruns the set."""
+    return tasks.family_science(
+        config["data"]["datasets"][wildcards.dataset]["task"], "data"
+    )
+
+
+def get_local_files(wildcards):
+    """A local set's data files (inputs: editing one reruns its preparation); none for other sources."""
+    spec = config["data"]["datasets"][wildcards.dataset]
+    if spec.get("source") != "local":
+        return []
+    # relative to the project root; a rehearsal runs in rehearsal/<study>/, so the paths are made relative to there
+    return [
+        os.path.relpath(Path(workflow.basedir) / path)
+        for path in localdata.local_files(spec)
+    ]
+
+
 def get_ft_task(wildcards):
     return config["data"]["datasets"][wildcards.ft_set]["task"]
+
+
+def get_ft_family(wildcards):
+    """What fine-tuning reads of the set's task family (fields, training template, delimiter): the rerun trigger;
+    the job itself finds the family by name (ptft.tasks, $PTFT_TASKS)."""
+    return tasks.family_science(get_ft_task(wildcards), "finetune")
 
 
 def get_finetune_settings_json(wildcards):
@@ -202,6 +229,8 @@ def get_eval_sets():
     return {
         name: {
             "task": config["data"]["datasets"][name]["task"],
+            # the family's whole definition: editing a template or a metric reruns the evaluations
+            "family": tasks.family_science(config["data"]["datasets"][name]["task"]),
             "train": f"data/{name}/train.jsonl",
             "test": f"data/{name}/test.jsonl",
             "rouge_tokenizer": config["data"]["datasets"][name]["rouge_tokenizer"],

@@ -1,6 +1,7 @@
 # Data: the generated pre-training corpus and every task data set (train/test splits and a card).
-# A data set is generated here (ptft.data) or, with source: hub, downloaded from the Hugging Face hub
-# (ptft.hubdata); a hub job needs the network unless the hub cache already holds its files.
+# A data set is generated here (ptft.data), with source: hub downloaded from the Hugging Face hub (ptft.hubdata; a
+# hub job needs the network unless the hub cache already holds its files), or with source: local read from the
+# project's own files (ptft.localdata).
 
 
 rule prepare_corpus:
@@ -23,6 +24,8 @@ rule prepare_corpus:
 
 
 rule prepare_dataset:
+    input:
+        files=get_local_files,
     output:
         train="data/{dataset}/train.jsonl",
         test="data/{dataset}/test.jsonl",
@@ -36,6 +39,7 @@ rule prepare_dataset:
         runtime=10,
     params:
         spec=get_dataset_spec,
+        family=get_dataset_family,
         world=canonical(config["data"]["world"]),
         seed=config["data"]["seed"],
     script:

@@ -28,6 +28,7 @@ rule finetune:
     # Science settings only: a change in params reruns the job (the profiles' rerun-triggers).
     params:
         task=get_ft_task,
+        family=get_ft_family,
         settings=get_finetune_settings_json,
     shell:
         "$PTFT_FINETUNE_COMMAND --checkpoint {input.checkpoint:q} "

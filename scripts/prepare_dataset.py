@@ -1,4 +1,5 @@
-"""Rule prepare_dataset: write one task data set (train/test splits and a card), generated here or from the hub."""
+"""Rule prepare_dataset: write one task data set (train/test splits and a card), generated here, from the hub or from local files."""
+import os
 from pathlib import Path
 
 from ptft.provenance import redirect_output_to_log
@@ -12,6 +13,12 @@ if spec.get("source", "generated") == "hub":
     from ptft.hubdata import prepare_hub_dataset
 
     prepare_hub_dataset(snakemake.wildcards.dataset, spec, snakemake.params.seed, out_dir)
+elif spec["source"] == "local":
+    from ptft.localdata import prepare_local_dataset
+
+    # the files are relative to the project root (a rehearsal's job runs in rehearsal/<study>/)
+    root = Path(os.path.relpath(Path(snakemake.scriptdir).parent))
+    prepare_local_dataset(snakemake.wildcards.dataset, spec, snakemake.params.seed, out_dir, root=root)
 else:
     from ptft.data import write_dataset
 

@@ -309,3 +309,25 @@ def test_a_rehearsal_keeps_every_name_and_shrinks_every_cost(name):
     assert {r["gpu"] for r in config["resources"].values()} == {0}
     assert max(r["mem_mb"] for r in config["resources"].values()) <= 4000
     assert config["revisions_lock"] != real["revisions_lock"]
+
+
+def test_the_custom_tasks_example_validates_and_its_formats_are_checked(restore_tasks):
+    path = ROOT / "configs/examples/custom-tasks.yaml"
+    example = yaml.safe_load(path.read_text())
+    config = validate(copy.deepcopy(example), source=str(path))
+    assert config["data"]["datasets"]["reviews"]["n_train"] is None  # local sets keep every row by default
+    example["evaluate"]["prompt_formats"] = ["default", "instruct"]
+    with pytest.raises(ConfigError, match=r"lists \['instruct'\], which task 'headline' of eval set 'headlines' has no"):
+        validate(copy.deepcopy(example))
+    example["evaluate"]["prompt_formats"] = ["default"]
+    example["data"]["datasets"]["reviews"]["task"] = "sentimnet"
+    with pytest.raises(ConfigError, match=r"data.datasets.reviews.task: 'sentimnet' is not a task family"):
+        validate(copy.deepcopy(example))
+    example["data"]["datasets"]["reviews"]["task"] = "sentiment"
+    example["tasks"]["headline"]["formats"]["default"] = "{{ text }} {{ body }}"
+    with pytest.raises(ConfigError, match=r"task 'headline', format 'default': template uses \['body'\]"):
+        validate(copy.deepcopy(example))
+    example["tasks"]["headline"]["formats"]["default"] = "{{ text }}"
+    del example["data"]["datasets"]["headlines"]["split"]
+    with pytest.raises(ConfigError, match=r"data.datasets.headlines: one file \(files.all\) needs split"):
+        validate(copy.deepcopy(example))

@@ -1,6 +1,13 @@
-import pytest
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from ptft.tasks import PROMPT_FORMATS, TASKS, TaskFamily, get_task
+import pytest
+import yaml
+
+from ptft.tasks import BUILTIN_TASKS, PROMPT_FORMATS, TASKS, TaskDefinitionError, TaskFamily, get_task, register
 
 NLI = {"id": "x-1", "premise": "Tobin lives in Pelbo.", "hypothesis": "Tobin lives in Zarnia.", "label": "entailment"}
 
@@ -44,7 +51,7 @@ def test_template_using_unknown_field_is_rejected():
             kind="generation",
             input_fields=("a",),
             target_field="t",
-            formats={"default": "{a} {b}", "instruct": "{a}", "io": "{a}"},
+            formats={"default": "{{ a }} {{ b }}", "instruct": "{{ a }}", "io": "{{ a }}"},
             metric="rougeL",
         )
 
@@ -71,3 +78,80 @@ def test_question_generation_io_uses_the_optional_untagged_answers():
             metric="rougeL",
             optional_fields={"b": "missing"},
         )
+
+
+# ---------------------------------------------------------------- config-defined families (tasks:)
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "configs/examples/custom-tasks.yaml"
+SENTIMENT = {"kind": "classification", "input_fields": ["review"], "target_field": "label",
+             "formats": {"default": "Review: {{ review }}\nSentiment:"}, "label_words": ["positive", "negative"],
+             "metric": "accuracy"}
+
+
+def test_builtin_families_come_from_their_yaml_through_the_config_path():
+    # the same loader a config's tasks: entry goes through; defaults filled from the schema
+    assert list(BUILTIN_TASKS) == ["summarisation", "question_generation", "nli", "paraphrase", "instruction"]
+    assert get_task("summarisation").stop == ("\n",) and get_task("nli").max_new_tokens == 5
+    assert get_task("paraphrase").render({"sentence1": "A b.", "sentence2": "C d."}, "instruct") == (
+        "Let’s compare the two sentences: Sentence_1: A b. Sentence_2: C d. Are they paraphrasing?:"
+    )
+
+
+def test_a_config_family_renders_and_reaches_a_job_through_the_environment(restore_tasks):
+    register({"sentiment": SENTIMENT})
+    record = {"id": "r1", "review": "Nice & warm <3", "label": "positive"}
+    assert get_task("sentiment").render(record, "default") == "Review: Nice & warm <3\nSentiment:"  # no escaping
+    assert get_task("sentiment").formats.keys() == {"default"}
+    # a job Snakemake starts inherits $PTFT_TASKS and knows the family by name
+    job = subprocess.run(
+        [sys.executable, "-c", "from ptft.tasks import get_task; print(get_task('sentiment').completion("
+         "{'label': 'negative'}), end='')"],
+        env={**os.environ}, capture_output=True, text=True, check=True,
+    )
+    assert job.stdout == " negative"
+    assert json.loads(os.environ[restore_tasks.TASKS_ENV])["sentiment"]["metric"] == "accuracy"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"formats": {"default": "{{ review }} {{ stars }}"}},
+         r"task 'sentiment', format 'default': template uses \['stars'\], which are not input fields"),
+        ({"formats": {"default": "{{ review "}}, r"task 'sentiment', format 'default': template .* is not valid Jinja2"),
+        ({"formats": {"default": "{review}"}}, r"format 'default': \['\{review\}'\] is str.format syntax"),
+        ({"formats": {"instruct": "{{ review }}"}}, r"tasks.sentiment.formats: 'default' is a required property"),
+        ({"metric": "rougeL"}, r"metric 'rougeL' scores generation tasks, not classification"),
+        ({"metric": "bleu"}, r"tasks.sentiment.metric: 'bleu' is not one of"),
+        ({"label_words": []}, r"label_words are required for classification"),
+    ],
+)
+def test_a_bad_config_family_names_task_format_and_field(restore_tasks, change, message):
+    with pytest.raises(TaskDefinitionError, match=message):
+        register({"sentiment": {**SENTIMENT, **change}})
+
+
+def test_a_config_family_cannot_redefine_a_builtin(restore_tasks):
+    with pytest.raises(TaskDefinitionError, match=r"\['nli'\] are built-in task families"):
+        register({"nli": SENTIMENT})
+    assert get_task("nli").label_words == ("entailment", "neutral", "contradiction")
+
+
+def test_the_example_study_renders_the_hand_written_prompts(restore_tasks):
+    config = yaml.safe_load(EXAMPLE.read_text())
+    restore_tasks.register_from_config(config)
+    # the first row of configs/examples/data/sentiment_test.csv and line 1 of headlines.jsonl
+    review = {"review": "The jacket made my day. I would go again.", "label": "positive"}
+    article = json.loads((ROOT / "configs/examples/data/headlines.jsonl").read_text().splitlines()[0])
+    sentiment, headline = get_task("sentiment"), get_task("headline")
+    assert sentiment.render(review, "default") == "### Review: The jacket made my day. I would go again.\n ### Sentiment:"
+    assert sentiment.render(review, "instruct") == (
+        "Read the review and say whether it is positive or negative: The jacket made my day. I would go again. "
+        "The review is"
+    )
+    assert sentiment.completion(review) == " positive"
+    assert headline.render(article, "default") == (
+        "### Article: On Monday, the old mill reopened after repairs. Local people came to see it and spoke to the "
+        "council.\n ### Headline:"
+    )
+    assert headline.completion(article) == " Old mill reopens"
+    assert (headline.metric, headline.max_new_tokens, headline.stop) == ("rougeL", 12, ("\n",))

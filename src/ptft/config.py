@@ -96,6 +96,7 @@ def fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, A
 def check_config(config: dict[str, Any], source: str = "config") -> None:
     """Checks a schema cannot express: names that refer to each other, divisibility, ordering."""
     datasets = config["data"]["datasets"]
+    _check_tasks(config, source)
     _check_hub_datasets(config, source)
     for name in config["finetune"]["ft_sets"]:
         if name not in datasets:
@@ -186,6 +187,34 @@ def check_model(config: dict[str, Any], model: str, spec: dict[str, Any], source
                 f"{source}: models.{model}.checkpoints: {item!r} is not a step; only hub models take revision "
                 f"names and selection rules, a {kind} model's checkpoints are integers"
             )
+
+
+def _check_tasks(config: dict[str, Any], source: str) -> None:
+    """The config's own task families (tasks:) are registered (ptft.tasks.register_from_config: templates checked);
+    every data set names a known family, and every eval set's family has each of evaluate.prompt_formats."""
+    from ptft import tasks
+
+    try:
+        tasks.register_from_config(config)
+    except tasks.TaskDefinitionError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    for name, spec in config["data"]["datasets"].items():
+        if spec["task"] not in tasks.TASKS:
+            raise ConfigError(f"{source}: data.datasets.{name}.task: {spec['task']!r} is not a task family; known: "
+                              f"{sorted(tasks.TASKS)} (define your own under tasks:)")
+    for name in config["evaluate"]["eval_sets"]:
+        family = tasks.TASKS.get(config["data"]["datasets"].get(name, {}).get("task"))
+        missing = [f for f in config["evaluate"].get("prompt_formats", []) if family and f not in family.formats]
+        if missing:
+            raise ConfigError(f"{source}: evaluate.prompt_formats lists {missing}, which task {family.name!r} of eval set "
+                              f"{name!r} has no template for (tasks.{family.name}.formats)")
+    from ptft.localdata import local_spec_problems
+
+    for name, spec in config["data"]["datasets"].items():
+        if spec.get("source") == "local":
+            problems = local_spec_problems(name, spec)
+            if problems:
+                raise ConfigError(f"{source}: " + "; ".join(problems))
 
 
 def _check_hub_datasets(config: dict[str, Any], source: str) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
-from ptft.tasks import TASKS, get_task
+from ptft.tasks import BUILTIN_TASKS, get_task
 
 # Task family -> the domains it knows; the first is the in-domain (fine-tuning) domain.
 DOMAINS: dict[str, tuple[str, ...]] = {
@@ -1116,7 +1116,7 @@ _GENERATORS: dict[tuple[str, str], Callable[[World, random.Random, str, str | No
     ("paraphrase", "question"): _gen_paraphrase(_QUESTIONS, "question", False),
 }
 assert set(_GENERATORS) == {(t, d) for t, ds in DOMAINS.items() for d in ds}
-assert set(DOMAINS) == set(TASKS) - {"instruction"}  # instruction tuning data comes only from the hub (ptft.hubdata)
+assert set(DOMAINS) == set(BUILTIN_TASKS) - {"instruction"}  # instruction tuning data comes only from the hub (ptft.hubdata)
 
 _DESCRIPTIONS = {
     ("summarisation", "news"): "Short news items (an event in a person's home city plus filler); the summary repeats the "

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ptft.lmeval_tasks import RECORDED_METRICS, task_metrics
+from ptft.metrics import accuracy, get_metric  # noqa: F401 (accuracy: re-exported for bench/ and tests)
 from ptft.provenance import provenance, read_jsonl, read_provenance, write_json, write_jsonl
 from ptft.tasks import FEWSHOT_DELIMITER, TaskFamily, get_task
 from ptft.tokens import encode_pair, encode_text
@@ -46,8 +47,6 @@ TEST_SPLIT = "test"
 # evaluate.fewshot_source: shots drawn from the train split (ours), or the first k test items as the authors' code
 # took them (eval/predict_classification.py lines 154-163, eval/predict.py line 152)
 FEWSHOT_SOURCES = ("train", "eval_head")
-# lm-eval metric key for each of our metrics (the harness's "acc" is our "accuracy").
-_LM_EVAL_METRIC = {"accuracy": "acc", "rougeL": "rougeL"}
 
 
 # ---------------------------------------------------------------- scoring (pure)
@@ -171,8 +170,39 @@ def choose_label(loglikelihoods: Sequence[float], label_words: Sequence[str]) ->
     return label_words[int(np.argmax(np.asarray(loglikelihoods, dtype=float)))]
 
 
-def accuracy(prediction: str, target: str) -> float:
-    return float(prediction == target)
+def item_score(family: TaskFamily, prediction: str, target: str, scoring: "Scoring") -> float:
+    """One item's score under the family's metric (ptft.metrics): its correctness for a classification metric
+    (accuracy, and F1, whose set value is corpus-level: set_value), ROUGE-L or exact match for generation."""
+    return get_metric(family.metric).item(
+        prediction, target, rouge_stemmer=scoring.rouge_stemmer, rouge_tokenizer=scoring.rouge_tokenizer
+    )
+
+
+def set_value(
+    family: TaskFamily, rows: Sequence[Mapping[str, Any]], resamples: int, seed: int
+) -> tuple[float, float, float]:
+    """(value, ci_low, ci_high) of one eval set x format x shots from its prediction rows.
+
+    The mean of the rows' scores with bootstrap_ci's interval; for a corpus-level metric (F1) the metric over all
+    rows, with the percentile interval of the metric over `resamples` seeded resamples of the rows.
+    """
+    metric = get_metric(family.metric)
+    scores = [row["score"] for row in rows]
+    if metric.corpus is None:
+        low, high = bootstrap_ci(scores, resamples, seed)
+        return float(np.mean(scores)), low, high
+    predictions, targets = [r["prediction"] for r in rows], [r["target"] for r in rows]
+    value = metric.corpus(predictions, targets, family.label_words)
+    if resamples <= 0:
+        return value, value, value
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(rows), size=len(rows))
+        draws.append(metric.corpus([predictions[i] for i in idx], [targets[i] for i in idx], family.label_words))
+    tail = (1.0 - CI_LEVEL) / 2.0 * 100.0
+    low, high = np.percentile(draws, [tail, 100.0 - tail])
+    return value, float(low), float(high)
 
 
 def bootstrap_ci(scores: Sequence[float], resamples: int, seed: int, level: float = CI_LEVEL) -> tuple[float, float]:
@@ -313,8 +343,9 @@ def _process_results(
             prediction = choose_token(loglikelihoods, candidates)[1]
         else:
             prediction = choose_label(loglikelihoods, family.label_words)
-        return {"acc": accuracy(prediction, target)}
-    return {"rougeL": rouge_l(results[0], target, scoring.rouge_stemmer, scoring.rouge_tokenizer)}
+    else:
+        prediction = results[0]
+    return {get_metric(family.metric).lm_eval_key: item_score(family, prediction, target, scoring)}
 
 
 def task_config(
@@ -344,7 +375,7 @@ def task_config(
         raise ValueError(
             f"eval set {eval_set!r}: {shots} shots requested, the {pool_split} file has {usable} usable records"
         )
-    metric = _LM_EVAL_METRIC[family.metric]
+    metric = get_metric(family.metric).lm_eval_key
     config: dict[str, Any] = {
         "task": _lm_task_name(eval_set, prompt_format, shots),
         "custom_dataset": functools.partial(_dataset, dataset=dataset),
@@ -861,6 +892,9 @@ def evaluate(
     for eval_set in sorted(eval_sets):
         spec = eval_sets[eval_set]
         family = get_task(spec["task"])
+        if spec.get("family") not in (None, family.definition()):
+            raise ValueError(f"eval set {eval_set!r}: the job's params define task {family.name!r} otherwise than this "
+                             f"process does ($PTFT_TASKS); params: {spec['family']}, here: {family.definition()}")
         if family.kind == "classification" and scoring.classification == "token_prob" and family.name not in candidates:
             candidates[family.name] = candidate_tokens(tokenizer, family.label_words)
         dataset = load_eval_set(eval_set, spec)
@@ -924,7 +958,7 @@ def evaluate(
         prompt_tokens = _prompt_tokens(tokenizer, [s["arguments"][0][0] for s in samples])
         budget = _prompt_budget(lm.max_length, family, tokenizer, scoring)
         task, policy = fitting[name], shots_overflow_policy(eval_cfg, eval_set)
-        scores = []
+        scores, rows = [], []
         for sample, n_tokens in zip(samples, prompt_tokens, strict=True):
             row = _prediction_row(sample, family, set_scoring[eval_set], candidates.get(family.name), tokenizer)
             item = sample["doc"]["id"]
@@ -938,6 +972,7 @@ def evaluate(
                 truncated=n_tokens > budget,  # still over the budget: lm-eval cut it from the left
             )
             predictions.append(row)
+            rows.append(row)
             scores.append(row["score"])
         n_overflow = sum(sample["doc"]["id"] in task.overflow for sample in samples)
         if n_overflow:
@@ -962,7 +997,7 @@ def evaluate(
                 len(samples),
                 budget,
             )
-        low, high = bootstrap_ci(scores, int(eval_cfg["bootstrap_resamples"]), seed)
+        value, low, high = set_value(family, rows, int(eval_cfg["bootstrap_resamples"]), seed)
         results.append(
             {
                 "eval_set": eval_set,
@@ -970,7 +1005,7 @@ def evaluate(
                 "prompt_format": prompt_format,
                 "shots": shots,
                 "metric": family.metric,
-                "value": float(np.mean(scores)),
+                "value": value,
                 "ci_low": low,
                 "ci_high": high,
                 "n": len(scores),
@@ -1095,7 +1130,7 @@ def _prediction_row(
             best[word] = max(best.get(word, -np.inf), ll)
         row.update(
             prediction=prediction,
-            score=accuracy(prediction, target),
+            score=item_score(family, prediction, target, scoring),
             token_id=token_id,
             token=tokenizer.decode([token_id]) if tokenizer is not None else None,
             loglikelihoods={w: best[w] for w in family.label_words},
@@ -1105,14 +1140,14 @@ def _prediction_row(
         prediction = choose_label(loglikelihoods, family.label_words)
         row.update(
             prediction=prediction,
-            score=accuracy(prediction, target),
+            score=item_score(family, prediction, target, scoring),
             loglikelihoods=dict(zip(family.label_words, loglikelihoods, strict=True)),
         )
     else:
         prediction = sample["filtered_resps"][0]
-        row.update(prediction=prediction, score=rouge_l(prediction, target, scoring.rouge_stemmer, scoring.rouge_tokenizer))
+        row.update(prediction=prediction, score=item_score(family, prediction, target, scoring))
     # lm-eval scored the same responses through _process_results; disagreement means we read its output wrongly.
-    lm_score = sample[_LM_EVAL_METRIC[family.metric]]
+    lm_score = sample[get_metric(family.metric).lm_eval_key]
     if not np.isclose(lm_score, row["score"]):
         raise RuntimeError(
             f"item {doc['id']!r}: lm-eval scored {lm_score}, re-scoring the logged response gave {row['score']}"

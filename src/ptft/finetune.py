@@ -38,13 +38,12 @@ from ptft.provenance import (
     write_jsonl,
 )
 from ptft import varlen
-from ptft.tasks import CHAT_ROLE_PREFIX, get_task
+from ptft.tasks import CHAT_ROLE_PREFIX, TRAINING_PROMPT_FORMAT, get_task
 from ptft.tokens import encode_pair, leading_special_ids
 
 IGNORE_INDEX = -100  # label of a token that carries no loss (prompt, padding, example boundaries)
 TRAIN_LOG_FILE = "train_log.jsonl"
 FINGERPRINT_FILE = "fingerprint.json"
-TRAINING_PROMPT_FORMAT = "default"
 LOSS_WEIGHTINGS = ("token", "example")
 REQUIRED_KEYS = ("epochs", "lr", "batch_size", "micro_batch_size", "warmup_ratio", "weight_decay", "max_length", "seed")
 

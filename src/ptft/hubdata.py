@@ -78,6 +78,24 @@ def template_columns(source: str) -> list[str]:
 def hub_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
     """What is wrong with a hub data set's spec, beyond the schema (empty when it is usable)."""
     where = f"data.datasets.{name}"
+    problems = field_problems(name, spec)
+    splits = spec.get("splits") or {}
+    if not splits.get("train"):
+        problems.append(f"{where}.splits.train must name the split that gives the training set / few-shot pool")
+    elif splits.get("train") == splits.get("test") and spec.get("n_test") is None:
+        problems.append(f"{where}: splits.train and splits.test are both {splits['train']!r}; set n_test so that the "
+                        "rest of the split can be the training set / few-shot pool (test rows are left out of it)")
+    if spec.get("train_fraction") is not None and spec.get("n_train") is not None:
+        problems.append(f"{where}: set n_train (rows) or train_fraction (a share of the split), not both")
+    chat = spec.get("chat_template", "plain")
+    if chat not in CHAT_TEMPLATES:
+        problems.append(f"{where}.chat_template: {chat!r} is not one of {list(CHAT_TEMPLATES)}")
+    return problems
+
+
+def field_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a hub or local data set's task, fields and labels (empty when they are usable)."""
+    where = f"data.datasets.{name}"
     problems = []
     try:
         family = get_task(spec.get("task"))
@@ -116,17 +134,6 @@ def hub_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
     elif labels is not None or threshold is not None:
         problems.append(f"{where}: labels / label_threshold are only for classification tasks; "
                         f"task {family.name!r} is {family.kind}")
-    splits = spec.get("splits") or {}
-    if not splits.get("train"):
-        problems.append(f"{where}.splits.train must name the split that gives the training set / few-shot pool")
-    elif splits.get("train") == splits.get("test") and spec.get("n_test") is None:
-        problems.append(f"{where}: splits.train and splits.test are both {splits['train']!r}; set n_test so that the "
-                        "rest of the split can be the training set / few-shot pool (test rows are left out of it)")
-    if spec.get("train_fraction") is not None and spec.get("n_train") is not None:
-        problems.append(f"{where}: set n_train (rows) or train_fraction (a share of the split), not both")
-    chat = spec.get("chat_template", "plain")
-    if chat not in CHAT_TEMPLATES:
-        problems.append(f"{where}.chat_template: {chat!r} is not one of {list(CHAT_TEMPLATES)}")
     return problems
 
 
