@@ -93,8 +93,17 @@ def canonical(value):
     return study_config.canonical(value)
 
 
+# Keys of a data set's spec that only its scoring reads (they reach the evaluate rule through get_eval_sets): they
+# are not preparation settings, so changing one must not remake the set.
+SCORING_ONLY_DATASET_KEYS = ("rouge_tokenizer",)
+
+
 def get_dataset_spec(wildcards):
-    return canonical(config["data"]["datasets"][wildcards.dataset])
+    """The set's preparation settings: its spec less SCORING_ONLY_DATASET_KEYS."""
+    spec = config["data"]["datasets"][wildcards.dataset]
+    return canonical(
+        {k: v for k, v in spec.items() if k not in SCORING_ONLY_DATASET_KEYS}
+    )
 
 
 def get_dataset_family(wildcards):

@@ -13,7 +13,7 @@ if spec.get("source", "generated") == "hub":
     from ptft.hubdata import prepare_hub_dataset
 
     prepare_hub_dataset(snakemake.wildcards.dataset, spec, snakemake.params.seed, out_dir)
-elif spec["source"] == "local":
+elif spec.get("source") == "local":
     from ptft.localdata import prepare_local_dataset
 
     # the files are relative to the project root (a rehearsal's job runs in rehearsal/<study>/)
