@@ -37,6 +37,10 @@ def test_lr_values_and_seeds_make_labelled_runs_whose_settings_ignore_the_others
     assert [r["label"] for r in runs] == [
         "news_sum@lr0.001@seed1", "news_sum@lr0.001@seed2", "news_sum@lr2e-06@seed1", "news_sum@lr2e-06@seed2",
     ]  # fmt: skip
+    # the set's own seed (7) keeps the plain name: seeds [7, 8] add a run beside the existing one
+    config["finetune"]["seeds"] = [7, 8]
+    assert [r["label"] for r in finetune_variants(config, "places_nli")] == ["places_nli", "places_nli@seed8"]
+    config["finetune"]["seeds"] = [1, 2]
     assert all(r["lr_search"] and ft_set_of(r["label"]) == "news_sum" for r in runs)
     assert variant_science(config, runs[2])["lr"] == 2.0e-6 and variant_science(config, runs[2])["seed"] == 1
     # a third lr value leaves every existing run's settings (Snakemake's params trigger) as they were

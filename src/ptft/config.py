@@ -249,8 +249,8 @@ def finetune_settings(config: dict[str, Any], ft_set: str) -> dict[str, Any]:
 
 
 # A fine-tuning variant's label (the {ft_set} wildcard of the finetune rule, the {ft} of evaluate): the set's name,
-# then "@lr<value>" when the set's lr is a list and "@seed<n>" when finetune.seeds has more than one seed. A set with
-# one run keeps its plain name, so studies without lr lists or seeds plan today's jobs at today's paths.
+# then "@lr<value>" when the set's lr is a list and "@seed<n>" for a seed of finetune.seeds other than the set's own
+# seed. Studies without lr lists or seeds keep today's jobs at today's paths, and seeds [<own seed>, n] add runs.
 VARIANT_MARK = "@"
 
 
@@ -269,7 +269,9 @@ def finetune_variants(config: dict[str, Any], ft_set: str) -> list[dict[str, Any
     variants = []
     for lr in lrs:
         for seed in seeds:
-            parts = ([f"lr{lr:g}"] if len(lrs) > 1 else []) + ([f"seed{seed}"] if len(seeds) > 1 else [])
+            # the set's own seed keeps the plain name: listing seeds [<own>, n] adds runs without renaming the first
+            parts = [f"lr{lr:g}"] if len(lrs) > 1 else []
+            parts += [f"seed{seed}"] if seed != settings["seed"] else []
             label = VARIANT_MARK.join([ft_set, *parts])
             variants.append({"label": label, "ft_set": ft_set, "lr": lr, "seed": seed, "lr_search": len(lrs) > 1})
     return variants
