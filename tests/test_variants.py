@@ -147,3 +147,16 @@ def test_item_bootstrap_resamples_seeds_before_items():
     for seed in scores:
         alone = percentile_interval(ItemBootstrap(items[items["seed"] == seed], 2000, 0).draws(cell)[0])
         assert both[1] - both[0] > alone[1] - alone[0]
+
+
+def test_estimate_counts_every_run_of_the_grid(mini):
+    from ptft import estimate
+
+    config = copy.deepcopy(mini)
+    config["finetune"]["ft_sets"]["news_sum"] = {"lr": [1.0e-3, 2.0e-3, 3.0e-3]}
+    config["finetune"]["seeds"] = [1, 2]
+    counts = estimate.job_counts(validate(config), estimate.PROJECT)
+    # 2 checkpoints x (news_sum: 3 lr x 2 seeds + places_nli: 2 seeds); dev evaluations for news_sum's 6 runs only
+    assert {k: counts[k] for k in ("finetune", "evaluate", "evaluate_dev", "select_lr", "lr_search_split")} == {
+        "finetune": 16, "evaluate": 18, "evaluate_dev": 12, "select_lr": 1, "lr_search_split": 1,
+    }  # fmt: skip

@@ -41,7 +41,7 @@ def study(tmp_path_factory) -> Path:
 def plan(study: Path, config: dict) -> dict[str, int]:
     path = study / "changed.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    dry = snakemake(study, "-n", "--profile", "profiles/local", "--configfile", str(path), TABLE, cores="")
+    dry = snakemake(study, TABLE, "-n", "--profile", "profiles/local", "--configfile", str(path), cores="")
     return job_counts(dry.stdout + dry.stderr)
 
 
