@@ -390,6 +390,11 @@ def get_phase_output(phase):
                 for name in DATASETS
                 for part in ("train.jsonl", "test.jsonl", "card.json")
             ],
+            *[
+                f"data/{name}/lr_search/{part}.jsonl"
+                for name in LR_SEARCH_SETS
+                for part in ("train", "dev")
+            ],
         ]
     if phase == "checkpoints":
         return [
@@ -408,7 +413,8 @@ def get_phase_output(phase):
             for ft_set in FT_LABELS
         ]
     if phase == "evaluate":
-        return get_eval_results()
+        # with an lr search: every run's dev score and each searched set's choice
+        return get_eval_results() + get_lr_choices()
     if phase == "analysis":
         return [
             path
