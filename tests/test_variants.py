@@ -78,21 +78,25 @@ def test_select_lr_per_set_and_per_checkpoint():
 
 def test_combined_interval_is_at_least_as_wide_as_each_seeds():
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        lows = rng.uniform(0, 0.5, 3)
-        per_seed = pd.DataFrame({
-            "cell": ["a"] * 3, "value": lows + rng.uniform(0, 0.2, 3), "ci_low": lows,
-            "ci_high": lows + rng.uniform(0, 0.4, 3), "n": [9] * 3,
-        })  # fmt: skip
-        (row,) = combine_seeds(per_seed, ["cell"]).to_dict("records")
-        assert row["ci_high"] - row["ci_low"] >= (per_seed["ci_high"] - per_seed["ci_low"]).max() - 1e-12
-        assert row["value"] == pytest.approx(per_seed["value"].mean())
+    cells, seeds = 200, 3  # random per-seed values and (asymmetric) intervals
+    lows = rng.uniform(0, 0.5, cells * seeds)
+    per_seed = pd.DataFrame({
+        "cell": np.repeat(np.arange(cells), seeds), "value": lows + rng.uniform(0, 0.2, cells * seeds),
+        "ci_low": lows, "ci_high": lows + rng.uniform(0, 0.4, cells * seeds), "n": 9,
+    })  # fmt: skip
+    combined = combine_seeds(per_seed, ["cell"]).set_index("cell")
+    widest = (per_seed["ci_high"] - per_seed["ci_low"]).groupby(per_seed["cell"]).max()
+    assert ((combined["ci_high"] - combined["ci_low"]) >= widest - 1e-12).all()
+    assert np.allclose(combined["value"], per_seed.groupby("cell")["value"].mean())
     one = pd.DataFrame({"cell": ["a"], "value": [0.3], "ci_low": [0.1], "ci_high": [0.35], "n": [9]})
     assert combine_seeds(one, ["cell"])[["ci_low", "ci_high"]].values.tolist() == [[0.1, 0.35]]
     # two seeds with equal intervals: the between-seed variance widens the interval
     two = pd.DataFrame({"cell": ["a", "a"], "value": [0.2, 0.6], "ci_low": [0.1, 0.5], "ci_high": [0.3, 0.7], "n": [9, 9]})
     (row,) = combine_seeds(two, ["cell"]).to_dict("records")
     assert row["ci_high"] - row["ci_low"] == pytest.approx(2 * Z95 * np.sqrt((0.2 / (2 * Z95)) ** 2 + 0.08))
+    # a seed without an interval (too few items) leaves the combined interval undefined, never narrower
+    (row,) = combine_seeds(two.assign(ci_low=[0.1, np.nan]), ["cell"]).to_dict("records")
+    assert np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
 
 
 def _eval_json(tmp_path: Path, ft: str, value: float, lo: float, hi: float) -> Path:

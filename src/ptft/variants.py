@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from ptft.provenance import atomic_write_text
@@ -101,19 +102,18 @@ def combine_seeds(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     seed's own. An undefined within-seed interval (NaN) makes the combined one NaN. n is the per-seed item count.
     A group of one row (one seed) keeps its own interval.
     """
-    def one(group: pd.DataFrame) -> pd.Series:
-        if len(group) == 1:
-            row = group.iloc[0]
-            return pd.Series({"value": row["value"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
-                              "n": int(row["n"]), "n_seeds": 1})  # fmt: skip
-        value = group["value"].mean()
-        within = (((group["ci_high"] - group["ci_low"]) / (2 * Z95)) ** 2).max(skipna=False)
-        between = group["value"].var(ddof=1) if len(group) > 1 else 0.0
-        half = Z95 * math.sqrt(within + between) if not math.isnan(within) else math.nan
-        return pd.Series({"value": value, "ci_low": value - half, "ci_high": value + half,
-                          "n": int(group["n"].iloc[0]), "n_seeds": len(group)})  # fmt: skip
-
-    return per_seed.groupby(keys, sort=False, dropna=False).apply(one, include_groups=False).reset_index()
+    width = per_seed["ci_high"] - per_seed["ci_low"]
+    frame = per_seed.assign(_within=(width / (2 * Z95)) ** 2, _undefined=width.isna())
+    out = frame.groupby(keys, sort=False, dropna=False).agg(
+        value=("value", "mean"), between=("value", "var"), within=("_within", "max"), undefined=("_undefined", "any"),
+        n=("n", "first"), n_seeds=("value", "size"), own_low=("ci_low", "first"), own_high=("ci_high", "first"),
+    )  # fmt: skip
+    half = Z95 * np.sqrt(out["within"] + out["between"].fillna(0.0))
+    half[out["undefined"]] = np.nan
+    single = out["n_seeds"] == 1
+    out["ci_low"] = np.where(single, out["own_low"], out["value"] - half)
+    out["ci_high"] = np.where(single, out["own_high"], out["value"] + half)
+    return out[["value", "ci_low", "ci_high", "n", "n_seeds"]].reset_index()
 
 
 VARIANT_COLUMNS = ["lr", "seed", "selected"]
