@@ -30,6 +30,7 @@ include: "rules/data.smk"
 include: "rules/checkpoints.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
+include: "rules/variants.smk"
 include: "rules/analysis.smk"
 
 

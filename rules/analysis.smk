@@ -3,7 +3,8 @@
 
 rule aggregate:
     input:
-        get_eval_results(),
+        evals=get_eval_results(),
+        lr_choices=get_lr_choices(),
     output:
         table=report(
             "results/tables/results.csv",
@@ -19,6 +20,7 @@ rule aggregate:
         mem_mb=2000,
         runtime=10,
     params:
+        **get_aggregate_variants(),
         ft_sets=get_ft_set_tasks(),
     script:
         "../scripts/aggregate.py"
@@ -98,6 +100,7 @@ rule findings_tables:
         mem_mb=2000,
         runtime=10,
     params:
+        **get_aggregate_variants(),
         ft_sets=get_ft_set_tasks(),
         eval_sets=get_eval_set_tasks(),
         analysis=get_analysis_settings(),

@@ -44,6 +44,16 @@ REVISIONS = hub.read_lock(REVISIONS_LOCK)
 DATASETS = sorted(config["data"]["datasets"])
 FT_SETS = sorted(config["finetune"]["ft_sets"])
 EVAL_SETS = list(config["evaluate"]["eval_sets"])
+# Fine-tuning runs by label (ptft.config.finetune_variants): one per training set, or per lr value x seed. A set with
+# one run is labelled by its name, so a study without lr lists or seeds plans today's jobs at today's paths.
+FT_RUNS = {
+    run["label"]: run
+    for ft_set in FT_SETS
+    for run in study_config.finetune_variants(config, ft_set)
+}
+FT_LABELS = sorted(FT_RUNS)
+LR_SEARCH_SETS = sorted({run["ft_set"] for run in FT_RUNS.values() if run["lr_search"]})
+HAS_VARIANTS = len(FT_LABELS) > len(FT_SETS)
 
 
 def model_steps(model):
@@ -67,7 +77,8 @@ wildcard_constraints:
     step=alternatives(STEPS),
     dataset=alternatives(DATASETS),
     ft_set=alternatives(FT_SETS),
-    ft=alternatives(FT_SETS + ["base"]),
+    ft=alternatives(FT_LABELS + ["base"]),
+    searched_set=alternatives(LR_SEARCH_SETS),
 
 
 def get_model_config(wildcards):
@@ -126,7 +137,7 @@ def get_local_files(wildcards):
 
 
 def get_ft_task(wildcards):
-    return config["data"]["datasets"][wildcards.ft_set]["task"]
+    return config["data"]["datasets"][study_config.ft_set_of(wildcards.ft_set)]["task"]
 
 
 def get_ft_family(wildcards):
@@ -136,11 +147,76 @@ def get_ft_family(wildcards):
 
 
 def get_finetune_settings_json(wildcards):
-    """The set's science settings as one JSON argument of the finetune command (sorted: same settings, same command);
-    its scheduling settings travel in $PTFT_SCHEDULING."""
+    """The run's science settings (its set's, with the run's lr and seed) as one JSON argument of the finetune command
+    (sorted: same settings, same command); its scheduling settings travel in $PTFT_SCHEDULING.
+    """
     return json.dumps(
-        study_config.finetune_science(config, wildcards.ft_set), sort_keys=True
+        study_config.variant_science(config, FT_RUNS[wildcards.ft_set]), sort_keys=True
     )
+
+
+def get_ft_train(wildcards):
+    """The training split of a run: without the lr-search dev slice when its set's lr is a list."""
+    run = FT_RUNS[wildcards.ft_set]
+    if run["lr_search"]:
+        return f"data/{run['ft_set']}/lr_search/train.jsonl"
+    return f"data/{run['ft_set']}/train.jsonl"
+
+
+def get_lr_search_runs(wildcards):
+    """The dev-slice evaluations of every run of a searched set: every checkpoint x lr x seed."""
+    return [
+        f"results/lr_search/{wildcards.model}/{step}/{label}.json"
+        for step in model_steps(wildcards.model)
+        for label in FT_LABELS
+        if FT_RUNS[label]["ft_set"] == wildcards.searched_set
+    ]
+
+
+def get_lr_search_params(wildcards):
+    """select_lr's runs: each dev evaluation's path -> its run (ft_set, lr, seed)."""
+    return {path: FT_RUNS[Path(path).stem] for path in get_lr_search_runs(wildcards)}
+
+
+def get_dev_data(wildcards):
+    """The training part and dev slice of a searched run's set."""
+    ft_set = FT_RUNS[wildcards.ft]["ft_set"]
+    return [f"data/{ft_set}/lr_search/{part}.jsonl" for part in ("train", "dev")]
+
+
+def get_dev_eval_set(wildcards):
+    """The dev slice of a run's set as ptft.evaluate's one eval set (few-shot examples from the training part)."""
+    ft_set = FT_RUNS[wildcards.ft]["ft_set"]
+    spec = config["data"]["datasets"][ft_set]
+    return {
+        ft_set: {
+            "task": spec["task"],
+            "train": f"data/{ft_set}/lr_search/train.jsonl",
+            "test": f"data/{ft_set}/lr_search/dev.jsonl",
+            "rouge_tokenizer": spec["rouge_tokenizer"],
+        }
+    }
+
+
+def get_dev_evaluate_settings():
+    """The evaluation science settings on the dev slice: the default prompt format only (the training format)."""
+    return {**get_evaluate_settings(), "prompt_formats": ["default"]}
+
+
+def get_lr_choices():
+    """Every searched set's choice file (select_lr), which aggregate marks the selected runs by."""
+    return [
+        f"results/lr_search/{model}/{ft_set}.json"
+        for model in MODELS
+        for ft_set in LR_SEARCH_SETS
+    ]
+
+
+def get_aggregate_variants():
+    """aggregate's params for a study with variants (runs by label); none otherwise, so its params stay today's."""
+    if not HAS_VARIANTS:
+        return {}
+    return {"runs": canonical(FT_RUNS)}
 
 
 # Shell rules call `python` (and `accelerate` through it): make that the interpreter running Snakemake, the environment
@@ -187,7 +263,8 @@ def get_threads(section):
         if section == "pretrain":
             return config["models"][wildcards.model]["pretrain"]["threads"]
         if section == "finetune":
-            return study_config.finetune_settings(config, wildcards.ft_set)["threads"]
+            ft_set = study_config.ft_set_of(wildcards.ft_set)
+            return study_config.finetune_settings(config, ft_set)["threads"]
         return config[section]["threads"]
 
     return threads
@@ -253,7 +330,7 @@ def get_eval_results():
         f"results/eval/{model}/{step}/{ft}.json"
         for model in MODELS
         for step in model_steps(model)
-        for ft in ["base"] + FT_SETS
+        for ft in ["base"] + FT_LABELS
     ]
 
 
@@ -288,7 +365,7 @@ def get_finetuned_models():
         f"models/{model}/{step}/{ft_set}"
         for model in MODELS
         for step in model_steps(model)
-        for ft_set in FT_SETS
+        for ft_set in FT_LABELS
     ]
 
 
@@ -351,6 +428,11 @@ def get_phase_output(phase):
                 for name in DATASETS
                 for part in ("train.jsonl", "test.jsonl", "card.json")
             ],
+            *[
+                f"data/{name}/lr_search/{part}.jsonl"
+                for name in LR_SEARCH_SETS
+                for part in ("train", "dev")
+            ],
         ]
     if phase == "checkpoints":
         return [
@@ -366,10 +448,11 @@ def get_phase_output(phase):
             f"models/{model}/{step}/{ft_set}"
             for model in MODELS
             for step in model_steps(model)
-            for ft_set in FT_SETS
+            for ft_set in FT_LABELS
         ]
     if phase == "evaluate":
-        return get_eval_results()
+        # with an lr search: every run's dev score and each searched set's choice
+        return get_eval_results() + get_lr_choices()
     if phase == "analysis":
         return [
             path

@@ -8,13 +8,16 @@
 rule finetune:
     input:
         checkpoint="checkpoints/{model}/{step}",
-        train="data/{ft_set}/train.jsonl",
+        train=get_ft_train,
     output:
         directory("models/{model}/{step}/{ft_set}"),
     log:
         "logs/finetune/{model}/{step}/{ft_set}.log",
     benchmark:
         "benchmarks/finetune/{model}/{step}/{ft_set}.tsv"
+    # {ft_set} here is a run's label: the set's name, or name@lr<value>/@seed<n> for variants (rules/common.smk)
+    wildcard_constraints:
+        ft_set=alternatives(FT_LABELS),
     conda:
         "../envs/train.yaml"
     threads: get_threads("finetune")

@@ -32,6 +32,7 @@ from ptft.analysis import (
 )
 from ptft.paired import ItemBootstrap, bootstrap_statistic, read_items
 from ptft.provenance import atomic_write_text, write_json
+from ptft.variants import findings_items
 from ptft.verdicts import groups_from_rule, learned_by_evidence, verdicts, verdicts_json, verdicts_markdown
 
 ft_sets = snakemake.params.ft_sets
@@ -45,7 +46,10 @@ groups_ = settings["groups"]
 keep_duplicates = groups_.get("keep_duplicates", False)
 df = read_results(snakemake.input.table)
 design = study_design(ft_sets, snakemake.params.eval_sets, settings["design"])
-boot = ItemBootstrap(read_items(snakemake.input.evals), boot_["resamples"], boot_["seed"])
+# fine-tuning variants: the selected runs' items, seeds resampled before items (ptft.variants.findings_items)
+items = findings_items(read_items(snakemake.input.evals), snakemake.params.get("runs"),
+                       read_results(snakemake.input.table, every_run=True))  # fmt: skip
+boot = ItemBootstrap(items, boot_["resamples"], boot_["seed"])
 level = boot_["level"]
 
 sensitivity = prompt_sensitivity(df, ft_sets)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from ptft.provenance import atomic_write_text, provenance, write_json, sha256_file
+from ptft import variants
 from ptft.tasks import TASKS
 
 BASE = "base"  # the ft_set value of a model that was not fine-tuned
@@ -134,8 +135,17 @@ def write_table(df: pd.DataFrame, out_csv: str | os.PathLike) -> None:
     atomic_write_text(out_csv, df.to_csv(index=False, lineterminator="\n"))
 
 
-def aggregate(eval_jsons: list[Path], out_csv: Path) -> pd.DataFrame:
+def aggregate(
+    eval_jsons: list[Path],
+    out_csv: Path,
+    runs: Mapping[str, Mapping[str, Any]] | None = None,
+    lr_choices: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+) -> pd.DataFrame:
     """One tidy long table of every evaluation result, one row per result, columns exactly COLUMNS.
+
+    With runs (fine-tuning variant label -> run, ptft.config.finetune_variants; given when a set has an lr search or
+    finetune.seeds has several seeds) the rows are marked by ptft.variants.mark_runs and the table has COLUMNS +
+    VARIANT_COLUMNS (lr, seed, selected); lr_choices: model -> searched set -> {str(step): chosen lr}.
 
     Rows are sorted by model, step, ft_set ("base" first), eval_set, prompt_format, shots (then metric).
     Raises naming the file and key when a file is missing, malformed or lacks a key; and when two files
@@ -164,14 +174,26 @@ def aggregate(eval_jsons: list[Path], out_csv: Path) -> pd.DataFrame:
         ident = ", ".join(f"{k}={first[k]!r}" for k in _IDENTITY)
         raise ValueError(f"result reported more than once ({ident}) in: {sorted(set(same['_file']))}")
 
-    df = sort_results(_typed(df[COLUMNS]), ("model", "step", "ft_set", "eval_set", "prompt_format", "shots", "metric"))
+    df = _typed(df[COLUMNS])
+    order = ("model", "step", "ft_set", "eval_set", "prompt_format", "shots", "metric")
+    if runs:
+        order += ("lr", "seed")
+        df = variants.mark_runs(df, runs, lr_choices or {})
+    df = sort_results(df, order)
     write_table(df, out_csv)
     return df
 
 
-def read_results(csv: str | os.PathLike) -> pd.DataFrame:
-    """Read a table written by `aggregate`, with its column types; raises naming the file if columns differ."""
+def read_results(csv: str | os.PathLike, every_run: bool = False) -> pd.DataFrame:
+    """Read a table written by `aggregate`, with its column types; raises naming the file if columns differ.
+
+    A table of fine-tuning variants (columns COLUMNS + lr, seed, selected) is read as the findings see it: selected
+    runs only, seeds combined (ptft.variants.findings_view), columns COLUMNS; every_run=True keeps every run and column.
+    """
     df = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+    if list(df.columns) == COLUMNS + variants.VARIANT_COLUMNS:
+        df = _typed(df).astype({"seed": "Int64"})
+        return df if every_run else _typed(variants.findings_view(df, COLUMNS))
     if list(df.columns) != COLUMNS:
         raise ValueError(f"{csv}: columns {list(df.columns)} are not the results table's {COLUMNS}")
     return _typed(df)

@@ -277,6 +277,42 @@ def finetune_settings(config: dict[str, Any], ft_set: str) -> dict[str, Any]:
     return settings
 
 
+# A fine-tuning variant's label (the {ft_set} wildcard of the finetune rule, the {ft} of evaluate): the set's name,
+# then "@lr<value>" when the set's lr is a list and "@seed<n>" for a seed of finetune.seeds other than the set's own
+# seed. Studies without lr lists or seeds keep today's jobs at today's paths, and seeds [<own seed>, n] add runs.
+VARIANT_MARK = "@"
+
+
+def ft_set_of(label: str) -> str:
+    """The training set a fine-tuning variant label belongs to ("news_sum@lr2e-06@seed1" -> "news_sum")."""
+    return label.split(VARIANT_MARK, 1)[0]
+
+
+def finetune_variants(config: dict[str, Any], ft_set: str) -> list[dict[str, Any]]:
+    """Every fine-tuning run of one training set: [{"label", "ft_set", "lr", "seed", "lr_search"}], one per lr value
+    (finetune.ft_sets.<set>.lr, a number or a list) x seed (finetune.seeds, or the set's own seed). lr_search is True
+    when the set's lr is a list (its runs train without the dev slice). Raises ConfigError for an unknown set."""
+    settings = finetune_settings(config, ft_set)
+    lrs = settings["lr"] if isinstance(settings["lr"], list) else [settings["lr"]]
+    seeds = config["finetune"].get("seeds") or [settings["seed"]]
+    variants = []
+    for lr in lrs:
+        for seed in seeds:
+            # the set's own seed keeps the plain name: listing seeds [<own>, n] adds runs without renaming the first
+            parts = [f"lr{lr:g}"] if len(lrs) > 1 else []
+            parts += [f"seed{seed}"] if seed != settings["seed"] else []
+            label = VARIANT_MARK.join([ft_set, *parts])
+            variants.append({"label": label, "ft_set": ft_set, "lr": lr, "seed": seed, "lr_search": len(lrs) > 1})
+    return variants
+
+
+def variant_science(config: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    """The science settings of one fine-tuning variant (finetune_science with its own lr and seed): for a set with one
+    run exactly finetune_science, so adding an lr value or a seed leaves the other runs' params (rerun trigger) alone."""
+    settings = finetune_science(config, variant["ft_set"])
+    return canonical({**settings, "lr": variant["lr"], "seed": variant["seed"]})
+
+
 def _finetune_schema() -> dict[str, Any]:
     return load_schema()["properties"]["finetune"]
 

@@ -42,10 +42,10 @@ FIGURES = PROJECT / "bench" / "figures.yaml"
 HUB_FACTS = PROJECT / "tests" / "hub_facts.yaml"
 GPUS = ("h100", "h200", "a100", "cpu")
 FAMILIES = {  # rule family -> its rules (names as `snakemake -n` counts them)
-    "data": ("prepare_corpus", "prepare_dataset"),
+    "data": ("prepare_corpus", "prepare_dataset", "lr_search_split"),
     "materialize": ("train_tokenizer", "pretrain", "materialize"),
     "finetune": ("finetune",),
-    "evaluate": ("evaluate",),
+    "evaluate": ("evaluate", "evaluate_dev"),
     "analysis": (),  # every rule of rules/analysis.smk, and `all`
 }
 SAVED_BYTES_PER_PARAM = 4  # fine-tuned weights: fp32 (ptft.finetune loads and saves fp32 master weights)
@@ -223,7 +223,9 @@ def job_counts(config: Mapping[str, Any], project_dir: Path = PROJECT) -> dict[s
     under project_dir expands selection rules."""
     lock = hub.read_lock(hub.lock_path(dict(config), project_dir))
     counts: dict[str, int] = {}
-    n_ft = len(config["finetune"]["ft_sets"])
+    runs = [run for ft_set in config["finetune"]["ft_sets"] for run in study_config.finetune_variants(dict(config), ft_set)]
+    n_ft = len(runs)  # fine-tuning runs: one per set, or per lr value x seed (ptft.config.finetune_variants)
+    searched = {run["ft_set"] for run in runs if run["lr_search"]}
 
     def add(rule: str, n: int) -> None:
         if n:
@@ -232,6 +234,7 @@ def job_counts(config: Mapping[str, Any], project_dir: Path = PROJECT) -> dict[s
     embedded = [m for m, s in config["models"].items() if s["source"] == "embedded"]
     add("prepare_corpus", 1 if embedded else 0)
     add("prepare_dataset", len(config["data"]["datasets"]))
+    add("lr_search_split", len(searched))
     for model, spec in config["models"].items():
         n_ckpt = len(study_config.checkpoint_labels(dict(config), model, lock))
         if spec["source"] == "embedded":
@@ -241,6 +244,8 @@ def job_counts(config: Mapping[str, Any], project_dir: Path = PROJECT) -> dict[s
             add("materialize", n_ckpt)
         add("finetune", n_ckpt * n_ft)
         add("evaluate", n_ckpt * (1 + n_ft))
+        add("evaluate_dev", n_ckpt * sum(run["lr_search"] for run in runs))
+        add("select_lr", len(searched))
     rules = re.findall(r"^rule (\w+):", (PROJECT / "rules" / "analysis.smk").read_text(), re.M)
     for rule in [*rules, "all"]:
         add(rule, 1)
@@ -340,7 +345,8 @@ def estimate(
             settings = study_config.finetune_settings(config, ft_set)
             n_train, _ = train_examples(config, ft_set, facts, project_dir)
             per_example = min(lengths[ft_set]["input"] + lengths[ft_set]["target"] + 1, settings["max_length"])
-            tokens = n_ckpt * n_train * settings["epochs"] * per_example
+            n_runs = len(study_config.finetune_variants(dict(config), ft_set))  # lr values x seeds
+            tokens = n_runs * n_ckpt * n_train * settings["epochs"] * per_example
             bills["finetune"].train_tokens += tokens
             bills["finetune"].gpu_hours += tokens / (rates["finetune_tokens_per_s"]["value"] * scale) / 3600
             if settings["method"] == "lora":
@@ -348,8 +354,9 @@ def estimate(
                 weights = lora["r"] * 2 * size["hidden_size"] * size["num_hidden_layers"] * len(lora["target_modules"])
             else:
                 weights = size["n_params"]
-            bills["finetune"].disk_gb += n_ckpt * (weights * SAVED_BYTES_PER_PARAM + overhead) / GB
-        n_eval = n_ckpt * (1 + len(config["finetune"]["ft_sets"]))
+            bills["finetune"].disk_gb += n_runs * n_ckpt * (weights * SAVED_BYTES_PER_PARAM + overhead) / GB
+        n_runs = sum(len(study_config.finetune_variants(dict(config), s)) for s in config["finetune"]["ft_sets"])
+        n_eval = n_ckpt * (1 + n_runs)  # the lr search's dev evaluations (a slice of the training set) are not billed
         scored, generated, n_items = evaluate_tokens(config, size["context"], lengths, items, facts, figures)
         ev_bill = bills["evaluate"]
         ev_bill.score_tokens += n_eval * scored

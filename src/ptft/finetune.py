@@ -38,6 +38,7 @@ from ptft.provenance import (
     write_jsonl,
 )
 from ptft import varlen
+from ptft.config import ft_set_of
 from ptft.tasks import CHAT_ROLE_PREFIX, TRAINING_PROMPT_FORMAT, get_task
 from ptft.tokens import encode_pair, leading_special_ids
 
@@ -795,7 +796,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sharding", choices=["none", "fsdp"], default="none", help="finetune.sharding")
     parser.add_argument("--gpu-mem-gb", type=float, default=None, help="resources.finetune.gpu_mem_gb: plan memory")
     args = parser.parse_args(argv)
-    scheduling = json.loads(args.scheduling).get("finetune", {}).get(args.ft_set, {})
+    # --ft-set may be a variant label (news_sum@lr2e-06, ptft.config.finetune_variants): scheduling is per set
+    scheduling = json.loads(args.scheduling).get("finetune", {}).get(ft_set_of(args.ft_set), {})
     # threads come from Snakemake's threads: (--threads); the rest joins the science settings, recorded in provenance
     ft_cfg = {**json.loads(args.settings), **{k: v for k, v in scheduling.items() if k != "threads"}}
     print(f"fine-tuning settings ({args.ft_set}):", json.dumps(ft_cfg, sort_keys=True), file=sys.stderr, flush=True)

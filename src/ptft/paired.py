@@ -73,7 +73,7 @@ class ItemBootstrap:
     """Resampled means of every cell (model, step, ft_set, eval_set, prompt_format, shots, metric) of `items`.
 
     `resamples` draws per eval set, seeded by (seed, eval set name), so adding an eval set leaves the others' draws
-    unchanged. All cells of one eval set must hold the same items (same doc_ids); raises naming the cell otherwise.
+    unchanged. With a `seed` column (fine-tuning seeds), a cell's seeds are resampled too (_over_seeds). All cells of one eval set must hold the same items (same doc_ids); raises naming the cell otherwise.
     """
 
     def __init__(self, items: pd.DataFrame, resamples: int, seed: int = 0):
@@ -90,14 +90,31 @@ class ItemBootstrap:
             draws = rng.integers(0, n, size=(resamples, n))
             weights = np.stack([np.bincount(row, minlength=n) for row in draws]) / n
             for cell, g in rows.groupby(CELL, sort=False):
-                if len(g) != n or set(g["doc_id"]) != set(docs):
-                    raise ValueError(
-                        f"cell {dict(zip(CELL, cell))} holds {len(g)} items, not the {n} items every model was "
-                        f"scored on for eval set {eval_set!r}: a paired bootstrap needs the same items"
-                    )
-                scores = g.set_index("doc_id")["score"].reindex(docs).to_numpy(dtype=float)
-                self._means[tuple(cell)] = weights @ scores
-                self._observed[tuple(cell)] = float(scores.mean())
+                # fine-tuning seeds (ptft.variants.findings_items adds a seed column): one score vector per seed
+                runs = [r for _, r in g.groupby("seed", sort=True, dropna=False)] if "seed" in g.columns else [g]
+                means, observed = [], []
+                for run in runs:
+                    if len(run) != n or set(run["doc_id"]) != set(docs):
+                        raise ValueError(
+                            f"cell {dict(zip(CELL, cell))} holds {len(run)} items, not the {n} items every model was "
+                            f"scored on for eval set {eval_set!r}: a paired bootstrap needs the same items"
+                        )
+                    scores = run.set_index("doc_id")["score"].reindex(docs).to_numpy(dtype=float)
+                    means.append(weights @ scores)
+                    observed.append(scores.mean())
+                self._means[tuple(cell)] = self._over_seeds(means, seed, cell)
+                self._observed[tuple(cell)] = float(np.mean(observed))
+
+    def _over_seeds(self, means: list[np.ndarray], seed: int, cell: tuple) -> np.ndarray:
+        """A cell's resampled means over its seeds: each resample draws k of its k seeds with replacement (seeded by
+        the cell) and averages their item-resampled means; a bootstrap over seeds, then items (Davison & Hinkley
+        1997, Sec. 3.8, two-stage sampling). One seed: its item-resampled means."""
+        if len(means) == 1:
+            return means[0]
+        stacked = np.stack(means, axis=1)  # (resamples, seeds)
+        rng = np.random.default_rng([seed, zlib.crc32(repr(cell).encode())])
+        pick = rng.integers(0, len(means), size=stacked.shape)
+        return np.take_along_axis(stacked, pick, axis=1).mean(axis=1)
 
     def draws(self, cells: pd.DataFrame) -> np.ndarray:
         """Resampled means, shape (len(cells), resamples), of the cells named by the rows of `cells` (columns CELL);

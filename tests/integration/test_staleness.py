@@ -166,6 +166,10 @@ def _science_cases():
             "finetune.method": {"finetune": steps * ft_sets, "evaluate": steps * ft_sets, **ANALYSIS_JOBS},
             # reaches LoRA adapters only; this study fine-tunes all weights
             "finetune.lora_eval": {},
+            # a second seed beside the sets' own (7): its runs only, the finished ones keep their paths
+            "finetune.seeds": {"finetune": steps * ft_sets, "evaluate": steps * ft_sets, **ANALYSIS_JOBS},
+            # reaches sets whose lr is a list only; none here
+            "finetune.lr_search.n_dev": {},
         }  # fmt: skip
 
     changes = {
@@ -177,6 +181,8 @@ def _science_cases():
         "analysis.transfer_test.seed": set_value("analysis.transfer_test.seed", 11),
         "finetune.method": set_value("finetune.method", "lora"),
         "finetune.lora_eval": set_value("finetune.lora_eval", "merged"),
+        "finetune.seeds": set_value("finetune.seeds", [7, 8]),
+        "finetune.lr_search.n_dev": set_value("finetune.lr_search.n_dev", 5),
     }
     return [pytest.param(path, change, counts, id=path) for path, change in changes.items()]
 
