@@ -27,6 +27,7 @@ from ptft.finetune import (
     load_examples,
     pack,
 )
+from ptft.settings import FinetuneSettings
 from ptft.tasks import get_task
 
 WORDS = "the a cat dog bird sat ran flew on under over mat tree house red big small city river near far".split()
@@ -164,7 +165,10 @@ def test_finetune_is_deterministic_and_records_provenance(checkpoint, tmp_path):
 
     record = json.loads((tmp_path / "a" / "provenance.json").read_text())
     assert (record["model"], record["step"], record["tokens"]) == ("tiny", 0, 0)
-    assert (record["ft_set"], record["task"], record["seed"], record["config"]) == ("para", "paraphrase", 42, FT_CFG)
+    assert (record["ft_set"], record["task"], record["seed"]) == ("para", "paraphrase", 42)
+    # the whole settings object (FT_CFG plus the defaults it leaves out), as the job printed it at the top of its log
+    assert FinetuneSettings.from_config(record["config"]) == FinetuneSettings.from_config(FT_CFG)
+    assert record["config"]["lr"] == FT_CFG["lr"] and record["config"]["scheduling"]["save_steps"] == 200
     assert record["base_checkpoint"] == str(checkpoint) and "torch" in record["versions"]
     assert {"model.safetensors", "tokenizer.json", "config.json", "train_log.jsonl"} <= {
         p.name for p in (tmp_path / "a").iterdir()
