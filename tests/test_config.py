@@ -198,7 +198,7 @@ def test_explain_names_each_settings_role_and_source(params):
     rows = {row["setting"]: row for row in explain(params, "finetune:tiny-olmo/150/news_sum")}
     assert rows["lr"] == {"setting": "lr", "value": 5.0e-4, "role": "science", "source": "finetune.ft_sets.news_sum"}
     assert (rows["epochs"]["value"], rows["epochs"]["source"]) == (2, "finetune.defaults")
-    assert (rows["save_steps"]["role"], rows["save_steps"]["source"]) == ("scheduling", "schema default (finetune.defaults)")
+    assert (rows["save_steps"]["role"], rows["save_steps"]["source"]) == ("scheduling", "default (ptft.settings.FinetuneSettings)")
     assert (rows["method"]["value"], rows["method"]["source"]) == ("full", "finetune")
     assert (rows["resources.finetune.mem_mb"]["value"], rows["resources.finetune.mem_mb"]["source"]) == (9000, "resources.finetune")
     assert rows["resources.finetune.gpu"]["source"] == "schema default"
@@ -207,6 +207,7 @@ def test_explain_names_each_settings_role_and_source(params):
 
     evaluation = {row["setting"]: row for row in explain(params, "evaluate:tiny-olmo/150/base")}
     assert (evaluation["batch_size"]["role"], evaluation["shots"]["role"]) == ("scheduling", "science")
+    assert evaluation["classification"]["source"] == "default (ptft.settings.EvaluateSettings)"
     assert "lora_eval" not in evaluation  # a base model has no adapter
     pretraining = {row["setting"]: row for row in explain(params, "pretrain:tiny-olmo/150")}
     assert (pretraining["pretrain.threads"]["role"], pretraining["pretrain.threads"]["source"]) == ("scheduling", "models.tiny-olmo")

@@ -6,6 +6,7 @@ FinetuneSettings / EvaluateSettings; scheduling settings (threads, micro-batch a
 interval) live in the nested `scheduling` object, so they never mix with what reruns jobs. The schema
 (schemas/config.schema.yaml) repeats these defaults for Snakemake's validate(); tests/test_settings.py checks that it
 agrees with the dataclasses field by field, and that every field's schema role matches the object it sits in.
+This module imports nothing of ptft's: ptft.config builds its fine-tuning slices on these defaults.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ptft.config import ConfigError
+
+
+class ConfigError(ValueError):
+    """A config value is missing, misspelt, ill-typed or refers to something that does not exist.
+
+    Defined here, the lowest layer (ptft.config re-exports it), so that ptft.config can take its defaults from the
+    settings objects without an import circle."""
 
 
 def _build(cls, values: Mapping[str, Any], where: str, nested: dict[str, type] | None = None):
