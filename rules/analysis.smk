@@ -20,6 +20,7 @@ rule aggregate:
         runtime=10,
     params:
         ft_sets=get_ft_set_tasks(),
+        prompt_format=config["analysis"]["prompt_format"],
     script:
         "../scripts/aggregate.py"
 
@@ -42,6 +43,8 @@ rule plot_base_curves:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        prompt_format=config["analysis"]["prompt_format"],
     script:
         "../scripts/plot_base_curves.py"
 
@@ -66,6 +69,7 @@ rule plot_finetune_gain:
         runtime=10,
     params:
         ft_sets=get_ft_set_tasks(),
+        prompt_format=config["analysis"]["prompt_format"],
     script:
         "../scripts/plot_finetune_gain.py"
 

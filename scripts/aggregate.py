@@ -9,5 +9,8 @@ from ptft.analysis import aggregate, summary, write_table_provenance
 from ptft.provenance import write_json
 
 table = aggregate([Path(p) for p in snakemake.input], Path(snakemake.output.table))
-write_json(snakemake.output.summary, summary(table, snakemake.params.ft_sets))
-write_table_provenance(snakemake.output.table, snakemake.input, config={"ft_sets": snakemake.params.ft_sets})
+fmt = snakemake.params.prompt_format  # analysis.prompt_format: the key numbers read the findings' format
+write_json(snakemake.output.summary, summary(table, snakemake.params.ft_sets, prompt_format=fmt))
+write_table_provenance(
+    snakemake.output.table, snakemake.input, config={"ft_sets": snakemake.params.ft_sets, "prompt_format": fmt}
+)

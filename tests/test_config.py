@@ -310,3 +310,10 @@ def test_a_rehearsal_keeps_every_name_and_shrinks_every_cost(name):
     assert {r["gpu"] for r in config["resources"].values()} == {0}
     assert max(r["mem_mb"] for r in config["resources"].values()) <= 4000
     assert config["revisions_lock"] != real["revisions_lock"]
+
+
+def test_analysis_prompt_format_must_be_an_evaluated_format(params):
+    params["analysis"] = {"prompt_format": "io"}
+    params["evaluate"]["prompt_formats"] = ["default", "instruct"]
+    with pytest.raises(ConfigError, match=r"analysis\.prompt_format 'io' is not among evaluate\.prompt_formats"):
+        validate(params)

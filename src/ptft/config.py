@@ -114,6 +114,9 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
                     f"question_generation set among evaluate.eval_sets, got {origin!r}"
                 )
     _check_lm_eval_tasks(config, source)
+    fmt, formats = config["analysis"]["prompt_format"], config["evaluate"]["prompt_formats"]
+    if fmt not in formats:  # every figure and table but prompt sensitivity reads this one format
+        raise ConfigError(f"{source}: analysis.prompt_format {fmt!r} is not among evaluate.prompt_formats {formats}")
     overflow, eval_sets = config["evaluate"].get("shots_overflow"), set(config["evaluate"]["eval_sets"])
     if isinstance(overflow, dict) and set(overflow) != eval_sets:
         unnamed, unknown = sorted(eval_sets - set(overflow)), sorted(set(overflow) - eval_sets)
