@@ -616,6 +616,94 @@ def check_memory(
     memory.check_plan(plan, gpu_mem_gb, shape=shape, ft_set=ft_set, lora=memory.lora_alternative(shape, flat))
 
 
+def resume_state(
+    out_dir: Path, settings: FinetuneSettings, checkpoint_dir: Path, train_path: Path, world_size: int, sharding: str,
+    ft_set: str,
+) -> tuple[Path, Path | None]:
+    """(resume_dir, the save to resume from or None) for out_dir; the train log keeps only rows up to that save."""
+    resume_dir = resume_dir_for(out_dir)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    resume_from = prepare_resume(
+        resume_dir, fingerprint(settings, checkpoint_dir, train_path), main_process, world_size, sharding
+    )
+    log_file = resume_dir / TRAIN_LOG_FILE
+    resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
+    if main_process:
+        # rows past the save we resume from are recomputed, so they are dropped
+        kept = [r for r in read_jsonl(log_file) if r["step"] <= (resumed_step or 0)] if log_file.exists() else []
+        write_jsonl(log_file, kept)
+    if resume_from:
+        print(f"resuming {ft_set} from {resume_from} (optimizer step {resumed_step})", file=sys.stderr, flush=True)
+    return resume_dir, resume_from
+
+
+def load_model(checkpoint_dir: Path, settings: FinetuneSettings, targets: list[str] | None) -> torch.nn.Module:
+    """The checkpoint in fp32 (master weights; bf16 runs under autocast), with LoRA adapters on targets when
+    settings.method is lora. Seeds first: LoRA's initialisation draws from the seed."""
+    from transformers import AutoModelForCausalLM, set_seed
+
+    set_seed(settings.seed)
+    model = AutoModelForCausalLM.from_pretrained(
+        checkpoint_dir,
+        dtype=torch.float32,
+        attn_implementation="sdpa",
+        use_safetensors=True,
+        local_files_only=True,
+        trust_remote_code=False,
+    )
+    # Without a KV cache transformers reads restarting position ids as packed examples and masks across them; with
+    # one (the config's default, even in training) it silently lets packed examples attend to each other. The
+    # Trainer turns it off too (TrainingArguments.use_cache); this line keeps packing correct if that default moves.
+    model.config.use_cache = False
+    if settings.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = settings.lora
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
+            ),
+        )
+        if settings.scheduling.gradient_checkpointing:
+            model.enable_input_require_grads()
+    return model
+
+
+def run_training(
+    trainer, resume_from: Path | None, ft_set: str, settings: FinetuneSettings, max_length: int, sharding: str
+) -> float:
+    """trainer.train(), resuming from resume_from; seconds it took. A GPU out-of-memory error becomes a RuntimeError
+    naming the settings that would fit."""
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except torch.cuda.OutOfMemoryError as err:
+        raise RuntimeError(
+            f"GPU out of memory fine-tuning {ft_set!r} (micro_batch_size {settings.scheduling.micro_batch_size}, "
+            f"max_length {max_length}): "
+            f"lower finetune.ft_sets.{ft_set}.micro_batch_size (gradient accumulation keeps the effective batch), "
+            f"lower finetune.ft_sets.{ft_set}.max_length, set finetune.ft_sets.{ft_set}.gradient_checkpointing: true, "
+            f"or shard the state over more GPUs (finetune.sharding: fsdp; sharding is {sharding}); "
+            "resources.finetune.gpu_mem_gb makes the config check plan this before the run"
+        ) from err
+    return time.perf_counter() - started
+
+
+def write_model(out_dir: Path, trainer, tokenizer, state_dict, log_rows: list[dict], record: dict) -> None:
+    """Write the trained model, tokenizer, train log and provenance record to out_dir atomically, then drop the
+    resumable state. A PeftModel writes only its adapter; a gathered FSDP state_dict is the whole model."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.config.use_cache = True  # generation at evaluation wants it back
+    model.set_attn_implementation("sdpa")  # the saved model must not need ptft.varlen to load
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
+        tokenizer.save_pretrained(tmp)
+        write_jsonl(tmp / TRAIN_LOG_FILE, log_rows)
+        write_json(tmp / PROVENANCE_FILE, record)
+    shutil.rmtree(resume_dir_for(out_dir), ignore_errors=True)
+
+
 def finetune(
     checkpoint_dir: Path,
     train_path: Path,
@@ -638,15 +726,18 @@ def finetune(
     sharding (finetune.sharding: none | fsdp) shards the training state over the processes of the launch
     (WORLD_SIZE); the finished model is gathered and written whole either way. gpu_mem_gb (resources.finetune) makes
     the memory plan (ptft.memory) fail before the model loads when it does not fit, naming the settings that would.
+
+    It reads as its steps (settings -> data -> resume state -> model -> trainer -> train -> write); its length beyond
+    ~60 lines is the provenance record, one field a line.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoConfig, AutoTokenizer
 
     torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     checkpoint_dir, train_path, out_dir = Path(checkpoint_dir), Path(train_path), Path(out_dir)
     settings = FinetuneSettings.from_config(ft_cfg, ft_set)
     print(f"fine-tuning settings ({ft_set}):\n{settings.describe()}", file=sys.stderr, flush=True)
-    method, lora = settings.method, settings.lora
+    method = settings.method
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     gradient_accumulation(settings, world_size, ft_set)  # fail before any work
     seed = settings.seed
@@ -656,125 +747,63 @@ def finetune(
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir, local_files_only=True, trust_remote_code=False)
     architecture = AutoConfig.from_pretrained(checkpoint_dir, local_files_only=True)
     max_length = min(settings.max_length, architecture.max_position_embeddings)
-    targets = lora_target_modules(architecture.model_type, vars(lora)) if method == "lora" else None
+    targets = lora_target_modules(architecture.model_type, vars(settings.lora)) if method == "lora" else None
     examples = load_examples(train_path, task, tokenizer, max_length, settings.n_train, seed, settings.assistant_turns)
     if gpu_mem_gb is not None:
         check_memory(architecture, settings, ft_set, sharding, world_size, gpu_mem_gb)
 
-    resume_dir = resume_dir_for(out_dir)
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    resume_from = prepare_resume(
-        resume_dir, fingerprint(settings, checkpoint_dir, train_path), main_process, world_size, sharding
-    )
+    resume_dir, resume_from = resume_state(out_dir, settings, checkpoint_dir, train_path, world_size, sharding, ft_set)
     log_file = resume_dir / TRAIN_LOG_FILE
     resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
-    if main_process:
-        # rows past the save we resume from are recomputed, so they are dropped
-        kept = [r for r in read_jsonl(log_file) if r["step"] <= (resumed_step or 0)] if log_file.exists() else []
-        write_jsonl(log_file, kept)
-    if resume_from:
-        print(f"resuming {ft_set} from {resume_from} (optimizer step {resumed_step})", file=sys.stderr, flush=True)
-
-    set_seed(seed)  # before the model: LoRA's initialisation draws from it
-    model = AutoModelForCausalLM.from_pretrained(
-        checkpoint_dir,
-        dtype=torch.float32,  # fp32 master weights; bf16 runs under autocast
-        attn_implementation="sdpa",
-        use_safetensors=True,
-        local_files_only=True,
-        trust_remote_code=False,
-    )
-    # Without a KV cache transformers reads restarting position ids as packed examples and masks across them; with
-    # one (the config's default, even in training) it silently lets packed examples attend to each other. The
-    # Trainer turns it off too (TrainingArguments.use_cache); this line keeps packing correct if that default moves.
-    model.config.use_cache = False
-    if method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=targets,
-                task_type="CAUSAL_LM",
-            ),
-        )
-        if settings.scheduling.gradient_checkpointing:
-            model.enable_input_require_grads()
+    model = load_model(checkpoint_dir, settings, targets)
     dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = build_trainer(
         model, dataset, settings, ft_set=ft_set, state_dir=resume_dir, log_file=log_file, pad_token_id=pad_id,
         world_size=world_size, max_steps=max_steps, sharding=sharding,
     )  # fmt: skip
     plan = trainer.plan
-
-    started = time.perf_counter()
-    try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except torch.cuda.OutOfMemoryError as err:
-        raise RuntimeError(
-            f"GPU out of memory fine-tuning {ft_set!r} (micro_batch_size {settings.scheduling.micro_batch_size}, "
-            f"max_length {max_length}): "
-            f"lower finetune.ft_sets.{ft_set}.micro_batch_size (gradient accumulation keeps the effective batch), "
-            f"lower finetune.ft_sets.{ft_set}.max_length, set finetune.ft_sets.{ft_set}.gradient_checkpointing: true, "
-            f"or shard the state over more GPUs (finetune.sharding: fsdp; sharding is {sharding}); "
-            "resources.finetune.gpu_mem_gb makes the config check plan this before the run"
-        ) from err
-    seconds = time.perf_counter() - started
+    seconds = run_training(trainer, resume_from, ft_set, settings, max_length, sharding)
     # every process takes part in gathering the shards; only the first then writes
     state_dict = gathered_state_dict(trainer.model) if sharding == "fsdp" else None
     if not trainer.is_world_process_zero():
         return
 
     log_rows = read_jsonl(log_file)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    model.config.use_cache = True  # generation at evaluation wants it back
-    model.set_attn_implementation("sdpa")  # the saved model must not need ptft.varlen to load
-    with atomic_dir(out_dir) as tmp:
-        # a PeftModel writes only its adapter; a gathered FSDP state dict is the whole model, as one process holds it
-        model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
-        tokenizer.save_pretrained(tmp)
-        write_jsonl(tmp / TRAIN_LOG_FILE, log_rows)
-        write_json(
-            tmp / PROVENANCE_FILE,
-            provenance(
-                "finetune",
-                settings.record(),
-                seed,
-                model=base["model"],
-                step=base["step"],
-                tokens=base["tokens"],
-                ft_set=ft_set,
-                task=task,
-                method=method,
-                engine="transformers.Trainer",
-                packing=plan["packing"],
-                bf16=plan["bf16"],
-                lora_target_modules=targets,
-                base_checkpoint=str(checkpoint_dir),
-                train_path=str(train_path),
-                n_examples=len(examples),
-                n_truncated=sum(e.truncated for e in examples),
-                max_length=max_length,
-                optimizer_steps=trainer.state.global_step,
-                warmup_steps=plan["warmup_steps"],
-                gradient_accumulation=plan["gradient_accumulation"],
-                world_size=world_size,
-                sharding=sharding,
-                wrapped_by=type(trainer.model_wrapped).__name__,  # what accelerate wrapped: FSDP, DDP or the model
-                trained_tokens=sum(r["tokens"] for r in log_rows),
-                seconds=round(seconds, 1),
-                resumed_from_step=resumed_step,
-                threads=threads,
-                loss=log_rows[-1]["loss"] if log_rows else None,
-                peft=package_version("peft") if method == "lora" else None,
-                accelerate=package_version("accelerate"),
-            ),
-        )
+    record = provenance(
+        "finetune",
+        settings.record(),
+        seed,
+        model=base["model"],
+        step=base["step"],
+        tokens=base["tokens"],
+        ft_set=ft_set,
+        task=task,
+        method=method,
+        engine="transformers.Trainer",
+        packing=plan["packing"],
+        bf16=plan["bf16"],
+        lora_target_modules=targets,
+        base_checkpoint=str(checkpoint_dir),
+        train_path=str(train_path),
+        n_examples=len(examples),
+        n_truncated=sum(e.truncated for e in examples),
+        max_length=max_length,
+        optimizer_steps=trainer.state.global_step,
+        warmup_steps=plan["warmup_steps"],
+        gradient_accumulation=plan["gradient_accumulation"],
+        world_size=world_size,
+        sharding=sharding,
+        wrapped_by=type(trainer.model_wrapped).__name__,  # what accelerate wrapped: FSDP, DDP or the model
+        trained_tokens=sum(r["tokens"] for r in log_rows),
+        seconds=round(seconds, 1),
+        resumed_from_step=resumed_step,
+        threads=threads,
+        loss=log_rows[-1]["loss"] if log_rows else None,
+        peft=package_version("peft") if method == "lora" else None,
+        accelerate=package_version("accelerate"),
+    )
+    write_model(out_dir, trainer, tokenizer, state_dict, log_rows, record)
     shutil.rmtree(resume_dir, ignore_errors=True)
 
 
