@@ -156,9 +156,12 @@ def test_collate_pads_right_and_ignores_padding(tokenizer):
         assert targets[-1] == tokenizer.eos_token_id  # EOS is the last label of every example
 
 
-def test_finetune_is_deterministic_and_records_provenance(checkpoint, tmp_path):
+def test_finetune_is_deterministic_and_records_provenance(checkpoint, tmp_path, capfd):
     train = write_jsonl(tmp_path / "train.jsonl", paraphrase_rows(24))
     finetune(checkpoint, train, "paraphrase", "para", FT_CFG, tmp_path / "a", threads=1)
+    head = capfd.readouterr().err.splitlines()  # the settings open the job's log, one line each
+    assert head[head.index("fine-tuning settings (para):") + 2] == f"lr: {FT_CFG['lr']!r}"
+    assert "scheduling.save_steps: 200" in head  # a default FT_CFG leaves out, printed too
     finetune(checkpoint, train, "paraphrase", "para", FT_CFG, tmp_path / "b", threads=1)
     assert [r["loss"] for r in log(tmp_path / "a")] == [r["loss"] for r in log(tmp_path / "b")]
     assert [(r["step"], r["epoch"]) for r in log(tmp_path / "a")] == [(s, 1 + (s - 1) // 6) for s in range(1, 13)]
