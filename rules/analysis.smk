@@ -22,6 +22,7 @@ rule aggregate:
     params:
         **get_aggregate_variants(),
         ft_sets=get_ft_set_tasks(),
+        prompt_format=config["analysis"]["prompt_format"],
     script:
         "../scripts/aggregate.py"
 
@@ -44,6 +45,8 @@ rule plot_base_curves:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        prompt_format=config["analysis"]["prompt_format"],
     script:
         "../scripts/plot_base_curves.py"
 
@@ -68,6 +71,7 @@ rule plot_finetune_gain:
         runtime=10,
     params:
         ft_sets=get_ft_set_tasks(),
+        prompt_format=config["analysis"]["prompt_format"],
     script:
         "../scripts/plot_finetune_gain.py"
 

@@ -17,5 +17,8 @@ for path in map(Path, snakemake.input.lr_choices):
     lr_choices.setdefault(path.parent.name, {})[path.stem] = chosen
 table = aggregate([Path(p) for p in snakemake.input.evals], Path(snakemake.output.table),
                   runs=snakemake.params.get("runs"), lr_choices=lr_choices)  # fmt: skip
-write_json(snakemake.output.summary, summary(read_results(snakemake.output.table), snakemake.params.ft_sets))
-write_table_provenance(snakemake.output.table, snakemake.input, config={"ft_sets": snakemake.params.ft_sets})
+fmt = snakemake.params.prompt_format  # analysis.prompt_format: the key numbers read the findings' format
+write_json(snakemake.output.summary, summary(read_results(snakemake.output.table), snakemake.params.ft_sets, prompt_format=fmt))
+write_table_provenance(
+    snakemake.output.table, snakemake.input, config={"ft_sets": snakemake.params.ft_sets, "prompt_format": fmt}
+)

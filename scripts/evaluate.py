@@ -1,6 +1,4 @@
 """Rule evaluate: score one base or fine-tuned model on every eval set x prompt format x shots."""
-import json
-import sys
 from pathlib import Path
 
 from ptft.provenance import redirect_output_to_log
@@ -9,16 +7,16 @@ redirect_output_to_log(snakemake.log[0])
 
 from ptft.config import scheduling_settings
 from ptft.evaluate import evaluate
+from ptft.settings import EvaluateSettings
 
 # params hold the science settings (Snakemake's rerun trigger); batch_size and threads come from the config itself,
-# so changing them reruns nothing. Both are recorded in the results' provenance.
-eval_cfg = {**snakemake.params.settings, **scheduling_settings(snakemake.config)["evaluate"]}
-print("evaluate settings:", json.dumps(eval_cfg, sort_keys=True), file=sys.stderr, flush=True)
+# so changing them reruns nothing. evaluate() prints the settings at the top of this log and records them.
+settings = EvaluateSettings.from_config({**snakemake.params.settings, **scheduling_settings(snakemake.config)["evaluate"]})
 
 evaluate(
     model_dir=Path(snakemake.input.model),
     eval_sets=snakemake.params.eval_sets,
-    eval_cfg=eval_cfg,
+    eval_cfg=settings,
     out_json=Path(snakemake.output.results),
     out_predictions=Path(snakemake.output.predictions),
     threads=snakemake.threads,

@@ -43,7 +43,7 @@ test_ = settings["transfer_test"]
 boot_ = settings["bootstrap"]
 native_metric = settings["native_metric"]
 groups_ = settings["groups"]
-keep_duplicates = groups_.get("keep_duplicates", False)
+keep_duplicates = groups_["keep_duplicates"]  # the schema default fills it
 df = read_results(snakemake.input.table)
 design = study_design(ft_sets, snakemake.params.eval_sets, settings["design"])
 # fine-tuning variants: the selected runs' items, seeds resampled before items (ptft.variants.findings_items)

@@ -8,5 +8,7 @@ redirect_output_to_log(snakemake.log[0])
 from ptft.analysis import base_curves, read_results, write_table_provenance
 from ptft.plots import plot_base_curves
 
-plot_base_curves(base_curves(read_results(snakemake.input.table)), Path(snakemake.output.png), Path(snakemake.output.svg))
-write_table_provenance(snakemake.output.png, [snakemake.input.table], svg=snakemake.output.svg)
+fmt = snakemake.params.prompt_format  # analysis.prompt_format
+df = base_curves(read_results(snakemake.input.table))
+plot_base_curves(df, Path(snakemake.output.png), Path(snakemake.output.svg), prompt_formats=(fmt,))
+write_table_provenance(snakemake.output.png, [snakemake.input.table], config={"prompt_format": fmt}, svg=snakemake.output.svg)

@@ -198,7 +198,7 @@ def test_explain_names_each_settings_role_and_source(params):
     rows = {row["setting"]: row for row in explain(params, "finetune:tiny-olmo/150/news_sum")}
     assert rows["lr"] == {"setting": "lr", "value": 5.0e-4, "role": "science", "source": "finetune.ft_sets.news_sum"}
     assert (rows["epochs"]["value"], rows["epochs"]["source"]) == (2, "finetune.defaults")
-    assert (rows["save_steps"]["role"], rows["save_steps"]["source"]) == ("scheduling", "schema default (finetune.defaults)")
+    assert (rows["save_steps"]["role"], rows["save_steps"]["source"]) == ("scheduling", "default (ptft.settings.FinetuneSettings)")
     assert (rows["method"]["value"], rows["method"]["source"]) == ("full", "finetune")
     assert (rows["resources.finetune.mem_mb"]["value"], rows["resources.finetune.mem_mb"]["source"]) == (9000, "resources.finetune")
     assert rows["resources.finetune.gpu"]["source"] == "schema default"
@@ -207,6 +207,7 @@ def test_explain_names_each_settings_role_and_source(params):
 
     evaluation = {row["setting"]: row for row in explain(params, "evaluate:tiny-olmo/150/base")}
     assert (evaluation["batch_size"]["role"], evaluation["shots"]["role"]) == ("scheduling", "science")
+    assert evaluation["classification"]["source"] == "default (ptft.settings.EvaluateSettings)"
     assert "lora_eval" not in evaluation  # a base model has no adapter
     pretraining = {row["setting"]: row for row in explain(params, "pretrain:tiny-olmo/150")}
     assert (pretraining["pretrain.threads"]["role"], pretraining["pretrain.threads"]["source"]) == ("scheduling", "models.tiny-olmo")
@@ -331,3 +332,10 @@ def test_the_custom_tasks_example_validates_and_its_formats_are_checked(restore_
     del example["data"]["datasets"]["headlines"]["split"]
     with pytest.raises(ConfigError, match=r"data.datasets.headlines: one file \(files.all\) needs split"):
         validate(copy.deepcopy(example))
+
+
+def test_analysis_prompt_format_must_be_an_evaluated_format(params):
+    params["analysis"] = {"prompt_format": "io"}
+    params["evaluate"]["prompt_formats"] = ["default", "instruct"]
+    with pytest.raises(ConfigError, match=r"analysis\.prompt_format 'io' is not among evaluate\.prompt_formats"):
+        validate(params)

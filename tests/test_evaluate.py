@@ -11,6 +11,7 @@ import pytest
 
 from ptft import evaluate as ev
 from ptft.provenance import read_jsonl
+from ptft.settings import EvaluateSettings
 from ptft.tasks import FEWSHOT_DELIMITER, TARGET_DELIMITER, get_task
 
 SEED = 1234
@@ -127,7 +128,10 @@ def test_output_has_one_row_per_condition(run):
     out, predictions, _ = run
     assert (out["model"], out["step"], out["tokens"], out["ft_set"]) == ("tiny-olmo", 150, 307200, "base")
     assert out["lm_eval_version"] and out["provenance"]["kind"] == "evaluation"
-    assert out["provenance"]["config"] == EVAL_CFG
+    # the whole settings object: EVAL_CFG and the defaults it leaves out (batch_size among the scheduling ones)
+    assert EvaluateSettings.from_config(out["provenance"]["config"]) == EvaluateSettings.from_config(EVAL_CFG)
+    assert out["provenance"]["config"]["scheduling"]["batch_size"] == EVAL_CFG["batch_size"]
+    assert out["provenance"]["config"]["classification"] == "loglikelihood"  # a default EVAL_CFG leaves out
     expected = [
         (eval_set, fmt, shots)
         for eval_set in ("news_sum", "places_nli")

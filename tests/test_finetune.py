@@ -27,6 +27,7 @@ from ptft.finetune import (
     load_examples,
     pack,
 )
+from ptft.settings import FinetuneSettings
 from ptft.tasks import get_task
 
 WORDS = "the a cat dog bird sat ran flew on under over mat tree house red big small city river near far".split()
@@ -155,16 +156,22 @@ def test_collate_pads_right_and_ignores_padding(tokenizer):
         assert targets[-1] == tokenizer.eos_token_id  # EOS is the last label of every example
 
 
-def test_finetune_is_deterministic_and_records_provenance(checkpoint, tmp_path):
+def test_finetune_is_deterministic_and_records_provenance(checkpoint, tmp_path, capfd):
     train = write_jsonl(tmp_path / "train.jsonl", paraphrase_rows(24))
     finetune(checkpoint, train, "paraphrase", "para", FT_CFG, tmp_path / "a", threads=1)
+    head = capfd.readouterr().err.splitlines()  # the settings open the job's log, one line each
+    assert head[head.index("fine-tuning settings (para):") + 2] == f"lr: {FT_CFG['lr']!r}"
+    assert "scheduling.save_steps: 200" in head  # a default FT_CFG leaves out, printed too
     finetune(checkpoint, train, "paraphrase", "para", FT_CFG, tmp_path / "b", threads=1)
     assert [r["loss"] for r in log(tmp_path / "a")] == [r["loss"] for r in log(tmp_path / "b")]
     assert [(r["step"], r["epoch"]) for r in log(tmp_path / "a")] == [(s, 1 + (s - 1) // 6) for s in range(1, 13)]
 
     record = json.loads((tmp_path / "a" / "provenance.json").read_text())
     assert (record["model"], record["step"], record["tokens"]) == ("tiny", 0, 0)
-    assert (record["ft_set"], record["task"], record["seed"], record["config"]) == ("para", "paraphrase", 42, FT_CFG)
+    assert (record["ft_set"], record["task"], record["seed"]) == ("para", "paraphrase", 42)
+    # the whole settings object (FT_CFG plus the defaults it leaves out), as the job printed it at the top of its log
+    assert FinetuneSettings.from_config(record["config"]) == FinetuneSettings.from_config(FT_CFG)
+    assert record["config"]["lr"] == FT_CFG["lr"] and record["config"]["scheduling"]["save_steps"] == 200
     assert record["base_checkpoint"] == str(checkpoint) and "torch" in record["versions"]
     assert {"model.safetensors", "tokenizer.json", "config.json", "train_log.jsonl"} <= {
         p.name for p in (tmp_path / "a").iterdir()

@@ -217,3 +217,48 @@ def test_base_curves_by_group_and_save(tmp_path: Path):
     assert "pre-training group" in fig.get_suptitle()
     save_figure(fig, tmp_path / "g.png", tmp_path / "g.svg")
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG" and b"<svg" in (tmp_path / "g.svg").read_bytes()[:2000]
+
+
+# ---------------------------------------------------------------- analysis.prompt_format reaches every figure
+
+
+def test_the_prompt_format_chooses_what_base_curves_and_finetune_gain_plot():
+    df = results_table()
+    base = df[(df["ft_set"] == "base") & (df["eval_set"] == "news_sum")].sort_values("step")
+    gain = finetune_gain(df, FT_SETS)
+    own = gain[(gain["ft_set"] == "news_sum") & (gain["eval_set"] == "news_sum")].sort_values("step")
+    plotted = {}
+    for fmt in ("default", "instruct"):
+        curves = [c for ax in base_curves_figure(df, prompt_formats=(fmt,)).axes for c in errorbars(ax)]
+        assert {c[0].get_gid().split("|")[1] for c in curves} == {fmt}  # no other format's series
+        curve = next(c for c in curves if c[0].get_gid() == f"news_sum|{fmt}")
+        assert list(curve[0].get_ydata()) == list(base.loc[base["prompt_format"] == fmt, "value"])
+        line = labelled_lines(finetune_gain_figure(gain, prompt_format=fmt).axes[0])[0]
+        assert list(line.get_ydata()) == list(own.loc[own["prompt_format"] == fmt, "gain"])
+        plotted[fmt] = (list(curve[0].get_ydata()), list(line.get_ydata()))
+    assert plotted["default"][0] != plotted["instruct"][0] and plotted["default"][1] != plotted["instruct"][1]
+
+
+@pytest.mark.parametrize("script", ["plot_base_curves", "plot_finetune_gain"])
+def test_the_rules_scripts_pass_analysis_prompt_format(script, tmp_path: Path):
+    """The scripts as the rules run them (a stand-in for Snakemake's `snakemake` object): the figure draws the
+    configured format (its SVG names the series, and its title the format) and its provenance records it."""
+    import json
+    import runpy
+    from types import SimpleNamespace
+
+    table = tmp_path / "results.csv"
+    results_table().to_csv(table, index=False)
+    drawn = {}
+    for fmt in ("default", "instruct"):
+        out = SimpleNamespace(png=str(tmp_path / f"{fmt}.png"), svg=str(tmp_path / f"{fmt}.svg"))
+        snakemake = SimpleNamespace(
+            input=SimpleNamespace(table=str(table)), output=out, log=[None],
+            params=SimpleNamespace(prompt_format=fmt, ft_sets=FT_SETS),
+        )  # fmt: skip
+        runpy.run_path(str(Path(__file__).parents[1] / "scripts" / f"{script}.py"), init_globals={"snakemake": snakemake})
+        assert json.loads(Path(f"{out.png}.provenance.json").read_text())["config"]["prompt_format"] == fmt
+        drawn[fmt] = Path(out.svg).read_text()
+        assert f"({fmt} format" in drawn[fmt]  # the title says which format the data are
+    if script == "plot_base_curves":
+        assert 'id="news_sum|instruct"' in drawn["instruct"] and 'id="news_sum|instruct"' not in drawn["default"]

@@ -17,11 +17,13 @@ from typing import Any
 
 import yaml
 
+from ptft.settings import ConfigError, FinetuneSettings, LoraSettings
+
+__all__ = ["ConfigError"]  # defined in ptft.settings, the lower layer; raised and caught under this name everywhere
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
-    """A config value is missing, misspelt, ill-typed or refers to something that does not exist."""
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -113,6 +115,9 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
                     f"question_generation set among evaluate.eval_sets, got {origin!r}"
                 )
     _check_lm_eval_tasks(config, source)
+    fmt, formats = config["analysis"]["prompt_format"], config["evaluate"]["prompt_formats"]
+    if fmt not in formats:  # every figure and table but prompt sensitivity reads this one format
+        raise ConfigError(f"{source}: analysis.prompt_format {fmt!r} is not among evaluate.prompt_formats {formats}")
     overflow, eval_sets = config["evaluate"].get("shots_overflow"), set(config["evaluate"]["eval_sets"])
     if isinstance(overflow, dict) and set(overflow) != eval_sets:
         unnamed, unknown = sorted(eval_sets - set(overflow)), sorted(set(overflow) - eval_sets)
@@ -124,6 +129,7 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
     per_node, nodes = ft_res.get("processes_per_node") or max(1, ft_res.get("gpu", 0)), ft_res.get("nodes", 1)
     for name in config["finetune"]["ft_sets"]:
         settings = finetune_settings(config, name)
+        FinetuneSettings.from_config(settings, name)  # validated once, before any job: unknown keys fail by name
         if settings["batch_size"] % (settings["micro_batch_size"] * per_node * nodes):
             raise ConfigError(
                 f"{source}: finetune.ft_sets.{name}: batch_size {settings['batch_size']} is not a multiple of "
@@ -263,17 +269,18 @@ def _check_lm_eval_tasks(config: dict[str, Any], source: str) -> None:
 
 
 def finetune_settings(config: dict[str, Any], ft_set: str) -> dict[str, Any]:
-    """The complete fine-tuning settings of one training set: schema defaults < finetune.defaults < the set's own."""
-    schema_defaults = _finetune_schema()["properties"]["defaults"]["default"]
+    """The complete fine-tuning slice of one training set, flat (science and scheduling keys side by side):
+    the defaults of ptft.settings.FinetuneSettings < finetune.defaults < the set's own; plus the study's method, and
+    its lora block (LoraSettings defaults < finetune.lora) when method is lora. Raises ConfigError for an unknown set."""
     ft = config["finetune"]
     if ft_set not in ft["ft_sets"]:
         raise ConfigError(f"finetune.ft_sets has no {ft_set!r}; known: {sorted(ft['ft_sets'])}")
-    settings = {**schema_defaults, **ft.get("defaults", {}), **(ft["ft_sets"][ft_set] or {})}
+    defaults = {key: value for key, value in FinetuneSettings().flat().items() if key not in _FINETUNE_PATHS}
+    settings = {**defaults, **ft.get("defaults", {}), **(ft["ft_sets"][ft_set] or {})}
     # The study-wide method travels with each set's slice, so switching it re-runs every fine-tuning job.
-    settings["method"] = ft.get("method", "full")
+    settings["method"] = ft.get("method", FinetuneSettings.method)
     if settings["method"] == "lora":
-        lora_defaults = {k: v["default"] for k, v in _finetune_schema()["properties"]["lora"]["properties"].items()}
-        settings["lora"] = {**lora_defaults, **ft.get("lora", {})}
+        settings["lora"] = {**vars(LoraSettings()), **ft.get("lora", {})}
     return settings
 
 
@@ -311,10 +318,6 @@ def variant_science(config: dict[str, Any], variant: dict[str, Any]) -> dict[str
     run exactly finetune_science, so adding an lr value or a seed leaves the other runs' params (rerun trigger) alone."""
     settings = finetune_science(config, variant["ft_set"])
     return canonical({**settings, "lr": variant["lr"], "seed": variant["seed"]})
-
-
-def _finetune_schema() -> dict[str, Any]:
-    return load_schema()["properties"]["finetune"]
 
 
 def checkpoint_steps(config: dict[str, Any], model: str) -> list[int]:
@@ -575,13 +578,23 @@ def _parse_job(config: dict[str, Any], job: str) -> tuple[str, str, str, str | N
     return kind, model, step, ft
 
 
+def _default_source(kind: str, key: str, shown: str) -> str:
+    """Where an unwritten setting's value comes from: the job kind's settings object (ptft.settings), else the schema."""
+    top = key.split(".")[0]
+    if shown or kind not in ("finetune", "evaluate") or top == "lora_eval":
+        return "schema default"
+    owner = "LoraSettings" if top == "lora" else f"{kind.capitalize()}Settings"
+    return f"default (ptft.settings.{owner})"
+
+
 def explain(raw: dict[str, Any], job: str) -> list[dict[str, Any]]:
     """Every setting of one job: [{"setting", "value", "role", "source"}, ...], science first.
 
     raw is the config as written (before defaults); job is "finetune:<model>/<step>/<ft_set>",
     "evaluate:<model>/<step>/<ft_set or base>", "pretrain:<model>/<step>" (embedded models) or
     "materialize:<model>/<step>" (hub and local models). source is the config key that set the
-    value (a training set's override, finetune.defaults, the section) or "schema default".
+    value (a training set's override, finetune.defaults, the section), "default (ptft.settings.<its class>)" for a
+    fine-tuning or evaluation setting nobody wrote, or "schema default" for the others.
     Raises ConfigError for an invalid config or a job the config does not plan.
     """
     config = validate(copy.deepcopy(raw))
@@ -596,8 +609,7 @@ def explain(raw: dict[str, Any], job: str) -> list[dict[str, Any]]:
                 "setting": shown + key,
                 "value": value,
                 "role": role_of(path_of(key)),
-                "source": source or ("schema default (finetune.defaults)" if kind == "finetune" and not shown
-                                     and key.split(".")[0] not in _FINETUNE_PATHS else "schema default"),
+                "source": source or _default_source(kind, key, shown),
             })  # fmt: skip
 
     if kind == "finetune":

@@ -21,6 +21,7 @@ import importlib.metadata
 import logging
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,6 +31,7 @@ import numpy as np
 from ptft.lmeval_tasks import RECORDED_METRICS, task_metrics
 from ptft.metrics import accuracy, get_metric  # noqa: F401 (accuracy: re-exported for bench/ and tests)
 from ptft.provenance import provenance, read_jsonl, read_provenance, write_json, write_jsonl
+from ptft.settings import EvaluateSettings
 from ptft.tasks import FEWSHOT_DELIMITER, TaskFamily, get_task
 from ptft.tokens import encode_pair, encode_text
 
@@ -299,22 +301,23 @@ class Scoring:
     the eval set's (data.datasets.<name>.rouge_tokenizer, set per eval set by for_eval_set).
     """
 
-    classification: str = "loglikelihood"
-    rouge_stemmer: bool = False
+    classification: str = EvaluateSettings.classification  # the defaults' one home: ptft.settings
+    rouge_stemmer: bool = EvaluateSettings.rouge_stemmer
     stop_sequences: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     rouge_tokenizer: str = "default"
 
     @classmethod
-    def from_config(cls, eval_cfg: Mapping[str, Any]) -> "Scoring":
-        classification = eval_cfg.get("classification", cls.classification)
+    def from_config(cls, eval_cfg: "Mapping[str, Any] | EvaluateSettings") -> "Scoring":
+        settings = EvaluateSettings.from_config(eval_cfg)
+        classification = settings.classification
         if classification not in CLASSIFICATION_METHODS:
             raise ValueError(f"evaluate.classification must be one of {CLASSIFICATION_METHODS}, got {classification!r}")
-        stops = eval_cfg.get("stop_sequences") or {}
+        stops = settings.stop_sequences
         for name, value in stops.items():
             get_task(name)  # an unknown family fails by name
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
                 raise ValueError(f"evaluate.stop_sequences.{name} must be a list of non-empty strings, got {value!r}")
-        return cls(classification, bool(eval_cfg.get("rouge_stemmer", cls.rouge_stemmer)), {k: tuple(v) for k, v in stops.items()})
+        return cls(classification, bool(settings.rouge_stemmer), {k: tuple(v) for k, v in stops.items()})
 
     def stop(self, family: TaskFamily) -> tuple[str, ...]:
         return self.stop_sequences.get(family.name, family.stop)
@@ -417,11 +420,11 @@ def task_config(
 SHOTS_OVERFLOW_POLICIES = ("drop_shots", "truncate_documents", "error")
 
 
-def shots_overflow_policy(eval_cfg: Mapping[str, Any], eval_set: str) -> str:
+def shots_overflow_policy(eval_cfg: "Mapping[str, Any] | EvaluateSettings", eval_set: str) -> str:
     """evaluate.shots_overflow for one eval set: one policy for every set (a string), or a mapping eval set -> policy
     that names every eval set (no second default outside the schema). Raises KeyError for an unnamed eval set,
     ValueError for an unknown policy."""
-    setting = eval_cfg.get("shots_overflow", "drop_shots")
+    setting = EvaluateSettings.from_config(eval_cfg).shots_overflow
     if isinstance(setting, Mapping):
         if eval_set not in setting:
             raise KeyError(f"evaluate.shots_overflow names no policy for eval set {eval_set!r} (named: {sorted(setting)})")
@@ -654,7 +657,7 @@ def standin_config(spec: Mapping[str, Any], eval_sets: Mapping[str, Mapping[str,
 LM_EVAL_SPLITS = ("default", "validation")
 
 
-def apply_native_settings(name: str, task, eval_cfg: Mapping[str, Any]) -> None:
+def apply_native_settings(name: str, task, eval_cfg: "Mapping[str, Any] | EvaluateSettings") -> None:
     """Set evaluate.lm_eval_shots and lm_eval_split on a loaded lm-eval Task (its public set_config).
 
     lm_eval_shots sets num_fewshot (null keeps the task's own); lm_eval_split "validation" drops the test split so
@@ -662,11 +665,12 @@ def apply_native_settings(name: str, task, eval_cfg: Mapping[str, Any]) -> None:
     authors' scripts/exp_scripts/evaluate_it_model.sh: --split validation, num_shots=4). Raises ValueError for an
     unknown split value or a task without a validation split.
     """
-    split = eval_cfg.get("lm_eval_split", "default")
+    settings = EvaluateSettings.from_config(eval_cfg)
+    split = settings.lm_eval_split
     if split not in LM_EVAL_SPLITS:
         raise ValueError(f"evaluate.lm_eval_split must be one of {LM_EVAL_SPLITS}, got {split!r}")
-    if eval_cfg.get("lm_eval_shots") is not None:
-        task.set_config(key="num_fewshot", value=int(eval_cfg["lm_eval_shots"]))
+    if settings.lm_eval_shots is not None:
+        task.set_config(key="num_fewshot", value=int(settings.lm_eval_shots))
     if split == "validation":
         if not task.has_validation_docs():
             raise ValueError(f"evaluate.lm_eval_split: lm-eval task {name!r} has no validation split")
@@ -853,7 +857,7 @@ def _set_seeds(seed: int) -> None:
 def evaluate(
     model_dir: Path,
     eval_sets: dict[str, dict],
-    eval_cfg: dict,
+    eval_cfg: "dict | EvaluateSettings",
     out_json: Path,
     out_predictions: Path,
     threads: int,
@@ -863,6 +867,9 @@ def evaluate(
     """Evaluate the model in `model_dir` on every eval set x prompt format x shot count; write scores and predictions.
 
     A LoRA model is evaluated through its adapter or merged (lora_eval), on base_dir or its recorded base checkpoint.
+    eval_cfg is the EvaluateSettings, or the evaluate section read by EvaluateSettings.from_config (keys left out take
+    its defaults; ConfigError names an unknown key); the settings are printed at the top of the log and saved in the
+    results' provenance.
 
     One model load and one lm-eval run: all requests of a kind are batched together across eval sets.
     """
@@ -870,18 +877,20 @@ def evaluate(
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer must not add threads beyond `threads`
     torch.set_num_threads(threads)
+    settings = EvaluateSettings.from_config(eval_cfg)
+    print(f"evaluate settings:\n{settings.describe()}", file=sys.stderr, flush=True)  # the top of the job's log
     model_dir = Path(model_dir)
     identity = _model_identity(model_dir)
-    seed = int(eval_cfg["fewshot_seed"])
+    seed = settings.fewshot_seed
     _set_seeds(seed)
 
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    scoring = Scoring.from_config(eval_cfg)
-    backend = eval_cfg.get("backend", "hf")
-    dtype = resolve_dtype(eval_cfg.get("dtype", "auto"), _device())
-    lm, tokenizer = build_lm(backend, model_dir=model_dir, dtype=dtype, batch_size=eval_cfg["batch_size"], seed=seed,
+    scoring = Scoring.from_config(settings)
+    backend = settings.backend
+    dtype = resolve_dtype(settings.dtype, _device())
+    lm, tokenizer = build_lm(backend, model_dir=model_dir, dtype=dtype, batch_size=settings.scheduling.batch_size, seed=seed,
                              lora_eval=lora_eval, base_dir=base_dir)  # fmt: skip
     log.info("scoring %s with %s in %s on %s", model_dir, backend, dtype, _device())
     candidates: dict[str, list[tuple[int, str]]] = {}  # task family -> TokenProb candidate tokens
@@ -898,10 +907,10 @@ def evaluate(
         if family.kind == "classification" and scoring.classification == "token_prob" and family.name not in candidates:
             candidates[family.name] = candidate_tokens(tokenizer, family.label_words)
         dataset = load_eval_set(eval_set, spec)
-        policy = shots_overflow_policy(eval_cfg, eval_set)
+        policy = shots_overflow_policy(settings, eval_set)
         budget = _prompt_budget(lm.max_length, family, tokenizer, scoring)
-        for prompt_format in eval_cfg["prompt_formats"]:
-            for shots in eval_cfg["shots"]:
+        for prompt_format in settings.prompt_formats:
+            for shots in settings.shots:
                 config = task_config(
                     eval_set,
                     family,
@@ -910,7 +919,7 @@ def evaluate(
                     dataset,
                     set_scoring[eval_set],
                     candidates.get(family.name),
-                    eval_cfg.get("fewshot_source", "train"),
+                    settings.fewshot_source,
                 )
                 conditions[config["task"]] = (eval_set, family, prompt_format, int(shots))
                 task = fitting_task(config, policy=policy, budget=budget, tokenizer=tokenizer, family=family)
@@ -919,13 +928,13 @@ def evaluate(
 
     # lm-eval's own tasks: native names (data from the datasets cache) and local stand-ins (lm-eval's YAML, our data).
     native: dict[str, str] = {}  # lm-eval task name -> the lm-eval task whose definition scores it
-    native_names = [t for t in eval_cfg.get("lm_eval_tasks") or [] if isinstance(t, str)]
+    native_names = [t for t in settings.lm_eval_tasks if isinstance(t, str)]
     # Indexing the harness's thousands of YAML tasks takes seconds: only when a native task needs it.
     task_manager = TaskManager(include_defaults=bool(native_names))
     loaded = check_native_tasks(native_names, task_manager)
-    for entry in eval_cfg.get("lm_eval_tasks") or []:
+    for entry in settings.lm_eval_tasks:
         if isinstance(entry, str):
-            apply_native_settings(entry, loaded[entry], eval_cfg)
+            apply_native_settings(entry, loaded[entry], settings)
             configs.append(loaded[entry])
             native[entry] = entry
         else:
@@ -939,7 +948,7 @@ def evaluate(
         model=lm,
         tasks=configs,
         num_fewshot=None,  # each config carries its own shot count
-        limit=eval_cfg.get("limit"),
+        limit=settings.limit,
         bootstrap_iters=0,  # our own seeded bootstrap below
         log_samples=True,
         task_manager=task_manager,
@@ -957,7 +966,7 @@ def evaluate(
             raise RuntimeError(f"lm-eval returned no scored items for {eval_set}/{prompt_format}/{shots}")
         prompt_tokens = _prompt_tokens(tokenizer, [s["arguments"][0][0] for s in samples])
         budget = _prompt_budget(lm.max_length, family, tokenizer, scoring)
-        task, policy = fitting[name], shots_overflow_policy(eval_cfg, eval_set)
+        task, policy = fitting[name], shots_overflow_policy(settings, eval_set)
         scores, rows = [], []
         for sample, n_tokens in zip(samples, prompt_tokens, strict=True):
             row = _prediction_row(sample, family, set_scoring[eval_set], candidates.get(family.name), tokenizer)
@@ -997,7 +1006,7 @@ def evaluate(
                 len(samples),
                 budget,
             )
-        value, low, high = set_value(family, rows, int(eval_cfg["bootstrap_resamples"]), seed)
+        value, low, high = set_value(family, rows, settings.bootstrap_resamples, seed)
         results.append(
             {
                 "eval_set": eval_set,
@@ -1028,7 +1037,7 @@ def evaluate(
         predictions.extend(rows)
         for metric in metrics:
             scores = [row["score"] if metric == "acc" else row[metric] for row in rows]
-            low, high = bootstrap_ci(scores, int(eval_cfg["bootstrap_resamples"]), seed)
+            low, high = bootstrap_ci(scores, settings.bootstrap_resamples, seed)
             results.append(
                 {
                     "eval_set": name,
@@ -1055,7 +1064,7 @@ def evaluate(
             "lm_eval_version": lm_eval_version,
             "provenance": provenance(
                 "evaluation",
-                eval_cfg,
+                settings.record(),
                 seed=seed,
                 model_dir=str(model_dir),
                 eval_sets={

@@ -39,6 +39,7 @@ from ptft.provenance import (
 )
 from ptft import varlen
 from ptft.config import ft_set_of
+from ptft.settings import FinetuneSettings
 from ptft.tasks import CHAT_ROLE_PREFIX, TRAINING_PROMPT_FORMAT, get_task
 from ptft.tokens import encode_pair, leading_special_ids
 
@@ -46,7 +47,6 @@ IGNORE_INDEX = -100  # label of a token that carries no loss (prompt, padding, e
 TRAIN_LOG_FILE = "train_log.jsonl"
 FINGERPRINT_FILE = "fingerprint.json"
 LOSS_WEIGHTINGS = ("token", "example")
-REQUIRED_KEYS = ("epochs", "lr", "batch_size", "micro_batch_size", "warmup_ratio", "weight_decay", "max_length", "seed")
 
 # LoRA targets per architecture (config.model_type), named explicitly: peft's default table does not know OLMo, and a
 # pattern that matches nothing would train nothing. Every linear map of attention and MLP, as in QLoRA.
@@ -260,14 +260,14 @@ def resume_dir_for(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.resume"
 
 
-def fingerprint(ft_cfg: dict, checkpoint_dir: Path, train_path: Path) -> str:
+def fingerprint(settings: FinetuneSettings, checkpoint_dir: Path, train_path: Path) -> str:
     """What resumable state depends on: the config slice (threads aside), the base checkpoint and the data (the
     launch, processes and sharding, is checked on its own by prepare_resume)."""
     checkpoint_files = sorted(
         (p.name, p.stat().st_size) for p in Path(checkpoint_dir).iterdir() if p.is_file()
     )  # sizes, not hashes: a 16 GB checkpoint would take minutes to hash; provenance.json changes on any rebuild
     record = {
-        "config": {k: v for k, v in ft_cfg.items() if k not in ("threads", "save_steps")},
+        "config": {k: v for k, v in settings.flat().items() if k not in ("threads", "save_steps")},
         "checkpoint": checkpoint_files,
         "checkpoint_provenance": sha256_file(Path(checkpoint_dir) / PROVENANCE_FILE),
         "train": sha256_file(train_path),
@@ -468,9 +468,9 @@ def _trainer_class():
     return PtftTrainer
 
 
-def gradient_accumulation(ft_cfg: dict, world_size: int, ft_set: str) -> int:
+def gradient_accumulation(settings: FinetuneSettings, world_size: int, ft_set: str) -> int:
     """Micro-batches per optimizer step on each process: batch_size / (micro_batch_size x processes)."""
-    batch_size, micro_batch_size = int(ft_cfg["batch_size"]), int(ft_cfg["micro_batch_size"])
+    batch_size, micro_batch_size = settings.batch_size, settings.scheduling.micro_batch_size
     if batch_size % (micro_batch_size * world_size):
         raise ValueError(
             f"fine-tuning {ft_set!r}: batch_size {batch_size} is not a multiple of micro_batch_size {micro_batch_size} "
@@ -511,7 +511,7 @@ def fsdp_arguments(model: torch.nn.Module, sharding: str, activation_checkpointi
 def build_trainer(
     model: torch.nn.Module,
     dataset: Sequence[dict],
-    ft_cfg: dict,
+    ft_cfg: FinetuneSettings | dict,
     *,
     ft_set: str,
     state_dir: Path,
@@ -523,44 +523,47 @@ def build_trainer(
 ):
     """The configured Trainer for one run: the paper's recipe with our speed settings (the benchmark builds it too).
 
-    dataset holds {"input_ids", "labels"} dicts; state_dir receives the periodic saves; log_file the per-step rows.
+    ft_cfg is the set's FinetuneSettings (a dict is read by FinetuneSettings.from_config, missing keys taking its
+    defaults). dataset holds {"input_ids", "labels"} dicts; state_dir receives the periodic saves; log_file the per-step rows.
     sharding "fsdp" wraps the model in FSDP over the world_size processes (fsdp_arguments); "none" is DDP when
     world_size > 1. Raises ValueError on another sharding.
     """
     from transformers import TrainingArguments
 
-    micro_batch_size = int(ft_cfg["micro_batch_size"])
-    grad_accum = gradient_accumulation(ft_cfg, world_size, ft_set)
+    settings = FinetuneSettings.from_config(ft_cfg, ft_set)
+    run = settings.scheduling
+    micro_batch_size = run.micro_batch_size
+    grad_accum = gradient_accumulation(settings, world_size, ft_set)
     cuda = torch.cuda.is_available()
-    bf16 = cuda if ft_cfg.get("bf16", "auto") == "auto" else bool(ft_cfg["bf16"])
+    bf16 = cuda if settings.bf16 == "auto" else bool(settings.bf16)
     steps_per_epoch = math.ceil(math.ceil(len(dataset) / (micro_batch_size * world_size)) / grad_accum)
-    total_steps = int(ft_cfg["epochs"]) * steps_per_epoch
-    warmup_steps = math.ceil(float(ft_cfg["warmup_ratio"]) * total_steps)  # transformers 5 refuses warmup_ratio
-    save_steps = ft_cfg.get("save_steps")
+    total_steps = settings.epochs * steps_per_epoch
+    warmup_steps = math.ceil(settings.warmup_ratio * total_steps)  # transformers 5 refuses warmup_ratio
+    save_steps = run.save_steps
     args = TrainingArguments(
         output_dir=str(state_dir),
         per_device_train_batch_size=micro_batch_size,
         gradient_accumulation_steps=grad_accum,
-        num_train_epochs=int(ft_cfg["epochs"]),
+        num_train_epochs=settings.epochs,
         max_steps=max_steps or -1,
-        learning_rate=float(ft_cfg["lr"]),
-        weight_decay=float(ft_cfg["weight_decay"]),
+        learning_rate=settings.lr,
+        weight_decay=settings.weight_decay,
         lr_scheduler_type="linear",
         warmup_steps=warmup_steps,
-        # null or 0 turns clipping off (the Trainer clips only when max_grad_norm > 0); absent: the schema's 1.0
-        max_grad_norm=float(ft_cfg.get("max_grad_norm", 1.0) or 0.0),
+        # null or 0 turns clipping off (the Trainer clips only when max_grad_norm > 0)
+        max_grad_norm=float(settings.max_grad_norm or 0.0),
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         bf16=bf16,
         # named only when on: the argument's name moves between transformers 5 releases
-        **({"gradient_checkpointing": True} if ft_cfg.get("gradient_checkpointing") and sharding == "none" else {}),
-        **fsdp_arguments(model, sharding, bool(ft_cfg.get("gradient_checkpointing"))),
+        **({"gradient_checkpointing": True} if run.gradient_checkpointing and sharding == "none" else {}),
+        **fsdp_arguments(model, sharding, run.gradient_checkpointing),
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN must stop the job, not be averaged away
         save_strategy="steps" if save_steps else "no",
         save_steps=save_steps or 500,
         save_total_limit=1,
-        seed=int(ft_cfg["seed"]),
-        data_seed=int(ft_cfg["seed"]),
+        seed=settings.seed,
+        data_seed=settings.seed,
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -568,7 +571,7 @@ def build_trainer(
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
     )
-    packing = bool(ft_cfg.get("packing", True))
+    packing = run.packing
     if packing:
         model.set_attn_implementation(varlen.register())
     trainer = _trainer_class()(
@@ -577,7 +580,7 @@ def build_trainer(
         train_dataset=dataset,
         data_collator=pack if packing else (lambda batch: collate(batch, pad_token_id)),
     )
-    loss_weighting = ft_cfg.get("loss_weighting", "token")
+    loss_weighting = settings.loss_weighting
     if loss_weighting not in LOSS_WEIGHTINGS:
         raise ValueError(f"finetune.ft_sets.{ft_set}.loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
     trainer.loss_weighting = loss_weighting
@@ -585,8 +588,7 @@ def build_trainer(
         # the Trainer then divides each micro-batch's loss by the accumulation steps instead of normalising by the
         # token count of the whole batch (num_items_in_batch)
         trainer.model_accepts_loss_kwargs = False
-    method = ft_cfg.get("method", "full")
-    trainer.setup_log(ft_set, log_file, steps_per_epoch, flops_per_token(model, method), peak_flops())
+    trainer.setup_log(ft_set, log_file, steps_per_epoch, flops_per_token(model, settings.method), peak_flops())
     trainer.plan = {
         "loss_weighting": loss_weighting,
         "max_grad_norm": args.max_grad_norm or None,
@@ -600,70 +602,29 @@ def build_trainer(
     return trainer
 
 
-def check_memory(architecture: Any, ft_cfg: dict, ft_set: str, sharding: str, processes: int, gpu_mem_gb: float) -> None:
+def check_memory(
+    architecture: Any, settings: FinetuneSettings, ft_set: str, sharding: str, processes: int, gpu_mem_gb: float
+) -> None:
     """Plan this job's peak memory per device (ptft.memory) and raise MemoryPlanError naming the settings that would
     fit, before the model is loaded; the plan goes to the log either way."""
     from ptft import memory
 
     shape = memory.model_shape(architecture)
-    plan = memory.finetune_plan(shape, ft_cfg, sharding=sharding, processes=processes, job=f"finetune {ft_set}")
+    flat = settings.flat()  # ptft.memory plans from the config slice's keys
+    plan = memory.finetune_plan(shape, flat, sharding=sharding, processes=processes, job=f"finetune {ft_set}")
     print(f"memory plan: {plan.describe()}", file=sys.stderr, flush=True)
-    memory.check_plan(plan, gpu_mem_gb, shape=shape, ft_set=ft_set, lora=memory.lora_alternative(shape, ft_cfg))
+    memory.check_plan(plan, gpu_mem_gb, shape=shape, ft_set=ft_set, lora=memory.lora_alternative(shape, flat))
 
 
-def finetune(
-    checkpoint_dir: Path,
-    train_path: Path,
-    task: str,
+def resume_state(
+    out_dir: Path, settings: FinetuneSettings, checkpoint_dir: Path, train_path: Path, world_size: int, sharding: str,
     ft_set: str,
-    ft_cfg: dict,
-    out_dir: Path,
-    threads: int,
-    *,
-    max_steps: int | None = None,
-    sharding: str = "none",
-    gpu_mem_gb: float | None = None,
-) -> None:
-    """Fine-tune the checkpoint in checkpoint_dir on train_path and write the model to out_dir (atomically).
-
-    ft_cfg is the set's slice (ptft.config.finetune_settings): the per-set settings plus the study's method and lora.
-    A rerun after a kill resumes from the last save in resume_dir_for(out_dir). max_steps stops early (benchmarks).
-    sharding (finetune.sharding: none | fsdp) shards the training state over the processes of the launch
-    (WORLD_SIZE); the finished model is gathered and written whole either way. gpu_mem_gb (resources.finetune) makes
-    the memory plan (ptft.memory) fail before the model loads when it does not fit, naming the settings that would.
-    """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
-
-    torch.set_num_threads(threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    checkpoint_dir, train_path, out_dir = Path(checkpoint_dir), Path(train_path), Path(out_dir)
-    missing = [k for k in REQUIRED_KEYS if k not in ft_cfg]
-    if missing:
-        raise KeyError(f"fine-tuning config for {ft_set!r} lacks {missing}")
-    method = ft_cfg.get("method", "full")
-    if method not in ("full", "lora"):
-        raise ValueError(f"finetune.method must be 'full' or 'lora', got {method!r}")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    gradient_accumulation(ft_cfg, world_size, ft_set)  # fail before any work
-    seed = int(ft_cfg["seed"])
-    base = read_provenance(checkpoint_dir)
-
-    # the data first: a bad record fails before any state is written
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir, local_files_only=True, trust_remote_code=False)
-    architecture = AutoConfig.from_pretrained(checkpoint_dir, local_files_only=True)
-    max_length = min(int(ft_cfg["max_length"]), architecture.max_position_embeddings)
-    lora_cfg = ft_cfg.get("lora") or {}
-    targets = lora_target_modules(architecture.model_type, lora_cfg) if method == "lora" else None
-    examples = load_examples(
-        train_path, task, tokenizer, max_length, ft_cfg.get("n_train"), seed, ft_cfg.get("assistant_turns", "all")
-    )
-    if gpu_mem_gb is not None:
-        check_memory(architecture, ft_cfg, ft_set, sharding, world_size, gpu_mem_gb)
-
+) -> tuple[Path, Path | None]:
+    """(resume_dir, the save to resume from or None) for out_dir; the train log keeps only rows up to that save."""
     resume_dir = resume_dir_for(out_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0
     resume_from = prepare_resume(
-        resume_dir, fingerprint(ft_cfg, checkpoint_dir, train_path), main_process, world_size, sharding
+        resume_dir, fingerprint(settings, checkpoint_dir, train_path), main_process, world_size, sharding
     )
     log_file = resume_dir / TRAIN_LOG_FILE
     resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
@@ -673,11 +634,18 @@ def finetune(
         write_jsonl(log_file, kept)
     if resume_from:
         print(f"resuming {ft_set} from {resume_from} (optimizer step {resumed_step})", file=sys.stderr, flush=True)
+    return resume_dir, resume_from
 
-    set_seed(seed)  # before the model: LoRA's initialisation draws from it
+
+def load_model(checkpoint_dir: Path, settings: FinetuneSettings, targets: list[str] | None) -> torch.nn.Module:
+    """The checkpoint in fp32 (master weights; bf16 runs under autocast), with LoRA adapters on targets when
+    settings.method is lora. Seeds first: LoRA's initialisation draws from the seed."""
+    from transformers import AutoModelForCausalLM, set_seed
+
+    set_seed(settings.seed)
     model = AutoModelForCausalLM.from_pretrained(
         checkpoint_dir,
-        dtype=torch.float32,  # fp32 master weights; bf16 runs under autocast
+        dtype=torch.float32,
         attn_implementation="sdpa",
         use_safetensors=True,
         local_files_only=True,
@@ -687,93 +655,155 @@ def finetune(
     # one (the config's default, even in training) it silently lets packed examples attend to each other. The
     # Trainer turns it off too (TrainingArguments.use_cache); this line keeps packing correct if that default moves.
     model.config.use_cache = False
-    if method == "lora":
+    if settings.method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        lora = settings.lora
         model = get_peft_model(
             model,
             LoraConfig(
-                r=int(lora_cfg["r"]),
-                lora_alpha=float(lora_cfg["alpha"]),
-                lora_dropout=float(lora_cfg["dropout"]),
-                target_modules=targets,
-                task_type="CAUSAL_LM",
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
             ),
         )
-        if ft_cfg.get("gradient_checkpointing"):
+        if settings.scheduling.gradient_checkpointing:
             model.enable_input_require_grads()
-    dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    return model
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = build_trainer(
-        model, dataset, ft_cfg, ft_set=ft_set, state_dir=resume_dir, log_file=log_file, pad_token_id=pad_id,
-        world_size=world_size, max_steps=max_steps, sharding=sharding,
-    )  # fmt: skip
-    plan = trainer.plan
 
+def run_training(
+    trainer, resume_from: Path | None, ft_set: str, settings: FinetuneSettings, max_length: int, sharding: str
+) -> float:
+    """trainer.train(), resuming from resume_from; seconds it took. A GPU out-of-memory error becomes a RuntimeError
+    naming the settings that would fit."""
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except torch.cuda.OutOfMemoryError as err:
         raise RuntimeError(
-            f"GPU out of memory fine-tuning {ft_set!r} (micro_batch_size {ft_cfg['micro_batch_size']}, "
+            f"GPU out of memory fine-tuning {ft_set!r} (micro_batch_size {settings.scheduling.micro_batch_size}, "
             f"max_length {max_length}): "
             f"lower finetune.ft_sets.{ft_set}.micro_batch_size (gradient accumulation keeps the effective batch), "
             f"lower finetune.ft_sets.{ft_set}.max_length, set finetune.ft_sets.{ft_set}.gradient_checkpointing: true, "
             f"or shard the state over more GPUs (finetune.sharding: fsdp; sharding is {sharding}); "
             "resources.finetune.gpu_mem_gb makes the config check plan this before the run"
         ) from err
-    seconds = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def write_model(out_dir: Path, trainer, tokenizer, state_dict, log_rows: list[dict], record: dict) -> None:
+    """Write the trained model, tokenizer, train log and provenance record to out_dir atomically, then drop the
+    resumable state. A PeftModel writes only its adapter; a gathered FSDP state_dict is the whole model."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.config.use_cache = True  # generation at evaluation wants it back
+    model.set_attn_implementation("sdpa")  # the saved model must not need ptft.varlen to load
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
+        tokenizer.save_pretrained(tmp)
+        write_jsonl(tmp / TRAIN_LOG_FILE, log_rows)
+        write_json(tmp / PROVENANCE_FILE, record)
+    shutil.rmtree(resume_dir_for(out_dir), ignore_errors=True)
+
+
+def finetune(
+    checkpoint_dir: Path,
+    train_path: Path,
+    task: str,
+    ft_set: str,
+    ft_cfg: FinetuneSettings | dict,
+    out_dir: Path,
+    threads: int,
+    *,
+    max_steps: int | None = None,
+    sharding: str = "none",
+    gpu_mem_gb: float | None = None,
+) -> None:
+    """Fine-tune the checkpoint in checkpoint_dir on train_path and write the model to out_dir (atomically).
+
+    ft_cfg is the set's FinetuneSettings, or its slice (ptft.config.finetune_settings: the per-set settings plus the
+    study's method and lora) read by FinetuneSettings.from_config, missing keys taking its defaults; ConfigError names
+    an unknown key. The settings are printed at the top of the log and saved in the model's provenance.
+    A rerun after a kill resumes from the last save in resume_dir_for(out_dir). max_steps stops early (benchmarks).
+    sharding (finetune.sharding: none | fsdp) shards the training state over the processes of the launch
+    (WORLD_SIZE); the finished model is gathered and written whole either way. gpu_mem_gb (resources.finetune) makes
+    the memory plan (ptft.memory) fail before the model loads when it does not fit, naming the settings that would.
+
+    It reads as its steps (settings -> data -> resume state -> model -> trainer -> train -> write); its length beyond
+    ~60 lines is the provenance record, one field a line.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    checkpoint_dir, train_path, out_dir = Path(checkpoint_dir), Path(train_path), Path(out_dir)
+    settings = FinetuneSettings.from_config(ft_cfg, ft_set)
+    print(f"fine-tuning settings ({ft_set}):\n{settings.describe()}", file=sys.stderr, flush=True)
+    method = settings.method
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    gradient_accumulation(settings, world_size, ft_set)  # fail before any work
+    seed = settings.seed
+    base = read_provenance(checkpoint_dir)
+
+    # the data first: a bad record fails before any state is written
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir, local_files_only=True, trust_remote_code=False)
+    architecture = AutoConfig.from_pretrained(checkpoint_dir, local_files_only=True)
+    max_length = min(settings.max_length, architecture.max_position_embeddings)
+    targets = lora_target_modules(architecture.model_type, vars(settings.lora)) if method == "lora" else None
+    examples = load_examples(train_path, task, tokenizer, max_length, settings.n_train, seed, settings.assistant_turns)
+    if gpu_mem_gb is not None:
+        check_memory(architecture, settings, ft_set, sharding, world_size, gpu_mem_gb)
+
+    resume_dir, resume_from = resume_state(out_dir, settings, checkpoint_dir, train_path, world_size, sharding, ft_set)
+    log_file = resume_dir / TRAIN_LOG_FILE
+    resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
+    model = load_model(checkpoint_dir, settings, targets)
+    dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = build_trainer(
+        model, dataset, settings, ft_set=ft_set, state_dir=resume_dir, log_file=log_file, pad_token_id=pad_id,
+        world_size=world_size, max_steps=max_steps, sharding=sharding,
+    )  # fmt: skip
+    plan = trainer.plan
+    seconds = run_training(trainer, resume_from, ft_set, settings, max_length, sharding)
     # every process takes part in gathering the shards; only the first then writes
     state_dict = gathered_state_dict(trainer.model) if sharding == "fsdp" else None
     if not trainer.is_world_process_zero():
         return
 
     log_rows = read_jsonl(log_file)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    model.config.use_cache = True  # generation at evaluation wants it back
-    model.set_attn_implementation("sdpa")  # the saved model must not need ptft.varlen to load
-    with atomic_dir(out_dir) as tmp:
-        # a PeftModel writes only its adapter; a gathered FSDP state dict is the whole model, as one process holds it
-        model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
-        tokenizer.save_pretrained(tmp)
-        write_jsonl(tmp / TRAIN_LOG_FILE, log_rows)
-        write_json(
-            tmp / PROVENANCE_FILE,
-            provenance(
-                "finetune",
-                ft_cfg,
-                seed,
-                model=base["model"],
-                step=base["step"],
-                tokens=base["tokens"],
-                ft_set=ft_set,
-                task=task,
-                method=method,
-                engine="transformers.Trainer",
-                packing=plan["packing"],
-                bf16=plan["bf16"],
-                lora_target_modules=targets,
-                base_checkpoint=str(checkpoint_dir),
-                train_path=str(train_path),
-                n_examples=len(examples),
-                n_truncated=sum(e.truncated for e in examples),
-                max_length=max_length,
-                optimizer_steps=trainer.state.global_step,
-                warmup_steps=plan["warmup_steps"],
-                gradient_accumulation=plan["gradient_accumulation"],
-                world_size=world_size,
-                sharding=sharding,
-                wrapped_by=type(trainer.model_wrapped).__name__,  # what accelerate wrapped: FSDP, DDP or the model
-                trained_tokens=sum(r["tokens"] for r in log_rows),
-                seconds=round(seconds, 1),
-                resumed_from_step=resumed_step,
-                threads=threads,
-                loss=log_rows[-1]["loss"] if log_rows else None,
-                peft=package_version("peft") if method == "lora" else None,
-                accelerate=package_version("accelerate"),
-            ),
-        )
+    record = provenance(
+        "finetune",
+        settings.record(),
+        seed,
+        model=base["model"],
+        step=base["step"],
+        tokens=base["tokens"],
+        ft_set=ft_set,
+        task=task,
+        method=method,
+        engine="transformers.Trainer",
+        packing=plan["packing"],
+        bf16=plan["bf16"],
+        lora_target_modules=targets,
+        base_checkpoint=str(checkpoint_dir),
+        train_path=str(train_path),
+        n_examples=len(examples),
+        n_truncated=sum(e.truncated for e in examples),
+        max_length=max_length,
+        optimizer_steps=trainer.state.global_step,
+        warmup_steps=plan["warmup_steps"],
+        gradient_accumulation=plan["gradient_accumulation"],
+        world_size=world_size,
+        sharding=sharding,
+        wrapped_by=type(trainer.model_wrapped).__name__,  # what accelerate wrapped: FSDP, DDP or the model
+        trained_tokens=sum(r["tokens"] for r in log_rows),
+        seconds=round(seconds, 1),
+        resumed_from_step=resumed_step,
+        threads=threads,
+        loss=log_rows[-1]["loss"] if log_rows else None,
+        peft=package_version("peft") if method == "lora" else None,
+        accelerate=package_version("accelerate"),
+    )
+    write_model(out_dir, trainer, tokenizer, state_dict, log_rows, record)
     shutil.rmtree(resume_dir, ignore_errors=True)
 
 
@@ -798,11 +828,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # --ft-set may be a variant label (news_sum@lr2e-06, ptft.config.finetune_variants): scheduling is per set
     scheduling = json.loads(args.scheduling).get("finetune", {}).get(ft_set_of(args.ft_set), {})
-    # threads come from Snakemake's threads: (--threads); the rest joins the science settings, recorded in provenance
-    ft_cfg = {**json.loads(args.settings), **{k: v for k, v in scheduling.items() if k != "threads"}}
-    print(f"fine-tuning settings ({args.ft_set}):", json.dumps(ft_cfg, sort_keys=True), file=sys.stderr, flush=True)
+    # threads come from Snakemake's threads: (--threads); finetune() prints the settings and records them in provenance
+    scheduling["threads"] = args.threads
+    settings = FinetuneSettings.from_config({**json.loads(args.settings), **scheduling}, args.ft_set)
     finetune(
-        args.checkpoint, args.train, args.task, args.ft_set, ft_cfg, args.out, args.threads,
+        args.checkpoint, args.train, args.task, args.ft_set, settings, args.out, args.threads,
         sharding=args.sharding, gpu_mem_gb=args.gpu_mem_gb,
     )  # fmt: skip
 

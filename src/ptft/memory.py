@@ -294,28 +294,33 @@ def lora_alternative(shape: ModelShape, settings: dict) -> dict | None:
     ptft.finetune.LORA_TARGET_MODULES), as {"r", "target_modules"}; None when the architecture has no known targets."""
     from ptft.finetune import LORA_TARGET_MODULES, lora_target_modules
 
-    lora = settings.get("lora") or {"r": 16, "target_modules": None}
+    from ptft.settings import LoraSettings
+
+    lora = settings.get("lora") or vars(LoraSettings())
     if not lora.get("target_modules") and shape.model_type not in LORA_TARGET_MODULES:
         return None
     return {"r": int(lora["r"]), "target_modules": lora_target_modules(shape.model_type, lora)}
 
 
-def finetune_plan(shape: ModelShape, settings: dict, *, sharding: str, processes: int, job: str) -> MemoryPlan:
-    """plan_memory from one training set's settings (ptft.config.finetune_settings) and the job's launch.
+def finetune_plan(shape: ModelShape, settings: Any, *, sharding: str, processes: int, job: str) -> MemoryPlan:
+    """plan_memory from one training set's settings (a FinetuneSettings, or its slice ptft.config.finetune_settings,
+    keys left out taking FinetuneSettings' defaults) and the job's launch.
 
     bf16 auto counts as on: a plan is for a GPU, where auto turns it on.
     """
-    method = settings.get("method", "full")
-    lora = lora_alternative(shape, settings) if method == "lora" else None
-    if method == "lora" and lora is None:
+    from ptft.settings import FinetuneSettings
+
+    ft = FinetuneSettings.from_config(settings, job)
+    lora = lora_alternative(shape, ft.flat()) if ft.method == "lora" else None
+    if ft.method == "lora" and lora is None:
         raise ValueError(f"{job}: LoRA has no target modules for model_type {shape.model_type!r}")
-    bf16 = settings.get("bf16", "auto")
+    bf16 = ft.bf16
     return plan_memory(
         shape,
-        method=method,
-        micro_batch_size=int(settings["micro_batch_size"]),
-        max_length=int(settings["max_length"]),
-        gradient_checkpointing=bool(settings.get("gradient_checkpointing")),
+        method=ft.method,
+        micro_batch_size=ft.scheduling.micro_batch_size,
+        max_length=ft.max_length,
+        gradient_checkpointing=ft.scheduling.gradient_checkpointing,
         sharding=sharding,
         processes=processes,
         bf16=True if bf16 == "auto" else bool(bf16),

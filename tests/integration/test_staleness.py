@@ -133,11 +133,14 @@ def test_scheduling_settings_reach_the_jobs_and_their_provenance(study):
     ft_set = next(iter(config["finetune"]["ft_sets"]))
     record = json.loads((study / f"models/tiny/{step}/{ft_set}/provenance.json").read_text())
     for key in ("micro_batch_size", "packing", "save_steps", "gradient_checkpointing"):
-        assert record["config"][key] == config["finetune"]["ft_sets"][ft_set][key], key
+        assert record["config"]["scheduling"][key] == config["finetune"]["ft_sets"][ft_set][key], key
     evaluation = json.loads((study / f"results/eval/tiny/{step}/base.json").read_text())["provenance"]["config"]
-    assert (evaluation["batch_size"], evaluation["threads"]) == (config["evaluate"]["batch_size"], config["evaluate"]["threads"])
+    scheduling = evaluation["scheduling"]
+    assert (scheduling["batch_size"], scheduling["threads"]) == (config["evaluate"]["batch_size"], config["evaluate"]["threads"])
     log = (study / f"logs/evaluate/tiny/{step}/base.log").read_text()  # printed at the top of the job's log
-    assert f'"batch_size": {config["evaluate"]["batch_size"]}' in log
+    assert f"scheduling.batch_size: {config['evaluate']['batch_size']!r}" in log.splitlines()
+    ft_log = (study / f"logs/finetune/tiny/{step}/{ft_set}.log").read_text()
+    assert f"lr: {config['finetune']['ft_sets'][ft_set]['lr']!r}" in ft_log.splitlines()
 
 
 def _science_cases():
