@@ -752,6 +752,15 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _lora_base(model_dir: Path, base_dir: Path | None) -> Path:
+    """The base checkpoint a LoRA adapter in model_dir runs on: base_dir, or the base_checkpoint its provenance records.
+    Raises FileNotFoundError when that folder is missing."""
+    base = Path(base_dir or read_provenance(model_dir)["base_checkpoint"])
+    if not base.is_dir():
+        raise FileNotFoundError(f"{model_dir} is a LoRA adapter whose base checkpoint {base} is missing")
+    return base
+
+
 def _load_model(model_dir: Path, lora_eval: str = "adapter", base_dir: Path | None = None, dtype: str = "float32"):
     """The model and tokenizer in model_dir; a LoRA folder (adapter_config.json) is loaded on its base checkpoint.
 
@@ -768,9 +777,7 @@ def _load_model(model_dir: Path, lora_eval: str = "adapter", base_dir: Path | No
     if lora_eval not in ("adapter", "merged"):
         raise ValueError(f"finetune.lora_eval must be 'adapter' or 'merged', got {lora_eval!r}")
     if is_lora:
-        base_dir = Path(base_dir or read_provenance(model_dir)["base_checkpoint"])
-        if not base_dir.is_dir():
-            raise FileNotFoundError(f"{model_dir} is a LoRA adapter whose base checkpoint {base_dir} is missing")
+        base_dir = _lora_base(model_dir, base_dir)
     model = AutoModelForCausalLM.from_pretrained(
         base_dir if is_lora else model_dir,
         local_files_only=True,
@@ -810,9 +817,7 @@ def vllm_model_args(
     if adapter.is_file():
         import json
 
-        base = Path(base_dir or read_provenance(model_dir)["base_checkpoint"])
-        if not base.is_dir():
-            raise FileNotFoundError(f"{model_dir} is a LoRA adapter whose base checkpoint {base} is missing")
+        base = _lora_base(model_dir, base_dir)
         rank = int(json.loads(adapter.read_text()).get("r", 16))
         args.update(pretrained=str(base), tokenizer=str(model_dir), lora_local_path=str(model_dir), max_lora_rank=rank)
     return args
