@@ -77,7 +77,6 @@ wildcard_constraints:
     step=alternatives(STEPS),
     dataset=alternatives(DATASETS),
     ft_set=alternatives(FT_SETS),
-    ft=alternatives(FT_LABELS + ["base"]),
     searched_set=alternatives(LR_SEARCH_SETS),
 
 
@@ -180,13 +179,13 @@ def get_lr_search_params(wildcards):
 
 def get_dev_data(wildcards):
     """The training part and dev slice of a searched run's set."""
-    ft_set = FT_RUNS[wildcards.ft]["ft_set"]
+    ft_set = FT_RUNS[wildcards.ft_set]["ft_set"]
     return [f"data/{ft_set}/lr_search/{part}.jsonl" for part in ("train", "dev")]
 
 
 def get_dev_eval_set(wildcards):
     """The dev slice of a run's set as ptft.evaluate's one eval set (few-shot examples from the training part)."""
-    ft_set = FT_RUNS[wildcards.ft]["ft_set"]
+    ft_set = FT_RUNS[wildcards.ft_set]["ft_set"]
     spec = config["data"]["datasets"][ft_set]
     return {
         ft_set: {
@@ -271,14 +270,14 @@ def get_threads(section):
 
 
 def get_eval_model(wildcards):
-    if wildcards.ft == "base":
+    if wildcards.ft_set == "base":
         return f"checkpoints/{wildcards.model}/{wildcards.step}"
-    return f"models/{wildcards.model}/{wildcards.step}/{wildcards.ft}"
+    return f"models/{wildcards.model}/{wildcards.step}/{wildcards.ft_set}"
 
 
 def get_eval_lora_base(wildcards):
     """The base checkpoint a LoRA adapter runs on (nothing for full fine-tuning or a base model)."""
-    if wildcards.ft == "base" or config["finetune"]["method"] != "lora":
+    if wildcards.ft_set == "base" or config["finetune"]["method"] != "lora":
         return []
     return f"checkpoints/{wildcards.model}/{wildcards.step}"
 
@@ -298,7 +297,7 @@ def get_eval_env():
 def get_eval_lora_mode(wildcards):
     """finetune.lora_eval where it applies (a LoRA adapter), else the inert "adapter": switching it must not rerun the
     evaluations of base models or of fully fine-tuned ones."""
-    if wildcards.ft == "base" or config["finetune"]["method"] != "lora":
+    if wildcards.ft_set == "base" or config["finetune"]["method"] != "lora":
         return "adapter"
     return config["finetune"]["lora_eval"]
 
@@ -327,10 +326,10 @@ def get_eval_sets():
 
 def get_eval_results():
     return [
-        f"results/eval/{model}/{step}/{ft}.json"
+        f"results/eval/{model}/{step}/{run}.json"
         for model in MODELS
         for step in model_steps(model)
-        for ft in ["base"] + FT_LABELS
+        for run in ["base"] + FT_LABELS
     ]
 
 

@@ -7,12 +7,16 @@ rule evaluate:
         lora_base=get_eval_lora_base,
         data=get_eval_data(),
     output:
-        results="results/eval/{model}/{step}/{ft}.json",
-        predictions="results/eval/{model}/{step}/{ft}.predictions.jsonl",
+        results="results/eval/{model}/{step}/{ft_set}.json",
+        predictions="results/eval/{model}/{step}/{ft_set}.predictions.jsonl",
     log:
-        "logs/evaluate/{model}/{step}/{ft}.log",
+        "logs/evaluate/{model}/{step}/{ft_set}.log",
     benchmark:
-        "benchmarks/evaluate/{model}/{step}/{ft}.tsv"
+        "benchmarks/evaluate/{model}/{step}/{ft_set}.tsv"
+    # {ft_set} here is "base" or a fine-tuning run's label (the finetune rule's {ft_set}: a set's name, or
+    # name@lr<value>/@seed<n> for variants)
+    wildcard_constraints:
+        ft_set=alternatives(FT_LABELS + ["base"]),
     conda:
         get_eval_env()
     threads: get_threads("evaluate")

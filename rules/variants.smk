@@ -24,16 +24,19 @@ rule lr_search_split:
 
 rule evaluate_dev:
     input:
-        model="models/{model}/{step}/{ft}",
+        model="models/{model}/{step}/{ft_set}",
         lora_base=get_eval_lora_base,
         data=get_dev_data,
     output:
-        results="results/lr_search/{model}/{step}/{ft}.json",
-        predictions="results/lr_search/{model}/{step}/{ft}.predictions.jsonl",
+        results="results/lr_search/{model}/{step}/{ft_set}.json",
+        predictions="results/lr_search/{model}/{step}/{ft_set}.predictions.jsonl",
     log:
-        "logs/evaluate_dev/{model}/{step}/{ft}.log",
+        "logs/evaluate_dev/{model}/{step}/{ft_set}.log",
     benchmark:
-        "benchmarks/evaluate_dev/{model}/{step}/{ft}.tsv"
+        "benchmarks/evaluate_dev/{model}/{step}/{ft_set}.tsv"
+    # {ft_set} here is a fine-tuning run's label, as in the finetune rule
+    wildcard_constraints:
+        ft_set=alternatives(FT_LABELS),
     conda:
         get_eval_env()
     threads: get_threads("evaluate")
