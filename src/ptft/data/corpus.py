@@ -343,7 +343,8 @@ def city_country_mentions(world: World, texts: Sequence[str]) -> dict[str, dict[
 
 
 def write_corpus(world_cfg: dict, corpus_cfg: dict, seed: int, out_path: Path) -> None:
-    """Write the pre-training corpus (JSONL rows {"id", "text"}) to out_path and card.json beside it."""
+    """Write the pre-training corpus (JSONL rows {"id", "text"}) to out_path and card.json beside it. Raises
+    ValueError for a data.corpus other than {n_documents: positive int} or a bad data.world (build_world)."""
     out_path = Path(out_path)
     cfg = _check_cfg(corpus_cfg, CORPUS_KEYS, "data.corpus")
     world = build_world(world_cfg, seed)

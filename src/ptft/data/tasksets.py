@@ -364,8 +364,9 @@ def _check_spec(name: str, spec: Any) -> tuple[str, str, int, int]:
 
 
 def generate_dataset(name: str, spec: dict, world: World, seed: int) -> dict[str, list[Record]]:
-    """The records of each split. Classification labels are balanced exactly (counts differ by at most one);
-    no input appears twice, within or across splits."""
+    """The records of each split ({"train": [...n_train], "test": [...n_test]}). Classification labels are balanced
+    exactly (counts differ by at most one); no input appears twice, within or across splits. Raises ValueError
+    naming the set for a bad spec (unknown task, domain or key) or a world too small for that many distinct records."""
     task, domain, n_train, n_test = _check_spec(name, spec)
     family = get_task(task)
     make = _GENERATORS[(task, domain)]
@@ -420,7 +421,8 @@ def dataset_card(name: str, spec: dict, world: World, seed: int, splits: dict[st
 
 
 def write_dataset(name: str, spec: dict, world_cfg: dict, seed: int, out_dir: Path) -> None:
-    """Write out_dir/train.jsonl, out_dir/test.jsonl and out_dir/card.json (and provenance.json), all at once."""
+    """Write out_dir/train.jsonl, out_dir/test.jsonl and out_dir/card.json (and provenance.json), all at once.
+    Raises ValueError as generate_dataset and build_world do, before anything is written."""
     _check_spec(name, spec)
     world = build_world(world_cfg, seed)
     splits = generate_dataset(name, spec, world, seed)

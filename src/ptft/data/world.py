@@ -387,7 +387,8 @@ def _stratified_heldout(groups: dict[str, list[str]], rng: random.Random) -> fro
 
 
 def build_world(world_cfg: dict, seed: int) -> World:
-    """The fictional world, a pure function of (world_cfg, seed)."""
+    """The fictional world, a pure function of (world_cfg, seed). Raises ValueError naming the data.world key for
+    unknown or missing keys, a non-positive size or sizes that cannot hold a world (e.g. n_cities < 2 x n_countries)."""
     cfg = _check_world_cfg(world_cfg)
     rng = _rng(seed, "world")
     namer = _Namer(rng)
