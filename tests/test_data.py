@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ptft import data
+from ptft.data.world import _template_words, _third
 from ptft.provenance import read_jsonl
 from ptft.tasks import TASKS, get_task
 
@@ -90,9 +91,14 @@ def test_world_names_are_unique_invented_words(world):
     names = [*world.countries, *(c.name for c in world.cities), *(p.name for p in world.people), *world.visitors,
              *(a.name for a in world.animals), *(s.word for s in world.synonyms)]
     assert len({n.lower() for n in names}) == len(names)
-    english = data._module_words()
+    english = _template_words()
     assert not [n for n in names if n.lower() in english]
     assert len({s.english for s in world.synonyms}) == len(world.synonyms)
+
+
+def test_invented_names_avoid_the_template_words_of_every_text_module():
+    # one word only in ptft.data.world's vocabulary, ptft.data.corpus's templates, ptft.data.tasksets's frames
+    assert {"tentacles", "belongs", "proud", "photographed", "smiling"} <= _template_words()
 
 
 @pytest.mark.parametrize(
@@ -291,7 +297,7 @@ def test_paraphrase_labels_agree_with_the_world(world, datasets, domain):
             w1, w2 = words(r["sentence1"]), words(r["sentence2"])
             [(word, rel, meaning)] = triples(r["claim"])
             if rel == "means":  # the verb was replaced: yes iff by its synonym
-                forms = {word, data._third(word)}, {meaning, data._third(meaning)}
+                forms = {word, _third(word)}, {meaning, _third(meaning)}
                 assert (forms[0] & w1 and forms[1] & w2) or (forms[0] & w2 and forms[1] & w1), r
                 assert r["label"] == ("yes" if world.synonym(word).english == meaning else "no"), r
             else:  # two people swapped: the same words, another meaning

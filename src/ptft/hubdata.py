@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ptft.data import CARD_FILE, length_stats  # the same card name and length summary as generated sets
+from ptft.data.card import CARD_FILE, target_summary  # the same card name and target summary as generated sets
 from ptft.hub import offline, transient_http_error
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
 from ptft.tasks import CHAT_ROLE_PREFIX, TaskFamily, get_task
@@ -560,11 +560,7 @@ def hub_dataset_card(name: str, spec: Mapping[str, Any], seed: int, requested: s
                           else {"label_threshold": spec["label_threshold"],
                                 "rule": f"score > {spec['label_threshold']} -> {family.label_words[0]!r}, "
                                         f"else {family.label_words[1]!r}"})
-        card["label_distribution"] = {role: {w: sum(r[family.target_field] == w for r in rows) for w in family.label_words}
-                                      for role, rows in splits.items()}
-    else:
-        card["target_length"] = {role: length_stats([r[family.target_field] for r in rows])
-                                 for role, rows in splits.items()}
+    card.update(target_summary(family, splits))
     if family.name == "instruction":
         card["chat_template"] = {
             "name": spec.get("chat_template", "plain"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from ptft.data import CARD_FILE, length_stats
+from ptft.data.card import CARD_FILE, target_summary
 from ptft.hubdata import check_columns, field_problems, label_word, subsample, template_columns, to_records
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, sha256_file, write_json, write_jsonl
 from ptft.tasks import TaskFamily, get_task
@@ -156,10 +156,7 @@ def local_dataset_card(name: str, spec: Mapping[str, Any], seed: int, files: Map
     if family.kind == "classification":
         card["labels"] = ({str(k): v for k, v in spec["labels"].items()} if spec.get("labels") is not None
                           else {"label_threshold": spec["label_threshold"]})
-        card["label_distribution"] = {role: {w: sum(r[family.target_field] == w for r in rows) for w in family.label_words}
-                                      for role, rows in splits.items()}
-    else:
-        card["target_length"] = {role: length_stats([r[family.target_field] for r in rows]) for role, rows in splits.items()}
+    card.update(target_summary(family, splits))
     card["provenance"] = provenance("dataset", {"name": name, "spec": dict(spec)}, seed=seed,
                                     files={key: card["files"][key]["sha256"] for key in card["files"]})
     return card
