@@ -34,6 +34,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ptft import evaluate as ev  # noqa: E402
+from ptft.evaluate.models import _load_model  # noqa: E402
+from ptft.evaluate.plan import prompt_budget  # noqa: E402
+from ptft.metrics import accuracy, rouge_l  # noqa: E402
+from ptft.provenance import read_jsonl  # noqa: E402
 from ptft.tasks import FEWSHOT_DELIMITER, TARGET_DELIMITER, get_task  # noqa: E402
 
 WORDS = "the a cat dog city river north south person lives in is big small red blue old new near far".split()
@@ -135,12 +139,12 @@ def authors_loop(model_dir: Path, eval_sets: dict, prompts: dict[str, list[str]]
 
     It runs in the same dtype as ours, so the ratio counts batching and one-pass scoring, not arithmetic."""
     torch.set_num_threads(threads)
-    model, tokenizer = ev._load_model(model_dir, dtype=dtype)
+    model, tokenizer = _load_model(model_dir, dtype=dtype)
     n = 0
     with torch.inference_mode():
         for name, spec in sorted(eval_sets.items()):
             family = get_task(spec["task"])
-            for prompt, record in zip(prompts[name], ev.read_jsonl(spec["test"])):
+            for prompt, record in zip(prompts[name], read_jsonl(spec["test"])):
                 ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
                 generated = model.generate(
                     **ids,
@@ -157,9 +161,9 @@ def authors_loop(model_dir: Path, eval_sets: dict, prompts: dict[str, list[str]]
                         full = torch.cat([ids["input_ids"], word_ids["input_ids"]], dim=1)
                         logprobs = model(full).logits.log_softmax(-1)[0, ids["input_ids"].shape[1] - 1 : -1]
                         loglikelihoods.append(float(logprobs.gather(1, word_ids["input_ids"][0, :, None]).sum()))
-                    ev.accuracy(ev.choose_label(loglikelihoods, family.label_words), family.target(record))
+                    accuracy(ev.choose_label(loglikelihoods, family.label_words), family.target(record))
                 else:
-                    ev.rouge_l(text.split("\n")[0], family.target(record))
+                    rouge_l(text.split("\n")[0], family.target(record))
                 n += 1
     return n
 
@@ -179,7 +183,7 @@ def _prompts(eval_sets: dict, root: Path, shots: int) -> dict[str, list[str]]:
         family = get_task(spec["task"])
         dataset = ev.load_eval_set(name, spec)
         config = ev.task_config(name, family, "default", shots, dataset)
-        budget = ev._prompt_budget(context, family, tokenizer)
+        budget = prompt_budget(context, family, tokenizer)
         task = ev.fitting_task(config, policy="drop_shots", budget=budget, tokenizer=tokenizer, family=family)
         task.set_fewshot_seed(1234)
         prompts[name] = [task.fewshot_context(doc, shots) for doc in dataset["test"]]
@@ -206,7 +210,7 @@ def _ours(root: Path, eval_sets: dict, cfg: dict, threads: int, tag: str = "") -
     name = "-".join(sorted(eval_sets)) if len(eval_sets) > 1 else next(iter(eval_sets))
     started = time.perf_counter()
     ev.evaluate(root / "model", eval_sets, cfg, root / f"eval-{name}{tag}.json", root / f"pred-{name}{tag}.jsonl", threads)
-    return time.perf_counter() - started, len(ev.read_jsonl(root / f"pred-{name}{tag}.jsonl"))
+    return time.perf_counter() - started, len(read_jsonl(root / f"pred-{name}{tag}.jsonl"))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -258,7 +262,7 @@ def main(argv: list[str] | None = None) -> dict:
         # them before either clock starts.
         import lm_eval.evaluator  # noqa: F401
 
-        ev.rouge_l("warm", "up")
+        rouge_l("warm", "up")
 
         # Each task kind alone, both ways, alternating; then ours on both kinds in one run (what a rule does).
         for kind, name in KINDS.items():
@@ -274,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
                 started = time.perf_counter()
                 theirs_n = authors_loop(root / "model", one, prompts, args.threads, args.dtype)
                 theirs_s = min(theirs_s, time.perf_counter() - started)
-            rows = ev.read_jsonl(root / f"pred-{name}.jsonl")
+            rows = read_jsonl(root / f"pred-{name}.jsonl")
             tokens = _token_counts(root / "model", rows, kind)
             report["kinds"][kind] = {"items": ours_n, "ours_s": ours_s, "authors_s": theirs_s, **tokens,
                                      "ours_prompt_tokens_per_s": tokens["prompt_tokens"] / ours_s,
@@ -284,8 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
                                      "ratio": (ours_n / ours_s) / (theirs_n / theirs_s)}  # fmt: skip
             if kind == "generation" and args.vllm:
                 seconds, n = _ours(root, one, {**cfg, "backend": "vllm", "batch_size": "auto"}, args.threads, "-vllm")
-                hf = {r["doc_id"]: r["score"] for r in ev.read_jsonl(root / f"pred-{name}.jsonl")}
-                vl = {r["doc_id"]: r["score"] for r in ev.read_jsonl(root / f"pred-{name}-vllm.jsonl")}
+                hf = {r["doc_id"]: r["score"] for r in read_jsonl(root / f"pred-{name}.jsonl")}
+                vl = {r["doc_id"]: r["score"] for r in read_jsonl(root / f"pred-{name}-vllm.jsonl")}
                 report["kinds"][kind].update(
                     vllm_s=seconds, vllm_examples_per_s=n / seconds, vllm_vs_hf=(n / seconds) / (ours_n / ours_s),
                     vllm_mean_rougeL=float(np.mean(list(vl.values()))), hf_mean_rougeL=float(np.mean(list(hf.values()))),

@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 
 from ptft import evaluate as ev
+from ptft import metrics
+from ptft.evaluate import models as ev_models
+from ptft.evaluate import rows as ev_rows
+from ptft.evaluate import scoring as ev_scoring
 from ptft.provenance import read_jsonl
 from ptft.settings import EvaluateSettings
 from ptft.tasks import FEWSHOT_DELIMITER, TARGET_DELIMITER, get_task
@@ -163,7 +167,7 @@ def test_output_has_one_row_per_condition(run):
             assert row["score"] == float(row["prediction"] == row["target"])
         else:
             assert isinstance(row["prediction"], str) and "loglikelihoods" not in row
-            assert row["score"] == pytest.approx(ev.rouge_l(row["prediction"], row["target"], tokenizer="unicode"))
+            assert row["score"] == pytest.approx(metrics.rouge_l(row["prediction"], row["target"], tokenizer="unicode"))
     assert {k: v["rouge_tokenizer"] for k, v in out["provenance"]["eval_sets"].items()} == {
         "news_sum": "unicode", "places_nli": "default"}  # fmt: skip
     # the result value is the mean of the logged per-item scores
@@ -515,22 +519,22 @@ def test_a_model_finetuned_to_be_perfect_scores_perfect_through_lm_eval(model_di
 
 def test_rouge_l_hand_computed():
     # LCS "the cat on the mat": 5 of 6 tokens each way -> P = R = F = 5/6
-    assert ev.rouge_l("the cat sat on the mat", "the cat lay on the mat") == pytest.approx(5 / 6)
+    assert metrics.rouge_l("the cat sat on the mat", "the cat lay on the mat") == pytest.approx(5 / 6)
     # P = 2/2, R = 2/4 -> F = 2PR/(P+R) = 2/3; case and punctuation are ignored by rouge-score's tokenizer
-    assert ev.rouge_l("Red river.", "the red big river") == pytest.approx(2 / 3)
+    assert metrics.rouge_l("Red river.", "the red big river") == pytest.approx(2 / 3)
     # Porter stemming (rouge_stemmer: true): cats/cat, running/runs -> run; LCS "cat run" = 2 of 3 each way
-    assert ev.rouge_l("cats are running", "the cat runs", use_stemmer=True) == pytest.approx(2 / 3)
+    assert metrics.rouge_l("cats are running", "the cat runs", use_stemmer=True) == pytest.approx(2 / 3)
     # without stemming (HF evaluate's default, the paper's) no token is shared: F = 0
-    assert ev.rouge_l("cats are running", "the cat runs") == 0.0
-    assert ev.rouge_l("", "the cat") == 0.0
-    assert ev.rouge_l("the cat", "the cat") == 1.0
+    assert metrics.rouge_l("cats are running", "the cat runs") == 0.0
+    assert metrics.rouge_l("", "the cat") == 0.0
+    assert metrics.rouge_l("the cat", "the cat") == 1.0
 
 
 def test_choose_label_and_accuracy():
     words = ("entailment", "neutral", "contradiction")
     assert ev.choose_label([-3.0, -1.0, -2.0], words) == "neutral"
     assert ev.choose_label([-1.0, -2.0, -1.0], words) == "entailment"  # ties go to the first label word
-    assert ev.accuracy("neutral", "neutral") == 1.0 and ev.accuracy("neutral", "entailment") == 0.0
+    assert metrics.accuracy("neutral", "neutral") == 1.0 and metrics.accuracy("neutral", "entailment") == 0.0
     with pytest.raises(ValueError, match="2 log-likelihoods for 3 label words"):
         ev.choose_label([-1.0, -2.0], words)
 
@@ -551,7 +555,7 @@ def test_bootstrap_ci_contains_the_mean_and_is_seeded():
 
 def test_bootstrap_ci_chunks_give_the_same_interval_as_one_draw(monkeypatch):
     scores = np.random.default_rng(0).random(50)
-    monkeypatch.setattr(ev, "BOOTSTRAP_CHUNK_ENTRIES", 500)  # 10 resamples per chunk
+    monkeypatch.setattr(ev_scoring, "BOOTSTRAP_CHUNK_ENTRIES", 500)  # 10 resamples per chunk
     whole = ev.bootstrap_ci(scores, 300, seed=3)
     rng = np.random.default_rng(3)
     means = scores[rng.integers(0, 50, size=(300, 50))].mean(axis=1)
@@ -675,8 +679,8 @@ def test_the_papers_native_tasks_resolve_and_missing_data_fails_clearly(native_t
 def test_rouge_with_and_without_stemming_hand_computed():
     # "the dogs barked loudly" vs "the dog barks loudly": unstemmed, LCS "the loudly" = 2 of 4 each way -> F = 1/2;
     # stemmed (Porter: dogs -> dog, barked/barks -> bark), all 4 tokens match -> F = 1
-    assert ev.rouge_l("the dogs barked loudly", "the dog barks loudly", use_stemmer=False) == pytest.approx(0.5)
-    assert ev.rouge_l("the dogs barked loudly", "the dog barks loudly", use_stemmer=True) == pytest.approx(1.0)
+    assert metrics.rouge_l("the dogs barked loudly", "the dog barks loudly", use_stemmer=False) == pytest.approx(0.5)
+    assert metrics.rouge_l("the dogs barked loudly", "the dog barks loudly", use_stemmer=True) == pytest.approx(1.0)
     assert ev.Scoring.from_config({"rouge_stemmer": True}).rouge_stemmer is True
     assert ev.Scoring.from_config({}).rouge_stemmer is False
 
@@ -697,11 +701,11 @@ def test_default_rouge_tokenizer_scores_english_as_rouge_score_does():
         scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stem)
         for prediction, target in ENGLISH_PAIRS:
             expected = scorer.score(target, prediction)["rougeL"].fmeasure
-            assert ev.rouge_l(prediction, target, stem) == expected
-            assert ev.rouge_l(prediction, target, stem, "default") == expected
+            assert metrics.rouge_l(prediction, target, stem) == expected
+            assert metrics.rouge_l(prediction, target, stem, "default") == expected
     # plain ASCII English: the unicode tokenizer finds the same words, so the same scores
     for prediction, target in ENGLISH_PAIRS:
-        assert ev.rouge_l(prediction, target, tokenizer="unicode") == ev.rouge_l(prediction, target)
+        assert metrics.rouge_l(prediction, target, tokenizer="unicode") == metrics.rouge_l(prediction, target)
 
 
 @pytest.mark.parametrize(
@@ -716,10 +720,10 @@ def test_default_rouge_tokenizer_scores_english_as_rouge_score_does():
     ],
 )
 def test_unicode_rouge_tokenizer_scores_non_latin_text(same, partial, expected):
-    assert ev.rouge_l(same, same) == 0.0  # rouge-score's default keeps [a-z0-9] only: no words at all
-    assert ev.rouge_l(same, same, tokenizer="unicode") == 1.0
-    assert ev.rouge_l(*partial, tokenizer="unicode") == pytest.approx(expected)
-    assert "बिल्लियाँ" in ev.UnicodeWords.tokenize("मुझे बिल्लियाँ पसंद हैं।")
+    assert metrics.rouge_l(same, same) == 0.0  # rouge-score's default keeps [a-z0-9] only: no words at all
+    assert metrics.rouge_l(same, same, tokenizer="unicode") == 1.0
+    assert metrics.rouge_l(*partial, tokenizer="unicode") == pytest.approx(expected)
+    assert "बिल्लियाँ" in metrics.UnicodeWords.tokenize("मुझे बिल्लियाँ पसंद हैं।")
 
 
 def test_rouge_tokenizer_is_set_per_eval_set_and_checked():
@@ -730,16 +734,16 @@ def test_rouge_tokenizer_is_set_per_eval_set_and_checked():
     with pytest.raises(ValueError, match=r"data\.datasets\.xsum\.rouge_tokenizer"):
         scoring.for_eval_set("xsum", {"rouge_tokenizer": "thai"})
     with pytest.raises(ValueError, match="rouge_tokenizer"):
-        ev.rouge_l("a", "a", tokenizer="thai")
+        metrics.rouge_l("a", "a", tokenizer="thai")
 
 
 def test_a_multi_line_reference_copied_whole_scores_one_and_the_paper_setting_does_not_cut_it(eval_sets):
     # CNN/DM highlights keep one sentence per line; a perfect copy must score 1.0 ...
     reference = "Rain fell on Pelbo.\nThe river rose.\nTobin sold a boat."
-    assert ev.rouge_l(reference, reference) == 1.0
+    assert metrics.rouge_l(reference, reference) == 1.0
     # ... and a copy cut at the first newline (ptft's default stop) keeps 4 of 11 tokens: P = 1, R = 4/11,
     # F = 2 * 4/11 / (1 + 4/11) = 8/15
-    assert ev.rouge_l(reference.split("\n")[0], reference) == pytest.approx(8 / 15)
+    assert metrics.rouge_l(reference.split("\n")[0], reference) == pytest.approx(8 / 15)
     summarisation = get_task("summarisation")
     dataset = ev.load_eval_set("news_sum", eval_sets["news_sum"])
     ours = ev.task_config("news_sum", summarisation, "default", 0, dataset)
@@ -841,9 +845,9 @@ def fixed_logits_model(tmp_path_factory):
 
 
 def _count_sequences(monkeypatch):
-    """Wrap ev._load_model so that every forward pass of the loaded model adds its batch size to the count."""
+    """Wrap ev_models._load_model so that every forward pass of the loaded model adds its batch size to the count."""
     seen = {"sequences": 0, "passes": 0}
-    load = ev._load_model
+    load = ev_models._load_model
 
     def counting_load(*args, **kwargs):
         model, tokenizer = load(*args, **kwargs)
@@ -856,7 +860,7 @@ def _count_sequences(monkeypatch):
         model.register_forward_pre_hook(hook, with_kwargs=True)
         return model, tokenizer
 
-    monkeypatch.setattr(ev, "_load_model", counting_load)
+    monkeypatch.setattr(ev_models, "_load_model", counting_load)
     return seen
 
 
@@ -943,12 +947,12 @@ def test_a_native_row_records_the_metrics_its_task_defines():
     # lm-eval's boolq defines acc only (lm_eval/tasks/super_glue/boolq/default.yaml): its samples carry no acc_norm.
     sample = {"doc": {"question": "q"}, "doc_id": 4, "target": 1, "filtered_resps": [(-2.0, False), (-1.0, False)],
               "acc": 1.0}  # fmt: skip
-    row = ev._native_prediction_row(sample, ["acc"])
+    row = ev_rows._native_prediction_row(sample, ["acc"])
     assert (row["doc_id"], row["prediction"], row["score"]) == (4, 1, 1.0) and "acc_norm" not in row
-    row = ev._native_prediction_row({**sample, "acc_norm": 0.0}, ["acc", "acc_norm"])
+    row = ev_rows._native_prediction_row({**sample, "acc_norm": 0.0}, ["acc", "acc_norm"])
     assert row["acc_norm"] == 0.0
     with pytest.raises(KeyError, match="acc_norm"):
-        ev._native_prediction_row(sample, ["acc", "acc_norm"])  # a metric the task defines must be in its samples
+        ev_rows._native_prediction_row(sample, ["acc", "acc_norm"])  # a metric the task defines must be in its samples
 
 
 # ---------------------------------------------------------------- arithmetic (evaluate.dtype) and backends
@@ -1044,7 +1048,7 @@ def test_vllm_backend_takes_lm_evals_vllm_arguments_and_says_which_environment_i
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 8}))
-    lora_args = ev.vllm_model_args(adapter, "bfloat16", 16, SEED, base_dir=model_dir)
+    lora_args = ev.vllm_model_args(adapter, "bfloat16", 16, SEED, checkpoint_dir=model_dir)
     assert lora_args["pretrained"] == str(model_dir) and lora_args["lora_local_path"] == str(adapter)
     assert lora_args["max_lora_rank"] == 8
     assert set(args) | set(lora_args) <= accepted, (set(args) | set(lora_args)) - accepted

@@ -468,7 +468,8 @@ def test_lora_writes_an_adapter_on_every_olmo2_linear_layer(lora_model, checkpoi
 
 
 def test_lora_adapter_and_merged_evaluation_score_the_same(lora_model, checkpoint, tmp_path):
-    from ptft.evaluate import _load_model, evaluate
+    from ptft.evaluate import evaluate
+    from ptft.evaluate.models import _load_model
 
     rows = paraphrase_rows(12, seed=9)
     spec = {"task": "paraphrase", "train": tmp_path / "train.jsonl", "test": tmp_path / "test.jsonl"}
