@@ -271,6 +271,17 @@ def test_shots_overflow_policies_on_one_item(model_dir, eval_sets):
         task.fewshot_context(doc, 4)
 
 
+def test_drop_shots_keeps_a_zero_shot_prompt_that_alone_exceeds_the_budget(model_dir, eval_sets):
+    """A 0-shot prompt over the budget has no shot to drop: it is kept (lm-eval cuts it) and counted, not a crash."""
+    task, dataset, tokenizer = _overflow_task(model_dir, eval_sets, "drop_shots", budget=10_000, shots=0)
+    doc = dataset["test"][0]
+    alone = task.fewshot_context(doc, 0)
+    budget = _n_tokens(tokenizer, alone) - 1
+    task, _, _ = _overflow_task(model_dir, eval_sets, "drop_shots", budget, shots=0)
+    assert task.fewshot_context(doc, 0) == alone
+    assert task.shots_used[doc["id"]] == 0 and task.overflow == {doc["id"]: budget + 1}
+
+
 def test_shots_overflow_policy_per_eval_set():
     assert ev.shots_overflow_policy({}, "xsum") == "drop_shots"
     assert ev.shots_overflow_policy({"shots_overflow": "error"}, "xsum") == "error"

@@ -111,7 +111,7 @@ def _fitting_task_class() -> type:
                     "handle it)"
                 )
             if fit.policy == "drop_shots":
-                kept, context = _dropped_shots_context(self, doc, drawn, kwargs)
+                kept, context = _dropped_shots_context(self, doc, drawn, context, kwargs)
                 self.shots_used[item] = kept
                 return context
             self.shots_used[item] = len(drawn)
@@ -132,12 +132,15 @@ def _fitting_task_class() -> type:
     return FittingTask
 
 
-def _dropped_shots_context(task, doc, drawn: list, kwargs) -> tuple[int, str]:
-    """drop_shots: (shots kept, context) with the last shots of the draw, as many as fit (0 if none fits)."""
-    for kept in range(len(drawn) - 1, -1, -1):
+def _dropped_shots_context(task, doc, drawn: list, context: str, kwargs) -> tuple[int, str]:
+    """drop_shots: (shots kept, context) with the last shots of the draw, as many as fit, from context (the prompt
+    with every drawn shot, over the budget). With no shot left (or none drawn: a 0-shot prompt over the budget) the
+    item's own prompt is returned as it is, still over the budget: lm-eval cuts it from the left, and the row counts it
+    in n_overflow."""
+    kept = len(drawn)
+    while kept > 0 and task.fit.n_tokens(context) > task.fit.budget:
+        kept -= 1
         context = task.context_with(doc, drawn[len(drawn) - kept :], kwargs)
-        if task.fit.n_tokens(context) <= task.fit.budget:
-            break
     return kept, context
 
 
