@@ -11,8 +11,8 @@ import pandas as pd
 from ptft.analysis.results import BASE, NATIVE_FORMAT
 
 
-# The task family of an instruction set (Tulu): scored by lm-eval's own tasks (prompt_format native), not by a set of its
-# family, and no part of the paper's transfer finding.
+# The task family of an instruction set (Tulu): scored by lm-eval's own tasks (prompt_format native), not by a set
+# of its family, and no part of the paper's transfer finding.
 INSTRUCTION_TASK = "instruction"
 PAIR_COLUMNS = ["model", "step", "tokens", "ft_set", "eval_set", "task", "prompt_format", "metric", "base", "finetuned"]
 
