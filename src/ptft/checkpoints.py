@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, read_jsonl, write_json, write_jsonl, sha256_file
+from ptft.train_log import TRAIN_LOG_FILE  # the same file name; here `step` is the pre-training step
 
 # torch and transformers' model classes are imported inside the functions that need them: the tokenizer job
 # (and anything that only imports this module) does not pay their ~3 s import.
@@ -18,7 +19,6 @@ from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, read_jsonl,
 EOS_TOKEN = "<|endoftext|>"  # end of document; also the bos token (never added automatically, as in OLMo)
 PAD_TOKEN = "<|padding|>"  # a token of its own, so padding can never be confused with a trained EOS
 TRAINING_STATE_FILE = "training_state.pt"
-TRAIN_LOG_FILE = "train_log.jsonl"
 DEFAULT_SEED = 42  # params.yaml's study seed; models.<model>.pretrain.seed overrides it
 ADAM_BETAS = (0.9, 0.95)
 GRAD_CLIP = 1.0

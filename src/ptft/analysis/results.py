@@ -16,6 +16,7 @@ import pandas as pd
 
 from ptft import variants
 from ptft.provenance import atomic_write_text, provenance, sha256_file, write_json
+from ptft.train_log import OPTIMIZER_STEP, log_row
 
 
 BASE = "base"  # the ft_set value of a model that was not fine-tuned
@@ -227,7 +228,8 @@ def write_markdown(
 
 def read_train_logs(logs: Mapping[tuple[str, int, str], str | os.PathLike]) -> pd.DataFrame:
     """Item 6: fine-tuning curves. `logs` maps (model, step, ft_set) to a train_log.jsonl (one JSON object per
-    optimizer step with step, epoch, loss, lr). Returns model, step (the checkpoint), ft_set, train_step, epoch,
+    optimizer step with optimizer_step, epoch, loss, lr; or step for optimizer_step in logs written before,
+    ptft.train_log.log_row). Returns model, step (the checkpoint), ft_set, train_step (the optimizer step), epoch,
     loss, lr; raises naming the file and line of a bad record."""
     rows = []
     for (model, step, ft_set), path in sorted(logs.items()):
@@ -236,9 +238,10 @@ def read_train_logs(logs: Mapping[tuple[str, int, str], str | os.PathLike]) -> p
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
+                    rec = log_row(json.loads(line))
                     rows.append(
-                        {"model": str(model), "step": int(step), "ft_set": str(ft_set), "train_step": int(rec["step"]),
+                        {"model": str(model), "step": int(step), "ft_set": str(ft_set),
+                         "train_step": int(rec[OPTIMIZER_STEP]),
                          "epoch": int(rec["epoch"]), "loss": float(rec["loss"]), "lr": float(rec["lr"])}
                     )  # fmt: skip
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:

@@ -52,7 +52,6 @@ from ptft.finetune.resume import (
 from ptft.finetune.trainer import (
     LOSS_WEIGHTINGS,
     PEAK_FLOPS,
-    TRAIN_LOG_FILE,
     build_trainer,
     flops_per_token,
     fsdp_arguments,
@@ -62,6 +61,7 @@ from ptft.finetune.trainer import (
     settle_fsdp,
     training_arguments,
 )
+from ptft.train_log import TRAIN_LOG_FILE
 
 __all__ = [
     "FINGERPRINT_FILE", "IGNORE_INDEX", "LORA_TARGET_MODULES", "LOSS_WEIGHTINGS", "PEAK_FLOPS",

@@ -21,18 +21,18 @@ import torch
 from ptft.config import ft_set_of
 from ptft.finetune.examples import Example, load_examples
 from ptft.finetune.resume import resume_dir_for, resume_state, saved_step
-from ptft.finetune.trainer import TRAIN_LOG_FILE, build_trainer, gathered_state_dict, gradient_accumulation
+from ptft.finetune.trainer import build_trainer, gathered_state_dict, gradient_accumulation
 from ptft.provenance import (
     PROVENANCE_FILE,
     atomic_dir,
     package_version,
     provenance,
-    read_jsonl,
     read_provenance,
     write_json,
     write_jsonl,
 )
 from ptft.settings import FinetuneSettings
+from ptft.train_log import STEP_TOKENS, TRAIN_LOG_FILE, read_train_log
 
 # LoRA targets per architecture (config.model_type), named explicitly: peft's default table does not know OLMo, and a
 # pattern that matches nothing would train nothing. Every linear map of attention and MLP, as in QLoRA.
@@ -217,7 +217,7 @@ def finetune(
     if not trainer.is_world_process_zero():
         return
 
-    log_rows = read_jsonl(log_file)
+    log_rows = read_train_log(log_file)
     record = finetune_record(
         settings, checkpoint_record, data, trainer, log_rows, task=task, ft_set=ft_set, checkpoint_dir=checkpoint_dir,
         train_path=train_path, world_size=world_size, sharding=sharding, seconds=seconds,
@@ -274,7 +274,7 @@ def finetune_record(
         world_size=world_size,
         sharding=sharding,
         wrapped_by=type(trainer.model_wrapped).__name__,  # what accelerate wrapped: FSDP, DDP or the model
-        trained_tokens=sum(r["tokens"] for r in log_rows),
+        trained_tokens=sum(r[STEP_TOKENS] for r in log_rows),
         seconds=round(seconds, 1),
         resumed_from_step=resumed_step,
         threads=threads,

@@ -10,9 +10,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from ptft.finetune.trainer import TRAIN_LOG_FILE
-from ptft.provenance import PROVENANCE_FILE, read_jsonl, sha256_file, write_json, write_jsonl
+from ptft.provenance import PROVENANCE_FILE, sha256_file, write_json, write_jsonl
 from ptft.settings import FinetuneSettings
+from ptft.train_log import OPTIMIZER_STEP, TRAIN_LOG_FILE, read_train_log
 
 FINGERPRINT_FILE = "fingerprint.json"
 
@@ -101,8 +101,10 @@ def resume_state(
     log_file = resume_dir / TRAIN_LOG_FILE
     resumed_step = saved_step(resume_from)
     if main_process:
-        # rows past the save we resume from are recomputed, so they are dropped
-        kept = [r for r in read_jsonl(log_file) if r["step"] <= (resumed_step or 0)] if log_file.exists() else []
+        # rows past the save we resume from are recomputed, so they are dropped; those kept are written under
+        # today's keys (a run saved before the train log's rename resumes into one log of one format)
+        kept = read_train_log(log_file) if log_file.exists() else []
+        kept = [r for r in kept if r[OPTIMIZER_STEP] <= (resumed_step or 0)]
         write_jsonl(log_file, kept)
     if resume_from:
         print(f"resuming {ft_set} from {resume_from} (optimizer step {resumed_step})", file=sys.stderr, flush=True)

@@ -15,8 +15,8 @@ import torch
 from ptft import varlen
 from ptft.finetune.examples import collate, example_index, example_weighted_loss, pack
 from ptft.settings import FinetuneSettings
+from ptft.train_log import OPTIMIZER_STEP, STEP_TOKENS
 
-TRAIN_LOG_FILE = "train_log.jsonl"
 LOSS_WEIGHTINGS = ("token", "example")
 
 
@@ -157,7 +157,7 @@ def _tokens_of_all_processes(trainer, tokens: int) -> int:
 
 
 def _log_step(trainer, logs: dict) -> None:
-    """Append the optimizer step's row to the train log (first process only) and restart the step's token count and
+    """Append the optimizer step's row to the train log (first process only; keys: ptft.train_log) and restart the step's token count and
     clock. Raises FloatingPointError on a non-finite loss, naming the step, epoch and lr."""
     step = trainer.state.global_step
     epoch = 1 + (step - 1) // trainer.steps_per_epoch
@@ -178,12 +178,12 @@ def _log_step(trainer, logs: dict) -> None:
         else None
     )
     row = {
-        "step": step,
+        OPTIMIZER_STEP: step,
         "epoch": epoch,
         "loss": loss,
         "lr": lr,
         "grad_norm": float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
-        "tokens": tokens,
+        STEP_TOKENS: tokens,
         "tokens_per_s": round(tokens_per_s, 1) if tokens_per_s else None,
         "mfu": round(mfu, 4) if mfu is not None else None,
     }
