@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from ptft.analysis.pairs import INSTRUCTION_TASK, _join_base, _number, _one_setting, _paired_with_base
+from ptft.analysis.pairs import INSTRUCTION_TASK, _check_known, _join_base, _number, _one_setting, _paired_with_base
 from ptft.analysis.results import BASE, COLUMNS, DEFAULT_FORMAT, sort_results
 from ptft.tasks import TASKS
 
@@ -26,11 +26,7 @@ def finetune_gain(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
     prompt_format, shots, metric); `in_domain` is True where the eval_set is the ft_set itself.
     """
     tuned = df[df["ft_set"] != BASE]
-    unknown = sorted(set(tuned["ft_set"]) - set(ft_sets))
-    if unknown:
-        raise KeyError(
-            f"ft_sets {unknown} are in the results but have no task family in ft_sets (known: {sorted(ft_sets)})"
-        )
+    _check_known(tuned, ft_sets)
     tasks = set(df["task"])
     for ft_set, family in ft_sets.items():
         # An instruction set (Tulu) is scored by lm-eval's own tasks (prompt_format native), not by a set of its family.

@@ -47,15 +47,20 @@ def _join_base(tuned: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-def _paired_with_base(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
-    """Every fine-tuned row (any eval set) beside the base value of its checkpoint: columns of the table plus
-    `ft_task` (the ft_set's task family) and `base`; raises naming the row when a base result is missing."""
-    tuned = df[df["ft_set"] != BASE]
+def _check_known(tuned: pd.DataFrame, ft_sets: Mapping[str, str]) -> None:
+    """Raise KeyError naming the ft_sets of fine-tuned rows that `ft_sets` (name -> task family) does not know."""
     unknown = sorted(set(tuned["ft_set"]) - set(ft_sets))
     if unknown:
         raise KeyError(
             f"ft_sets {unknown} are in the results but have no task family in ft_sets (known: {sorted(ft_sets)})"
         )
+
+
+def _paired_with_base(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
+    """Every fine-tuned row (any eval set) beside the base value of its checkpoint: columns of the table plus
+    `ft_task` (the ft_set's task family) and `base`; raises naming the row when a base result is missing."""
+    tuned = df[df["ft_set"] != BASE]
+    _check_known(tuned, ft_sets)
     merged = _join_base(tuned, df)
     merged["ft_task"] = merged["ft_set"].map(dict(ft_sets))
     return merged
