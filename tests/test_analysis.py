@@ -456,6 +456,14 @@ def test_read_train_logs_and_markdown(tmp_path):
         {"model": "tiny", "step": 400, "ft_set": "news_sum", "train_step": 1, "epoch": 1, "loss": 6.5, "lr": 0.001},
         {"model": "tiny", "step": 400, "ft_set": "news_sum", "train_step": 2, "epoch": 2, "loss": 4.25, "lr": 0.0005},
     ]
+    # the keys of today's logs (optimizer_step, step_tokens) give the same table as those of logs written before
+    current = tmp_path / "current" / "train_log.jsonl"
+    current.parent.mkdir()
+    current.write_text(
+        '{"epoch": 1, "loss": 6.5, "lr": 0.001, "optimizer_step": 1, "step_tokens": 90, "tokens_per_s": 10.0}\n'
+        '{"epoch": 2, "loss": 4.25, "lr": 0.0005, "optimizer_step": 2, "step_tokens": 80, "tokens_per_s": 11.0}\n'
+    )
+    assert read_train_logs({("tiny", 400, "news_sum"): current}).equals(curves)
     log.write_text('{"epoch": 1, "step": 1}\n')
     with pytest.raises(ValueError, match=r"train_log.jsonl: line 1"):
         read_train_logs({("tiny", 400, "news_sum"): log})

@@ -164,7 +164,7 @@ def test_finetune_is_deterministic_and_records_provenance(checkpoint, tmp_path, 
     assert "scheduling.save_steps: 200" in head  # a default FT_CFG leaves out, printed too
     finetune(checkpoint, train, "paraphrase", "para", FT_CFG, tmp_path / "b", threads=1)
     assert [r["loss"] for r in log(tmp_path / "a")] == [r["loss"] for r in log(tmp_path / "b")]
-    assert [(r["step"], r["epoch"]) for r in log(tmp_path / "a")] == [(s, 1 + (s - 1) // 6) for s in range(1, 13)]
+    assert [(r["optimizer_step"], r["epoch"]) for r in log(tmp_path / "a")] == [(s, 1 + (s - 1) // 6) for s in range(1, 13)]
 
     record = json.loads((tmp_path / "a" / "provenance.json").read_text())
     assert (record["model"], record["step"], record["tokens"]) == ("tiny", 0, 0)
@@ -289,7 +289,7 @@ def test_packed_and_padded_training_follow_the_same_loss_curve(checkpoint, tmp_p
     packed, padded = log(tmp_path / "packed"), log(tmp_path / "padded")
     assert [r["loss"] for r in packed] == pytest.approx([r["loss"] for r in padded], abs=1e-4)
     # the padded run counts only real tokens too, so both trained the same number
-    assert [r["tokens"] for r in packed] == [r["tokens"] for r in padded]
+    assert [r["step_tokens"] for r in packed] == [r["step_tokens"] for r in padded]
 
 
 def test_the_loss_is_the_mean_over_the_batchs_completion_tokens(checkpoint, tokenizer, tmp_path):
@@ -557,7 +557,7 @@ def test_a_killed_run_resumes_from_its_last_save(checkpoint, tmp_path, method):
     assert record["resumed_from_step"] == saved and "resuming para from" in rerun.stderr
     assert not resume.exists()  # published, so the state is gone
     resumed_log = log(out)
-    assert [r["step"] for r in resumed_log] == list(range(1, 37))
+    assert [r["optimizer_step"] for r in resumed_log] == list(range(1, 37))
 
     finetune(checkpoint, train, "paraphrase", "para", cfg, tmp_path / "uninterrupted", threads=1)
     whole = log(tmp_path / "uninterrupted")
@@ -692,7 +692,7 @@ def test_two_processes_under_ddp_train_like_one(checkpoint, tmp_path):
     assert (record["world_size"], record["gradient_accumulation"]) == (2, 2)
     one, two = log(tmp_path / "one"), log(tmp_path / "two")
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=1e-5)
-    assert [r["tokens"] for r in two] == [r["tokens"] for r in one]
+    assert [r["step_tokens"] for r in two] == [r["step_tokens"] for r in one]
 
 
 def test_the_log_reports_throughput_and_mfu_against_the_given_peak(checkpoint, tmp_path, monkeypatch):
@@ -705,12 +705,12 @@ def test_the_log_reports_throughput_and_mfu_against_the_given_peak(checkpoint, t
     finetune(checkpoint, train, "paraphrase", "para", dict(FT_CFG, epochs=1), tmp_path / "out", threads=1)
     flops = flops_per_token(AutoModelForCausalLM.from_pretrained(checkpoint), "full")
     rows = log(tmp_path / "out")
-    assert {"step", "epoch", "loss", "lr", "tokens", "tokens_per_s", "mfu", "grad_norm"} <= set(rows[0])
+    assert {"optimizer_step", "epoch", "loss", "lr", "step_tokens", "tokens_per_s", "mfu", "grad_norm"} <= set(rows[0])
     for row in rows:
         assert row["tokens_per_s"] > 0
         assert row["mfu"] == pytest.approx(flops * row["tokens_per_s"] / 1e12, rel=1e-2, abs=1e-4)
     record = json.loads((tmp_path / "out" / "provenance.json").read_text())
-    assert record["trained_tokens"] == sum(r["tokens"] for r in rows) > 0
+    assert record["trained_tokens"] == sum(r["step_tokens"] for r in rows) > 0
 
 
 # ---------------------------------------------------------------- sharded (FSDP) runs
@@ -744,7 +744,7 @@ def test_fsdp_over_two_processes_trains_like_one_and_saves_a_whole_model(checkpo
     one, two = log(tmp_path / "one"), log(tmp_path / "two")
     assert len(two) == len(one) == 4
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=FSDP_TOLERANCE)
-    assert [r["tokens"] for r in two] == [r["tokens"] for r in one]
+    assert [r["step_tokens"] for r in two] == [r["step_tokens"] for r in one]
     weights = "model.safetensors" if method == "full" else "adapter_model.safetensors"
     ours, theirs = load_file(tmp_path / "two" / weights), load_file(tmp_path / "one" / weights)
     assert sorted(ours) == sorted(theirs)  # every tensor, whole, under the names one process writes
@@ -815,7 +815,7 @@ def test_a_killed_sharded_run_resumes_and_its_model_scores_like_an_uninterrupted
     assert record["resumed_from_step"] == saved and "resuming para from" in rerun.stderr
     assert not resume.exists()
     resumed_log = log(out)
-    assert [r["step"] for r in resumed_log] == list(range(1, 13))
+    assert [r["optimizer_step"] for r in resumed_log] == list(range(1, 13))
 
     # uninterrupted, on one process without sharding: the same losses, and the same scores from the saved models
     finetune(checkpoint, train, "paraphrase", "para", cfg, tmp_path / "uninterrupted", threads=1)
@@ -855,6 +855,30 @@ def test_state_of_another_launch_is_refused_naming_both(tmp_path):
     assert (resume / "checkpoint-4").is_dir()  # refused, not deleted
     # another config is still discarded, whatever the launch
     assert prepare_resume(resume, "other", True, world_size=2, sharding="none") is None
+
+
+def test_a_resumed_log_written_before_the_key_rename_is_kept_under_todays_keys(checkpoint, tmp_path):
+    """train_log.jsonl's step and tokens became optimizer_step and step_tokens: a run saved before resumes into one log
+    under today's keys, its rows past the save dropped, and every reader takes both."""
+    from ptft.finetune import fingerprint, resume_dir_for, resume_state
+    from ptft.train_log import log_row, read_train_log
+
+    train = write_jsonl(tmp_path / "train.jsonl", paraphrase_rows(8))
+    settings = FinetuneSettings.from_config(FT_CFG, "para")
+    out = tmp_path / "para"
+    resume = resume_dir_for(out)
+    (resume / "checkpoint-2").mkdir(parents=True)
+    (resume / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    key = fingerprint(settings, checkpoint, train)
+    (resume / "fingerprint.json").write_text(json.dumps({"fingerprint": key, "world_size": 1, "sharding": "none"}))
+    old = [{"step": s, "epoch": 1, "loss": 5.0 - s, "lr": 1e-3, "tokens": 10 * s} for s in (1, 2, 3)]
+    write_jsonl(resume / "train_log.jsonl", old)
+    assert resume_state(out, settings, checkpoint, train, 1, "none", "para") == (resume, resume / "checkpoint-2")
+    assert log(resume) == [
+        {"optimizer_step": s, "epoch": 1, "loss": 5.0 - s, "lr": 1e-3, "step_tokens": 10 * s} for s in (1, 2)
+    ]
+    assert read_train_log(resume / "train_log.jsonl") == log(resume)
+    assert log_row({"optimizer_step": 4, "step_tokens": 7}) == {"optimizer_step": 4, "step_tokens": 7}
 
 
 def test_the_launcher_reads_the_rendezvous_from_slurm():

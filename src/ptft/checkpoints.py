@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, read_jsonl, write_json, write_jsonl, sha256_file
+from ptft.train_log import TRAIN_LOG_FILE  # the same file name; here `step` is the pre-training step
 
 # torch and transformers' model classes are imported inside the functions that need them: the tokenizer job
 # (and anything that only imports this module) does not pay their ~3 s import.
@@ -18,7 +19,6 @@ from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, read_jsonl,
 EOS_TOKEN = "<|endoftext|>"  # end of document; also the bos token (never added automatically, as in OLMo)
 PAD_TOKEN = "<|padding|>"  # a token of its own, so padding can never be confused with a trained EOS
 TRAINING_STATE_FILE = "training_state.pt"
-TRAIN_LOG_FILE = "train_log.jsonl"
 DEFAULT_SEED = 42  # params.yaml's study seed; models.<model>.pretrain.seed overrides it
 ADAM_BETAS = (0.9, 0.95)
 GRAD_CLIP = 1.0
@@ -108,8 +108,8 @@ def load_tokenized_corpus(corpus_path: Path, tokenizer: Any) -> "torch.Tensor":
 # -------------------------------------------------------------------------------------------------------- pre-training
 
 
-def _seed(model_cfg: dict) -> int:
-    return int(model_cfg.get("pretrain", {}).get("seed", DEFAULT_SEED))
+def _seed(model_spec: dict) -> int:
+    return int(model_spec.get("pretrain", {}).get("seed", DEFAULT_SEED))
 
 
 def _lr_at(step: int, pretrain_cfg: dict) -> float:
@@ -131,11 +131,11 @@ def _batch_at(
     return batch[:, :-1], batch[:, 1:]
 
 
-def _new_model(model_cfg: dict, tokenizer: Any, seed: int):
+def _new_model(model_spec: dict, tokenizer: Any, seed: int):
     import torch
     from transformers import Olmo2Config, Olmo2ForCausalLM
 
-    architecture = dict(model_cfg["architecture"])
+    architecture = dict(model_spec["architecture"])
     if architecture.get("vocab_size", len(tokenizer)) != len(tokenizer):
         raise ValueError(
             f"architecture.vocab_size is {architecture['vocab_size']}, but the tokenizer has {len(tokenizer)} tokens"
@@ -164,19 +164,19 @@ def _optimizer(model, pretrain_cfg: dict):
     return torch.optim.AdamW(groups, lr=_lr_at(1, pretrain_cfg), betas=ADAM_BETAS, eps=1e-8)
 
 
-def _training_cfg(model_cfg: dict) -> dict:
+def _training_cfg(model_spec: dict) -> dict:
     """The part of the config that must agree between a checkpoint and the one continuing it."""
-    pretrain_cfg = {k: v for k, v in model_cfg.get("pretrain", {}).items() if k != "threads"}
+    pretrain_cfg = {k: v for k, v in model_spec.get("pretrain", {}).items() if k != "threads"}
     return {
-        "architecture": model_cfg["architecture"],
-        "tokenizer": model_cfg.get("tokenizer"),
+        "architecture": model_spec["architecture"],
+        "tokenizer": model_spec.get("tokenizer"),
         "pretrain": pretrain_cfg,
     }
 
 
 def pretrain(
     model: str,
-    model_cfg: dict,
+    model_spec: dict,
     step: int,
     tokenizer_dir: Path,
     corpus_path: Path,
@@ -186,115 +186,127 @@ def pretrain(
 ) -> None:
     """Write the checkpoint of `model` at `step` to `out_dir`, continuing from `previous_dir` (or from scratch if None).
 
-    Step 0 is the seeded initial weights. The result is the same however the run to `step` was split into calls.
+    model_spec is the model's section of the config (architecture, tokenizer, pretrain). Step 0 is the seeded initial
+    weights. The result is the same however the run to `step` was split into calls. Raises ValueError for a negative
+    step, or a previous checkpoint made with another seed, config, corpus or tokenizer, or past `step`.
     """
     import torch
-    from tqdm import tqdm
-    from transformers import AutoTokenizer, Olmo2ForCausalLM
+    from transformers import AutoTokenizer
 
     torch.set_num_threads(threads)
     tokenizer_dir, corpus_path, out_dir = Path(tokenizer_dir), Path(corpus_path), Path(out_dir)
-    cfg = model_cfg["pretrain"]
-    seed, batch_size, seq_len = _seed(model_cfg), int(cfg["batch_size"]), int(cfg["seq_len"])
+    cfg = model_spec["pretrain"]
+    seed, batch_size, seq_len = _seed(model_spec), int(cfg["batch_size"]), int(cfg["seq_len"])
     if step < 0:
         raise ValueError(f"{model}: step must be >= 0, got {step}")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-    corpus_sha256 = sha256_file(corpus_path)
-    tokenizer_sha256 = sha256_file(tokenizer_dir / "tokenizer.json")
-
-    log_rows: list[dict] = []
+    # what a checkpoint and the one continuing it must agree on; saved in the training state
+    identity = {
+        "seed": seed,
+        "config": _training_cfg(model_spec),
+        "corpus_sha256": sha256_file(corpus_path),
+        "tokenizer_sha256": sha256_file(tokenizer_dir / "tokenizer.json"),
+    }
     if previous_dir is None:
-        start = 0
-        net = _new_model(model_cfg, tokenizer, seed)
+        start, net, log_rows = 0, _new_model(model_spec, tokenizer, seed), []
         optimizer = _optimizer(net, cfg)
     else:
         previous_dir = Path(previous_dir)
-        state = torch.load(previous_dir / TRAINING_STATE_FILE, weights_only=True)
-        start = int(state["step"])
-        expected = {
-            "seed": seed,
-            "config": _training_cfg(model_cfg),
-            "corpus_sha256": corpus_sha256,
-            "tokenizer_sha256": tokenizer_sha256,
-        }
-        for key, value in expected.items():
-            if state[key] != value:
-                raise ValueError(
-                    f"{previous_dir}: cannot continue to step {step}: its {key} is {state[key]!r}, this run's is {value!r}"
-                )
-        if start > step:
-            raise ValueError(f"{previous_dir} is at step {start}, past the requested step {step}")
-        net = Olmo2ForCausalLM.from_pretrained(
-            previous_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True, local_files_only=True
-        )
-        optimizer = _optimizer(net, cfg)
-        if state["optimizer"] is not None:
-            optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        if (previous_dir / TRAIN_LOG_FILE).exists():
-            log_rows = read_jsonl(previous_dir / TRAIN_LOG_FILE)
-
+        start, net, optimizer, log_rows = _continue_from(previous_dir, step, identity, cfg)
     n_params = sum(p.numel() for p in net.parameters())
     if step > start:
-        tokens = load_tokenized_corpus(corpus_path, tokenizer)
-        if len(tokens) <= seq_len:
-            raise ValueError(f"{corpus_path}: {len(tokens)} tokens, fewer than one window of seq_len={seq_len} + 1")
-        net.train()
-        progress = tqdm(
-            range(start + 1, step + 1), desc=f"pretrain {model} {start}->{step}", unit="step", mininterval=1.0
-        )
-        for s in progress:
-            t0 = time.perf_counter()
-            lr = _lr_at(s, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = _batch_at(s, seed, tokens, batch_size, seq_len)
-            logits = net(input_ids=x).logits
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"pretrain {model}: loss is {loss.item()} at step {s} (lr {lr:g})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
-            optimizer.step()
-            tokens_per_s = batch_size * seq_len / (time.perf_counter() - t0)
-            log_rows.append({"step": s, "loss": loss.item(), "lr": lr, "tokens_per_s": round(tokens_per_s, 1)})
-            progress.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
-        progress.close()
+        _train_steps(model, net, optimizer, range(start + 1, step + 1), seed, cfg, corpus_path, tokenizer, log_rows)
+    training_state = {
+        "step": step,
+        "optimizer": optimizer.state_dict() if step > 0 else None,
+        "rng": torch.get_rng_state(),
+        **identity,
+    }
+    recent = [r["tokens_per_s"] for r in log_rows[-(step - start) :]] if step > start else []
+    record = provenance(
+        "checkpoint", model_spec, seed, model=model, step=step, tokens=step * batch_size * seq_len, source="embedded",
+        n_params=n_params, continued_from=str(previous_dir) if previous_dir is not None else None,
+        corpus=str(corpus_path), corpus_sha256=identity["corpus_sha256"], tokenizer=str(tokenizer_dir),
+        tokenizer_sha256=identity["tokenizer_sha256"], threads=threads,
+        loss=log_rows[-1]["loss"] if log_rows else None,
+        tokens_per_s=round(sum(recent) / len(recent), 1) if recent else None,
+    )  # fmt: skip
+    _write_checkpoint(out_dir, net, tokenizer, training_state, log_rows, record)
+
+
+def _continue_from(
+    previous_dir: Path, step: int, identity: dict, pretrain_cfg: dict
+) -> tuple[int, Any, Any, list[dict]]:
+    """(its step, model, optimizer, train log rows) of the checkpoint in previous_dir, with torch's RNG state restored;
+    raises ValueError when its seed, config, corpus or tokenizer differ from identity or it is past `step`."""
+    import torch
+    from transformers import Olmo2ForCausalLM
+
+    state = torch.load(previous_dir / TRAINING_STATE_FILE, weights_only=True)
+    start = int(state["step"])
+    for key, value in identity.items():
+        if state[key] != value:
+            raise ValueError(
+                f"{previous_dir}: cannot continue to step {step}: its {key} is {state[key]!r}, this run's is {value!r}"
+            )
+    if start > step:
+        raise ValueError(f"{previous_dir} is at step {start}, past the requested step {step}")
+    net = Olmo2ForCausalLM.from_pretrained(
+        previous_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True, local_files_only=True
+    )
+    optimizer = _optimizer(net, pretrain_cfg)
+    if state["optimizer"] is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    log_rows = read_jsonl(previous_dir / TRAIN_LOG_FILE) if (previous_dir / TRAIN_LOG_FILE).exists() else []
+    return start, net, optimizer, log_rows
+
+
+def _train_steps(
+    model: str, net, optimizer, steps: range, seed: int, pretrain_cfg: dict, corpus_path: Path, tokenizer: Any,
+    log_rows: list[dict],
+) -> None:
+    """Train net over `steps` (each step's batch and lr are functions of (seed, step) alone), appending one row per
+    step to log_rows (step, loss, lr, tokens_per_s). Raises ValueError for a corpus shorter than one window and
+    FloatingPointError on a non-finite loss."""
+    import torch
+    from tqdm import tqdm
+
+    batch_size, seq_len = int(pretrain_cfg["batch_size"]), int(pretrain_cfg["seq_len"])
+    tokens = load_tokenized_corpus(corpus_path, tokenizer)
+    if len(tokens) <= seq_len:
+        raise ValueError(f"{corpus_path}: {len(tokens)} tokens, fewer than one window of seq_len={seq_len} + 1")
+    net.train()
+    progress = tqdm(steps, desc=f"pretrain {model} {steps.start - 1}->{steps.stop - 1}", unit="step", mininterval=1.0)
+    for s in progress:
+        t0 = time.perf_counter()
+        lr = _lr_at(s, pretrain_cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = _batch_at(s, seed, tokens, batch_size, seq_len)
+        logits = net(input_ids=x).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"pretrain {model}: loss is {loss.item()} at step {s} (lr {lr:g})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
+        optimizer.step()
+        tokens_per_s = batch_size * seq_len / (time.perf_counter() - t0)
+        log_rows.append({"step": s, "loss": loss.item(), "lr": lr, "tokens_per_s": round(tokens_per_s, 1)})
+        progress.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
+    progress.close()
+
+
+def _write_checkpoint(
+    out_dir: Path, net, tokenizer: Any, training_state: dict, log_rows: list[dict], record: dict
+) -> None:
+    """The checkpoint folder, atomically: weights, tokenizer, training state, train log and provenance."""
+    import torch
 
     with atomic_dir(out_dir) as tmp:
         net.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        training_state = {
-            "step": step,
-            "optimizer": optimizer.state_dict() if step > 0 else None,
-            "rng": torch.get_rng_state(),
-            "seed": seed,
-            "config": _training_cfg(model_cfg),
-            "corpus_sha256": corpus_sha256,
-            "tokenizer_sha256": tokenizer_sha256,
-        }
         torch.save(training_state, tmp / TRAINING_STATE_FILE)
         write_jsonl(tmp / TRAIN_LOG_FILE, log_rows)
-        recent = [r["tokens_per_s"] for r in log_rows[-(step - start) :]] if step > start else []
-        write_json(
-            tmp / PROVENANCE_FILE,
-            provenance(
-                "checkpoint",
-                model_cfg,
-                seed,
-                model=model,
-                step=step,
-                tokens=step * batch_size * seq_len,
-                source="embedded",
-                n_params=n_params,
-                continued_from=str(previous_dir) if previous_dir is not None else None,
-                corpus=str(corpus_path),
-                corpus_sha256=corpus_sha256,
-                tokenizer=str(tokenizer_dir),
-                tokenizer_sha256=tokenizer_sha256,
-                threads=threads,
-                loss=log_rows[-1]["loss"] if log_rows else None,
-                tokens_per_s=round(sum(recent) / len(recent), 1) if recent else None,
-            ),
-        )
+        write_json(tmp / PROVENANCE_FILE, record)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptft.analysis import BASE, COLUMNS, _typed, sort_results
+from ptft.analysis import BASE, COLUMNS, NATIVE_FORMAT, sort_results
+from ptft.analysis.results import _typed
 from ptft.tasks import TASKS
 
 ENV_VAR = "PTFT_AUTHORS_RESULTS"
@@ -57,9 +58,8 @@ EVAL_SET_TASKS = {
 # Eval-dataset suffixes -> prompt formats (notebook cells 33-34: '<set>', '<set>_instruct', '<set>_inputoutput').
 FORMAT_SUFFIXES = {"_inputoutput": "io", "_instruct": "instruct", "": "default"}
 # official_eval_table rows are benchmarks scored by the harness's own task definitions (OLMo-Eval/Catwalk, see
-# DESIGN.md), which ptft writes with prompt_format "native" (ptft.evaluate.NATIVE_FORMAT). Which of the harness's
+# DESIGN.md), which ptft writes with prompt_format "native" (ptft.analysis.NATIVE_FORMAT). Which of the harness's
 # metrics their `Performance` is (acc or length-normalised acc) is not stated in the CSV: ptft labels it "acc", a guess.
-NATIVE_FORMAT = "native"
 NATIVE_METRIC = "acc"
 NATIVE_TASK = "instruction"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping
 
-import numpy as np
 import pandas as pd
 
 from ptft.analysis import (
@@ -20,7 +19,6 @@ from ptft.analysis import (
     NATIVE_FORMAT,
     STAGE_BASE,
     STAGE_FINETUNED,
-    _one_setting,
     chance_level,
     format_gaps,
     gain_by_group_paper,
@@ -30,6 +28,7 @@ from ptft.analysis import (
     task_transfer_paper,
     transfer_pairs_paper,
 )
+from ptft.analysis.pairs import _one_setting
 from ptft.paired import ItemBootstrap, bootstrap_statistic
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_APPLICABLE = "reproduced", "contradicted", "inconclusive", "not applicable"
@@ -93,41 +92,44 @@ def learned_by_evidence(
         ignore_index=True,
     )  # fmt: skip
 
-    def change(table: pd.DataFrame) -> pd.DataFrame:
-        out = []
-        for (model, eval_set, fmt), g in table.groupby(["model", "eval_set", "prompt_format"], sort=True):
-            g = g.sort_values("step", kind="mergesort")
-            first, last = g.iloc[0], g.iloc[-1]
-            out.append(
-                {"model": model, "eval_set": eval_set, "prompt_format": fmt, "task": first["task"],
-                 "metric": first["metric"], "first_step": int(first["step"]), "last_step": int(last["step"]),
-                 "first": float(first["value"]), "last": float(last["value"]),
-                 "change": float(last["value"] - first["value"])}
-            )  # fmt: skip
-        return pd.DataFrame(out)
-
-    out = bootstrap_statistic(change, rows, ["model", "eval_set", "prompt_format"], "change", boot, level)
+    out = bootstrap_statistic(_first_to_last, rows, ["model", "eval_set", "prompt_format"], "change", boot, level)
     if out.empty:
         return out
-    groups, chances = [], []
-    for _, r in out.iterrows():
-        chance = chance_level(r["task"]) if r["prompt_format"] != NATIVE_FORMAT else math.nan
-        chances.append(chance)
-        at_chance = math.isfinite(chance) and r["last"] <= chance + min_above_chance
-        big = r["change"] >= min_gain - 1e-12
-        if r["first_step"] == r["last_step"]:
-            groups.append(UNDECIDED)
-        elif boot is not None and not math.isfinite(r["ci_low"]):
-            groups.append(LEARNED if big and not at_chance else NOT_LEARNED)
-        elif at_chance or r["ci_high"] < min_gain:
-            groups.append(NOT_LEARNED)
-        elif r["ci_low"] > 0 and big:
-            groups.append(LEARNED)
-        else:
-            groups.append(UNDECIDED)
-    out["chance"] = chances
-    out["group"] = groups
+    out["chance"] = [
+        chance_level(task) if fmt != NATIVE_FORMAT else math.nan for task, fmt in zip(out["task"], out["prompt_format"])
+    ]
+    out["group"] = [_evidence_group(r, boot is not None, min_gain, min_above_chance) for _, r in out.iterrows()]
     return out
+
+
+def _first_to_last(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, eval_set, prompt_format): the first and last checkpoint's step and value, and the change."""
+    out = []
+    for (model, eval_set, fmt), g in table.groupby(["model", "eval_set", "prompt_format"], sort=True):
+        g = g.sort_values("step", kind="mergesort")
+        first, last = g.iloc[0], g.iloc[-1]
+        out.append(
+            {"model": model, "eval_set": eval_set, "prompt_format": fmt, "task": first["task"],
+             "metric": first["metric"], "first_step": int(first["step"]), "last_step": int(last["step"]),
+             "first": float(first["value"]), "last": float(last["value"]),
+             "change": float(last["value"] - first["value"])}
+        )  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def _evidence_group(r: pd.Series, has_items: bool, min_gain: float, min_above_chance: float) -> str:
+    """One row of `learned_by_evidence` (with its chance) -> LEARNED, NOT_LEARNED or UNDECIDED, by its rule."""
+    at_chance = math.isfinite(r["chance"]) and r["last"] <= r["chance"] + min_above_chance
+    big = r["change"] >= min_gain - 1e-12
+    if r["first_step"] == r["last_step"]:
+        return UNDECIDED
+    if has_items and not math.isfinite(r["ci_low"]):
+        return LEARNED if big and not at_chance else NOT_LEARNED
+    if at_chance or r["ci_high"] < min_gain:
+        return NOT_LEARNED
+    if r["ci_low"] > 0 and big:
+        return LEARNED
+    return UNDECIDED
 
 
 def groups_from_rule(learned: pd.DataFrame, design: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
