@@ -176,7 +176,7 @@ def _training_cfg(model_spec: dict) -> dict:
 
 def pretrain(
     model: str,
-    model_spec: dict,
+    model_cfg: dict,
     step: int,
     tokenizer_dir: Path,
     corpus_path: Path,
@@ -186,7 +186,9 @@ def pretrain(
 ) -> None:
     """Write the checkpoint of `model` at `step` to `out_dir`, continuing from `previous_dir` (or from scratch if None).
 
-    model_spec is the model's section of the config (architecture, tokenizer, pretrain). Step 0 is the seeded initial
+    model_cfg is the model's section of the config, its model_spec (architecture, tokenizer, pretrain); the keyword
+    keeps its old name because scripts/pretrain.py passes it by name and editing a rule script reruns all its jobs
+    (docs/naming.md). Step 0 is the seeded initial
     weights. The result is the same however the run to `step` was split into calls. Raises ValueError for a negative
     step, or a previous checkpoint made with another seed, config, corpus or tokenizer, or past `step`.
     """
@@ -194,7 +196,7 @@ def pretrain(
     from transformers import AutoTokenizer
 
     torch.set_num_threads(threads)
-    tokenizer_dir, corpus_path, out_dir = Path(tokenizer_dir), Path(corpus_path), Path(out_dir)
+    model_spec, tokenizer_dir, corpus_path, out_dir = model_cfg, Path(tokenizer_dir), Path(corpus_path), Path(out_dir)
     cfg = model_spec["pretrain"]
     seed, batch_size, seq_len = _seed(model_spec), int(cfg["batch_size"]), int(cfg["seq_len"])
     if step < 0:
