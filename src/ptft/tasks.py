@@ -40,6 +40,7 @@ import jinja2.meta
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
 PROMPT_FORMATS = ("default", "instruct", "io")
+NATIVE_FORMAT = "native"  # prompt_format of a result row scored with lm-eval's own task definition (ptft.evaluate.native)
 TRAINING_PROMPT_FORMAT = "default"  # every family has it: fine-tuning trains on it
 BUILTIN_FILE = Path(__file__).with_name("task_families.yaml")
 TASKS_ENV = "PTFT_TASKS"  # the config's own families (JSON: name -> definition), for the jobs Snakemake starts

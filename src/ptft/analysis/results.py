@@ -16,12 +16,12 @@ import pandas as pd
 
 from ptft import variants
 from ptft.provenance import atomic_write_text, provenance, sha256_file, write_json
+from ptft.tasks import NATIVE_FORMAT
 from ptft.train_log import OPTIMIZER_STEP, log_row
 
 
 BASE = "base"  # the ft_set value of a model that was not fine-tuned
 DEFAULT_FORMAT = "default"
-NATIVE_FORMAT = "native"  # prompt_format of a row scored with lm-eval's own task definition (ptft.evaluate)
 
 COLUMNS = [
     "model",

@@ -15,9 +15,8 @@ from ptft.evaluate.task_configs import TEST_SPLIT, given_dataset
 from ptft.lmeval_tasks import RECORDED_METRICS
 from ptft.provenance import read_jsonl
 from ptft.settings import EvaluateSettings
-from ptft.tasks import get_task
+from ptft.tasks import NATIVE_FORMAT, get_task
 
-NATIVE_FORMAT = "native"  # prompt_format of a row scored with lm-eval's own task definition
 NATIVE_METRICS = RECORDED_METRICS  # each task records those of these it defines (lmeval_tasks.task_metrics)
 # A local stand-in keeps the lm-eval task's YAML (prompt, choices, metrics) and swaps only its data.
 STANDIN_TASKS = ("sciq",)
