@@ -13,7 +13,9 @@ import yaml
 
 from hubserver import FakeHub, tiny_model_files, tiny_tokenizer
 from ptft import hub
-from ptft.config import ConfigError, checkpoint_labels, validate
+from ptft.checks import validate
+from ptft.config import ConfigError
+from ptft.hub import checkpoint_labels
 from ptft.hub.__main__ import main as hub_main
 from ptft.provenance import read_provenance, sha256_file
 

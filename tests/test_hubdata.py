@@ -20,7 +20,8 @@ import pytest
 
 from hubserver import FakeHub
 from ptft import hubclient, hubdata
-from ptft.config import ConfigError, validate
+from ptft.checks import validate
+from ptft.config import ConfigError
 from ptft.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]

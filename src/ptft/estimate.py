@@ -35,6 +35,7 @@ import yaml
 
 from ptft import config as study_config
 from ptft import hub
+from ptft.checks import validate
 from ptft.tasks import get_task
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -236,7 +237,7 @@ def job_counts(config: Mapping[str, Any], project_dir: Path = PROJECT) -> dict[s
     add("prepare_dataset", len(config["data"]["datasets"]))
     add("lr_search_split", len(searched))
     for model, spec in config["models"].items():
-        n_ckpt = len(study_config.checkpoint_labels(dict(config), model, lock))
+        n_ckpt = len(hub.checkpoint_labels(dict(config), model, lock))
         if spec["source"] == "embedded":
             add("train_tokenizer", 1)
             add("pretrain", n_ckpt)
@@ -338,7 +339,7 @@ def estimate(
         scale = reference / size["n_params"]
         tokenizer = _tokenizer(config, model, project_dir)
         lengths = {name: example_lengths(config, name, tokenizer, figures, project_dir) for name in sets}
-        n_ckpt = len(study_config.checkpoint_labels(dict(config), model, lock))
+        n_ckpt = len(hub.checkpoint_labels(dict(config), model, lock))
         bills["materialize"].disk_gb += n_ckpt * size["n_params"] * size["checkpoint_bytes_per_param"] / GB
         _bill_finetuning(bills["finetune"], config, size, scale, n_ckpt, lengths, facts, figures, rates, project_dir)
         n_runs = sum(len(study_config.finetune_variants(dict(config), s)) for s in config["finetune"]["ft_sets"])
@@ -418,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the bill as JSON here")
     args = parser.parse_args(argv)
     raw = yaml.safe_load(args.configfile.read_text(encoding="utf-8"))
-    config = study_config.validate(raw, source=str(args.configfile))
+    config = validate(raw, source=str(args.configfile))
     bill = estimate(config, args.gpu, figures=load_figures(args.figures), project_dir=Path.cwd(), source=str(args.configfile))
     print(format_bill(bill))
     if args.json:

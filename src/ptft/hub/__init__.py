@@ -4,7 +4,7 @@ pin it in the study's lock file, and materialize it as a checkpoint folder (safe
     python -m ptft.hub resolve --configfile configs/paper-olmo1b.yaml   # pin every hub checkpoint in the lock file
 
 Modules: families (how a model names its checkpoints), revisions (a repository's refs and what a configured checkpoint
-resolves to), lock (the revisions lock), fetch (download and
+resolves to), lock (the revisions lock, and the checkpoint labels planning reads from it), fetch (download and
 materialize a checkpoint folder), __main__ (the command line). Hub access itself (endpoint, cache, offline mode,
 retries) is ptft.hubclient.
 """
@@ -14,6 +14,7 @@ from ptft.hub.fetch import ALLOW_PATTERNS, download, materialize
 from ptft.hub.lock import (
     LOCK_HEADER,
     RESOLVE_COMMAND,
+    checkpoint_labels,
     lock_path,
     locked_entry,
     pin,
@@ -39,7 +40,7 @@ from ptft.hub.revisions import (
 
 __all__ = [
     "ALLOW_PATTERNS", "FAMILIES", "LOCK_HEADER", "NAMING_KEYS", "RESOLVE_COMMAND", "SELECTION_RULES", "Family",
-    "HubError", "Ref", "download", "get_family", "hub_errors", "list_refs", "lock_entry",
+    "HubError", "Ref", "checkpoint_labels", "download", "get_family", "hub_errors", "list_refs", "lock_entry",
     "lock_path", "locked_entry", "materialize", "model_family", "model_repo", "parse_branch", "pin", "read_lock",
     "resolve", "resolve_config", "rule_key", "rule_labels", "select", "step_refs", "step_repo_entry", "update_lock",
 ]  # fmt: skip

@@ -6,18 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 import ptft.hub
-from ptft.config import ConfigError, apply_offline, validate
+from ptft.checks import validate
+from ptft.config import ConfigError, apply_offline, read_configfiles
 from ptft.hub import HubError, lock_path, resolve_config
-
-
-def _load_config(paths: list[str]) -> dict:
-    config: dict = {}
-    for p in paths:
-        config.update(yaml.safe_load(Path(p).read_text(encoding="utf-8")) or {})
-    return validate(config, source=", ".join(paths))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("--lock", help="lock file (default: the config's revisions_lock)")
     args = parser.parse_args(argv)
     try:
-        config = _load_config(args.configfile)
+        config = validate(read_configfiles(args.configfile), source=", ".join(args.configfile))
         apply_offline(config, Path.cwd())  # the study's own offline setting and cache folder, as in its jobs
         path = Path(args.lock) if args.lock else lock_path(config)
         for model, labels in resolve_config(config, path).items():

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from ptft import hubclient
+from ptft.config import ConfigError, checkpoint_steps
 from ptft.hub.families import NAMING_KEYS, model_family
 from ptft.hub.revisions import HubError, list_refs, lock_entry, model_repo, resolve, rule_key, select, step_repo_entry
 from ptft.provenance import atomic_write_text
@@ -149,3 +150,25 @@ def resolve_config(config: dict[str, Any], path: Path, token: str | None = None)
         update_lock(path, add)
         done[model] = sorted(read_lock(path)["models"][model]["checkpoints"])
     return done
+
+
+def checkpoint_labels(config: dict[str, Any], model: str, lock: dict[str, Any] | None = None) -> list[int | str]:
+    """Every checkpoint label of a model (the {step} wildcard): steps, revision names, and the steps a selection
+    rule was pinned to in the revisions lock. Planning needs no network: an unpinned rule is an error."""
+    spec = config["models"][model]
+    if spec["source"] == "embedded":
+        return checkpoint_steps(config, model)
+    labels: list[int | str] = []
+    for item in spec["checkpoints"]:
+        if isinstance(item, dict):
+            picked = rule_labels(lock or {}, model, item)
+            if picked is None:
+                raise ConfigError(
+                    f"models.{model}.checkpoints: selection rule {rule_key(item)} is not resolved yet (planning does "
+                    f"not ask the hub). Pin it in the revisions lock first: "
+                    + RESOLVE_COMMAND.format(configfile="<your config>")
+                )
+            labels.extend(picked)
+        else:
+            labels.append(item)
+    return list(dict.fromkeys(labels))

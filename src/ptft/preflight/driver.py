@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ptft import hubclient
-import yaml
-
-from ptft.config import ConfigError, validate
+from ptft.checks import validate
+from ptft.config import ConfigError, read_configfiles
 from ptft.hub import lock_path, read_lock
 from ptft.preflight.data_sets import SAMPLE_ROWS, DatasetFacts, check_dataset
 from ptft.preflight.lmeval import check_lm_eval_task, name_clash_rows, task_manager
@@ -108,9 +107,7 @@ def _guard(subject: str, check: Callable, *args: Any) -> tuple[list[Row], Any]:
 
 def check_configfile(paths: Sequence[str | Path], k: int = SAMPLE_ROWS) -> list[Row]:
     """Load and validate a study config (several files merge, as in snakemake --configfile) and check it."""
-    raw: dict[str, Any] = {}
-    for p in paths:
-        raw.update(yaml.safe_load(Path(p).read_text(encoding="utf-8")) or {})
+    raw = read_configfiles(paths)
     source = ", ".join(str(p) for p in paths)
     try:
         config = validate(raw, source=source)
