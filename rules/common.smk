@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ptft import analysis
+from ptft import checks
 from ptft import config as study_config
 from ptft import hub
 from ptft import launch
@@ -20,7 +21,7 @@ if config["rehearsal"]:
 
 # The schema (validated in the Snakefile) filled the defaults; now the checks a schema cannot express.
 try:
-    study_config.check_config(config, source="config")
+    checks.check_config(config, source="config")
 except study_config.ConfigError as err:
     raise WorkflowError(str(err))
 
@@ -59,7 +60,7 @@ HAS_VARIANTS = len(FT_LABELS) > len(FT_SETS)
 def model_steps(model):
     """A model's checkpoint labels (the {step} wildcard): steps, hub revision names, steps a rule was pinned to."""
     try:
-        return study_config.checkpoint_labels(config, model, REVISIONS)
+        return hub.checkpoint_labels(config, model, REVISIONS)
     except study_config.ConfigError as err:
         raise WorkflowError(str(err))
 

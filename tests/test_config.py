@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ptft.config import ConfigError, finetune_settings, previous_step, validate
+from ptft.checks import validate
+from ptft.config import ConfigError, finetune_settings, previous_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,7 +192,7 @@ def test_science_slices_leave_scheduling_settings_out(params):
 
 
 def test_explain_names_each_settings_role_and_source(params):
-    from ptft.config import explain
+    from ptft.explain import explain
 
     params["finetune"]["ft_sets"]["news_sum"] = {"lr": 5.0e-4}
     params["resources"] = {"finetune": {"mem_mb": 9000}}
@@ -226,14 +227,14 @@ def test_explain_names_each_settings_role_and_source(params):
     ],
 )
 def test_explain_names_a_job_the_study_does_not_plan(params, job, message):
-    from ptft.config import explain
+    from ptft.explain import explain
 
     with pytest.raises(ConfigError, match=message):
         explain(params, job)
 
 
 def test_explain_a_hub_checkpoint():
-    from ptft.config import explain
+    from ptft.explain import explain
 
     paper = yaml.safe_load((ROOT / "configs/paper-olmo1b.yaml").read_text())
     rows = {row["setting"]: row for row in explain(paper, "materialize:olmo-1b/738000")}
@@ -244,7 +245,7 @@ def test_explain_a_hub_checkpoint():
 
 
 def test_explain_command_prints_the_table(capsys):
-    from ptft.config import main
+    from ptft.explain import main
 
     assert main(["explain", "--configfile", str(ROOT / "params.yaml"), "--job", "finetune:tiny-olmo/0/places_nli"]) == 0
     out = capsys.readouterr().out.splitlines()

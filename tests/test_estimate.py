@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ptft import config as study_config
 from ptft import estimate as est
+from ptft.checks import validate
 from ptft.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +19,7 @@ PAPER = ROOT / "configs" / "paper-olmo1b.yaml"
 
 @pytest.fixture(scope="module")
 def paper_config():
-    return study_config.validate(yaml.safe_load(PAPER.read_text()), source=str(PAPER))
+    return validate(yaml.safe_load(PAPER.read_text()), source=str(PAPER))
 
 
 def _bill(config, gpu="h200", **kwargs):

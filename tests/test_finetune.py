@@ -585,7 +585,8 @@ def test_state_of_another_config_is_not_resumed(checkpoint, tmp_path, capfd):
 def test_config_knows_lora_and_checks_the_effective_batch():
     import yaml
 
-    from ptft.config import ConfigError, finetune_settings, validate
+    from ptft.checks import validate
+    from ptft.config import ConfigError, finetune_settings
 
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     assert finetune_settings(validate(params), "news_sum")["method"] == "full"
@@ -640,7 +641,7 @@ def _launcher(workdir: Path) -> str:
     """The launcher words the workflow puts in $PTFT_FINETUNE_COMMAND for the study in workdir/params.yaml."""
     import yaml
 
-    from ptft.config import validate
+    from ptft.checks import validate
     from ptft.launch import finetune_command
 
     return finetune_command(validate(yaml.safe_load((workdir / "params.yaml").read_text())))

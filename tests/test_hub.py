@@ -13,8 +13,11 @@ import yaml
 
 from hubserver import FakeHub, tiny_model_files, tiny_tokenizer
 from ptft import hub
-from ptft.config import ConfigError, checkpoint_labels, validate
-from ptft.provenance import read_provenance
+from ptft.checks import validate
+from ptft.config import ConfigError
+from ptft.hub import checkpoint_labels
+from ptft.hub.__main__ import main as hub_main
+from ptft.provenance import read_provenance, sha256_file
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 # Branch names as the families' real repositories spell them (the token suffix is not computable from the step).
@@ -295,7 +298,7 @@ def test_the_resolve_command_pins_a_whole_config(client, tmp_path, monkeypatch, 
     config.update(offline=False, revisions_lock=str(tmp_path / "study.lock.yaml"))
     config["models"] = {"p": spec("pythia", checkpoints=[{"first": True}, {"last": True}, 1000, "main"])}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
-    assert hub.main(["resolve", "--configfile", str(tmp_path / "study.yaml")]) == 0
+    assert hub_main(["resolve", "--configfile", str(tmp_path / "study.yaml")]) == 0
     assert "p: 4 checkpoints pinned" in capsys.readouterr().out
     pinned = hub.read_lock(tmp_path / "study.lock.yaml")["models"]["p"]
     assert sorted(pinned["checkpoints"]) == ["0", "1000", "143000", "main"]
@@ -389,7 +392,7 @@ def test_a_download_cut_midway_is_retried_until_it_completes(client, tmp_path):
     client.add_fault("*.safetensors", times=2)  # the hub client's own resume retries these
     record = run(spec("olmo-0724"), 1000, tmp_path)
     assert len(client.served("GET", -1, "model.safetensors")) == 2
-    assert record["weights_sha256"]["model.safetensors"] == hub.sha256_file(tmp_path / "out/1000/model.safetensors")
+    assert record["weights_sha256"]["model.safetensors"] == sha256_file(tmp_path / "out/1000/model.safetensors")
 
 
 def test_a_download_cut_by_an_outage_is_retried_by_ptft(client, tmp_path):
@@ -398,7 +401,7 @@ def test_a_download_cut_by_an_outage_is_retried_by_ptft(client, tmp_path):
     record = run(spec("olmo-0724"), 0, tmp_path, attempts=3)
     assert len(client.served("GET", -1, "model.safetensors")) == 1
     assert len(client.served("GET", 503, "model.safetensors")) == 2
-    assert record["weights_sha256"]["model.safetensors"] == hub.sha256_file(tmp_path / "out/0/model.safetensors")
+    assert record["weights_sha256"]["model.safetensors"] == sha256_file(tmp_path / "out/0/model.safetensors")
 
 
 def test_a_download_that_keeps_failing_leaves_no_checkpoint(client, tmp_path):

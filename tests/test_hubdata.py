@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from hubserver import FakeHub
-from ptft import hubdata
-from ptft.config import ConfigError, validate
+from ptft import hubclient, hubdata
+from ptft.checks import validate
+from ptft.config import ConfigError
 from ptft.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -400,10 +401,10 @@ def test_the_hub_clients_transport_errors_are_retried_and_a_missing_split_is_not
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     # huggingface_hub 2.x talks through httpx2: a connection that fails or breaks midway is worth another try
-    assert hubdata._transient(httpx2.ConnectError("connection refused"))
-    assert hubdata._transient(httpx2.ReadError("connection reset while reading"))
-    assert not hubdata._transient(OfflineModeIsEnabled("offline"))
-    assert not hubdata._transient(ValueError("Unknown split 'tset'"))
+    assert hubclient.transient(httpx2.ConnectError("connection refused"))
+    assert hubclient.transient(httpx2.ReadError("connection reset while reading"))
+    assert not hubclient.transient(OfflineModeIsEnabled("offline"))
+    assert not hubclient.transient(ValueError("Unknown split 'tset'"))
 
 
 # ------------------------------------------------------------------------------------------ spec and config

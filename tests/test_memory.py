@@ -168,7 +168,8 @@ def _params() -> dict:
 
 
 def test_the_config_check_plans_only_when_gpu_memory_is_given_and_fails_naming_the_knobs(capsys):
-    from ptft.config import ConfigError, validate
+    from ptft.checks import validate
+    from ptft.config import ConfigError
 
     params = _params()
     validate(copy.deepcopy(params))
@@ -186,7 +187,8 @@ def test_the_config_check_plans_only_when_gpu_memory_is_given_and_fails_naming_t
 def test_the_llama_config_plans_its_fine_tunes_within_two_80gb_gpus(tmp_path, capsys):
     """configs/paper-llama3-8b.yaml as shipped (FSDP over its 2 GPUs, checkpointing, micro-batch 1) fits; the same
     config without sharding fails at the config check, before any job, naming the setting that fits."""
-    from ptft.config import finetune_settings, validate
+    from ptft.checks import validate
+    from ptft.config import finetune_settings
     from ptft.memory import plan_study
 
     config = validate(yaml.safe_load((Path(__file__).parents[1] / "configs/paper-llama3-8b.yaml").read_text()))

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from ptft.analysis import COLUMNS, aggregate, read_results
-from ptft.config import finetune_science, finetune_variants, ft_set_of, validate, variant_science
+from ptft.checks import validate
+from ptft.config import finetune_science, finetune_variants, ft_set_of, variant_science
 from ptft.paired import ITEM_COLUMNS, ItemBootstrap, percentile_interval
 from ptft.variants import Z95, combine_seeds, findings_items, select_lr, split_dev
 

@@ -35,7 +35,8 @@ import yaml
 
 from ptft import config as study_config
 from ptft import hub
-from ptft.tasks import FEWSHOT_DELIMITER, get_task
+from ptft.checks import validate
+from ptft.tasks import get_task
 
 PROJECT = Path(__file__).resolve().parents[2]
 FIGURES = PROJECT / "bench" / "figures.yaml"
@@ -236,7 +237,7 @@ def job_counts(config: Mapping[str, Any], project_dir: Path = PROJECT) -> dict[s
     add("prepare_dataset", len(config["data"]["datasets"]))
     add("lr_search_split", len(searched))
     for model, spec in config["models"].items():
-        n_ckpt = len(study_config.checkpoint_labels(dict(config), model, lock))
+        n_ckpt = len(hub.checkpoint_labels(dict(config), model, lock))
         if spec["source"] == "embedded":
             add("train_tokenizer", 1)
             add("pretrain", n_ckpt)
@@ -338,23 +339,9 @@ def estimate(
         scale = reference / size["n_params"]
         tokenizer = _tokenizer(config, model, project_dir)
         lengths = {name: example_lengths(config, name, tokenizer, figures, project_dir) for name in sets}
-        n_ckpt = len(study_config.checkpoint_labels(dict(config), model, lock))
+        n_ckpt = len(hub.checkpoint_labels(dict(config), model, lock))
         bills["materialize"].disk_gb += n_ckpt * size["n_params"] * size["checkpoint_bytes_per_param"] / GB
-        overhead = figures["model_folder_overhead_bytes"]["value"]
-        for ft_set in config["finetune"]["ft_sets"]:
-            settings = study_config.finetune_settings(config, ft_set)
-            n_train, _ = train_examples(config, ft_set, facts, project_dir)
-            per_example = min(lengths[ft_set]["input"] + lengths[ft_set]["target"] + 1, settings["max_length"])
-            n_runs = len(study_config.finetune_variants(dict(config), ft_set))  # lr values x seeds
-            tokens = n_runs * n_ckpt * n_train * settings["epochs"] * per_example
-            bills["finetune"].train_tokens += tokens
-            bills["finetune"].gpu_hours += tokens / (rates["finetune_tokens_per_s"]["value"] * scale) / 3600
-            if settings["method"] == "lora":
-                lora = settings["lora"]
-                weights = lora["r"] * 2 * size["hidden_size"] * size["num_hidden_layers"] * len(lora["target_modules"])
-            else:
-                weights = size["n_params"]
-            bills["finetune"].disk_gb += n_runs * n_ckpt * (weights * SAVED_BYTES_PER_PARAM + overhead) / GB
+        _bill_finetuning(bills["finetune"], config, size, scale, n_ckpt, lengths, facts, figures, rates, project_dir)
         n_runs = sum(len(study_config.finetune_variants(dict(config), s)) for s in config["finetune"]["ft_sets"])
         n_eval = n_ckpt * (1 + n_runs)  # the lr search's dev evaluations (a slice of the training set) are not billed
         scored, generated, n_items = evaluate_tokens(config, size["context"], lengths, items, facts, figures)
@@ -369,6 +356,29 @@ def estimate(
         bill.lengths.update({f"{name}": v for name, v in lengths.items()})
     bill.items = items
     return bill
+
+
+def _bill_finetuning(bill: FamilyBill, config: Mapping[str, Any], size: Mapping[str, Any], scale: float, n_ckpt: int,
+                     lengths: Mapping[str, Any], facts: Mapping[str, Any], figures: Mapping[str, Any],
+                     rates: Mapping[str, Any], project_dir: Path) -> None:  # fmt: skip
+    """Add one model's fine-tuning runs (every training set's lr values x seeds, from each of its n_ckpt checkpoints)
+    to the finetune family's bill: tokens to train, GPU-hours at the GPU's rates scaled by `scale` (reference
+    parameters / the model's), and GB of saved weights (the model's size from model_size, or LoRA adapters)."""
+    overhead = figures["model_folder_overhead_bytes"]["value"]
+    for ft_set in config["finetune"]["ft_sets"]:
+        settings = study_config.finetune_settings(config, ft_set)
+        n_train, _ = train_examples(config, ft_set, facts, project_dir)
+        per_example = min(lengths[ft_set]["input"] + lengths[ft_set]["target"] + 1, settings["max_length"])
+        n_runs = len(study_config.finetune_variants(dict(config), ft_set))  # lr values x seeds
+        tokens = n_runs * n_ckpt * n_train * settings["epochs"] * per_example
+        bill.train_tokens += tokens
+        bill.gpu_hours += tokens / (rates["finetune_tokens_per_s"]["value"] * scale) / 3600
+        if settings["method"] == "lora":
+            lora = settings["lora"]
+            weights = lora["r"] * 2 * size["hidden_size"] * size["num_hidden_layers"] * len(lora["target_modules"])
+        else:
+            weights = size["n_params"]
+        bill.disk_gb += n_runs * n_ckpt * (weights * SAVED_BYTES_PER_PARAM + overhead) / GB
 
 
 # ---------------------------------------------------------------- printing
@@ -409,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the bill as JSON here")
     args = parser.parse_args(argv)
     raw = yaml.safe_load(args.configfile.read_text(encoding="utf-8"))
-    config = study_config.validate(raw, source=str(args.configfile))
+    config = validate(raw, source=str(args.configfile))
     bill = estimate(config, args.gpu, figures=load_figures(args.figures), project_dir=Path.cwd(), source=str(args.configfile))
     print(format_bill(bill))
     if args.json:

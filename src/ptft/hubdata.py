@@ -14,17 +14,15 @@ files asked for, so it cannot tell which split it holds.
 from __future__ import annotations
 
 import math
-import os
 import re
 import string
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ptft import hubclient
 from ptft.data.card import CARD_FILE, target_summary  # the same card name and target summary as generated sets
-from ptft.hub import offline, transient_http_error
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
 from ptft.tasks import CHAT_ROLE_PREFIX, TaskFamily, get_task
 
@@ -307,7 +305,7 @@ def _offline_error(name: str, repo: str, what: str, cache: Path) -> HubDataError
     )
 
 
-def _pin(name: str, repo: str, revision: str) -> tuple[str, Path | None]:
+def pin_revision(name: str, repo: str, revision: str) -> tuple[str, Path | None]:
     """The commit hash a revision names, and (offline) the hub-cache snapshot folder holding its files.
 
     Online, the dataset card is fetched at the revision as `datasets` itself does: that resolves the
@@ -317,18 +315,19 @@ def _pin(name: str, repo: str, revision: str) -> tuple[str, Path | None]:
     from huggingface_hub import HfApi, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
-    if offline():
+    if hubclient.offline():
         cached = try_to_load_from_cache(repo, README, revision=revision, repo_type="dataset")
         if isinstance(cached, str):
             return Path(cached).parent.name, Path(cached).parent
         # A repo or branch without a card (the parquet conversion) is found by its commit hash only.
         from huggingface_hub.file_download import repo_folder_name
 
-        snapshot = Path(_hub_cache()) / repo_folder_name(repo_id=repo, repo_type="dataset") / "snapshots" / revision
+        cache = Path(hubclient.client_hub_cache())
+        snapshot = cache / repo_folder_name(repo_id=repo, repo_type="dataset") / "snapshots" / revision
         if re.fullmatch(r"[0-9a-f]{40}", revision) and snapshot.is_dir():
             return revision, snapshot
         raise _offline_error(name, repo, f"revision {revision!r} (for a branch without a README.md, pin "
-                             "hub.revision to the commit its card records)", Path(_hub_cache()))
+                             "hub.revision to the commit its card records)", cache)
     try:
         return Path(hf_hub_download(repo, README, repo_type="dataset", revision=revision)).parent.name, None
     except GatedRepoError:
@@ -344,44 +343,40 @@ def _pin(name: str, repo: str, revision: str) -> tuple[str, Path | None]:
         return HfApi().dataset_info(repo, revision=revision).sha, None
 
 
-def _transient(err: BaseException) -> bool:
-    """A failure worth retrying: the network or the server, not a missing repo, config or split."""
-    from huggingface_hub.errors import OfflineModeIsEnabled
-
-    if isinstance(err, OfflineModeIsEnabled):  # a ConnectionError no retry cures
-        return False
-    return transient_http_error(err)
+def _loading_script(err: BaseException) -> bool:
+    """Whether `datasets` refused a repo because a loading script defines it."""
+    return "scripts are no longer supported" in str(err)
 
 
-def _summary(err: BaseException) -> str:
-    """The error's type and first line (HTTP errors append the response body on further lines)."""
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+def retrying(name: str, what: str, action: Callable[[], Any]) -> Any:
+    """action()'s result (a hub lookup or download for data set `name`, `what` naming it in messages), retrying
+    transient failures (ptft.hubclient.transient) DOWNLOAD_ATTEMPTS times in all with a growing wait, from
+    RETRY_WAIT_S. Raises HubDataError for a repo defined by a loading script (naming the hub's parquet conversion as
+    the fix), and for any other failure that is not transient or outlasts the attempts; a HubDataError of action's
+    own passes unchanged."""
 
+    def is_transient(err: Exception) -> bool:
+        return not isinstance(err, HubDataError) and not _loading_script(err) and hubclient.transient(err)
 
-def _retrying(name: str, what: str, action: Callable[[], Any]) -> Any:
-    """Run a download, retrying transient failures DOWNLOAD_ATTEMPTS times in all with a growing wait."""
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        try:
-            return action()
-        except HubDataError:
-            raise
-        except Exception as err:
-            if "scripts are no longer supported" in str(err):
-                raise HubDataError(
-                    f"data set {name!r}: {what} is defined by a loading script, which datasets no longer runs ({err}); "
-                    "the hub's own parquet conversion of it is the branch refs/convert/parquet: set hub.revision: "
-                    "refs/convert/parquet and hub.data_dir to its config folder there (e.g. default), hub.config: null"
-                ) from None
-            if not _transient(err) or attempt == DOWNLOAD_ATTEMPTS:
-                outcome = "download failed" if _transient(err) else "could not be loaded"
-                raise HubDataError(f"data set {name!r}: {what} {outcome} after {attempt} attempt(s): "
-                                   f"{_summary(err)}") from err
-            wait = RETRY_WAIT_S * 2 ** (attempt - 1)
-            _log(f"{name}: {what}: {_summary(err)}; retrying in {wait:.0f} s "
-                 f"(attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS})")
-            time.sleep(wait)
-    raise AssertionError("unreachable")
+    def on_retry(err: Exception, attempt: int, wait: float) -> None:
+        _log(f"{name}: {what}: {hubclient.summary(err)}; retrying in {wait:.0f} s "
+             f"(attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS})")
+
+    def on_failure(err: Exception, attempt: int, transient: bool) -> None:
+        if isinstance(err, HubDataError):
+            return
+        if _loading_script(err):
+            raise HubDataError(
+                f"data set {name!r}: {what} is defined by a loading script, which datasets no longer runs ({err}); "
+                "the hub's own parquet conversion of it is the branch refs/convert/parquet: set hub.revision: "
+                "refs/convert/parquet and hub.data_dir to its config folder there (e.g. default), hub.config: null"
+            ) from None
+        outcome = "download failed" if transient else "could not be loaded"
+        raise HubDataError(f"data set {name!r}: {what} {outcome} after {attempt} attempt(s): "
+                           f"{hubclient.summary(err)}") from err
+
+    return hubclient.retrying(action, attempts=DOWNLOAD_ATTEMPTS, wait_s=RETRY_WAIT_S, is_transient=is_transient,
+                              on_retry=on_retry, on_failure=on_failure)
 
 
 def _config_names(source: str, revision: str | None) -> list[str]:
@@ -399,7 +394,7 @@ def split_data_files(name: str, repo: str, config: str | None, revision: str | N
     README's `configs:` or the file names (hub metadata only: no data file is downloaded).
 
     Raises HubDataError when the repo has no such config; `datasets`' own error for a loading-script repo
-    (run it through `_retrying` for the wording that names the fix).
+    (run it through `retrying` for the wording that names the fix).
     """
     import datasets
 
@@ -449,26 +444,12 @@ def load_split(name: str, repo: str, config: str | None, split: str, revision: s
                 return load()
             except (datasets.exceptions.DataFilesNotFoundError, FileNotFoundError, ValueError) as err:
                 # The snapshot holds only the files earlier runs downloaded; this split's are not among them.
-                raise _offline_error(name, repo, f"config {config!r} split {split!r} ({_summary(err)})",
+                raise _offline_error(name, repo, f"config {config!r} split {split!r} ({hubclient.summary(err)})",
                                      snapshot) from None
 
-        return _retrying(name, what, load_offline)
+        return retrying(name, what, load_offline)
 
-    return _retrying(name, what, load)
-
-
-def _hub_cache() -> str:
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_CACHE
-
-
-def _cache_dir() -> Path:
-    """The datasets cache: inside the project unless HF_DATASETS_CACHE / HF_HOME say otherwise."""
-    if os.environ.get("HF_DATASETS_CACHE"):
-        return Path(os.environ["HF_DATASETS_CACHE"])
-    home = Path(os.environ.get("HF_HOME") or Path.cwd() / ".cache" / "huggingface")
-    return home / "datasets"
+    return retrying(name, what, load)
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -483,8 +464,8 @@ def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: 
     hub = spec["hub"]
     repo, config = hub["repo"], hub.get("config")
     requested = str(hub.get("revision") or "main")
-    cache_dir = _cache_dir()
-    commit, snapshot = _retrying(name, f"{repo} revision {requested!r}", lambda: _pin(name, repo, requested))
+    cache_dir = hubclient.datasets_cache_dir()
+    commit, snapshot = retrying(name, f"{repo} revision {requested!r}", lambda: pin_revision(name, repo, requested))
     where = f"the hub cache {snapshot}" if snapshot else "the hub"
     _log(f"{name}: {repo} revision {requested} is commit {commit}, read from {where}")
     sizes: dict[str, dict[str, Any]] = {}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ptft import config as study_config
+from ptft import checks
 from ptft import estimate
 
 from conftest import MINI_CONFIG, ROOT, copy_workflow, job_counts, snakemake
@@ -47,7 +47,7 @@ def test_a_study_config_plans_its_whole_grid_with_no_network(workflow, name):
         **{rule: 1 for rule in ANALYSIS_RULES},
     }, proc.stdout[-3000:]
     # `make estimate` bills the same jobs as Snakemake plans
-    assert estimate.job_counts(study_config.validate(config, source=name), workflow) == counts
+    assert estimate.job_counts(checks.validate(config, source=name), workflow) == counts
     assert not (workflow / config["revisions_lock"]).exists()  # revisions are pinned by the jobs, not by planning
 
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from conftest import job_counts, snakemake
-from ptft.config import finetune_settings, setting_roles, validate
+from ptft.checks import validate
+from ptft.config import finetune_settings, setting_roles
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,191 @@
+"""The checks of a study config that a schema cannot express and that need other modules of ptft: task families
+(ptft.tasks), hub and local data set specs (ptft.hubdata, ptft.localdata), checkpoint naming (ptft.hub), lm-eval
+tasks (ptft.lmeval_tasks) and the memory plan (ptft.memory). ptft.config, which every module imports, imports none
+of these; `validate` here is the whole check: the schema with its defaults, then these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ptft import tasks
+from ptft.config import ConfigError, fill_defaults, finetune_settings, load_schema, validate_schema
+from ptft.hub import model_family
+from ptft.hubdata import hub_spec_problems
+from ptft.lmeval_tasks import RECORDED_METRICS, task_metrics
+from ptft.localdata import local_spec_problems
+from ptft.memory import MemoryPlanError, plan_study
+from ptft.settings import FinetuneSettings
+
+
+def validate(config: dict[str, Any], schema: dict[str, Any] | None = None, source: str = "config") -> dict[str, Any]:
+    """A study config validated against the JSON Schema (a copy, defaults filled), then cross-checked
+    (check_config); raises ConfigError naming the key. source names the config in messages (its file)."""
+    config = validate_schema(config, schema, source)
+    check_config(config, source)
+    return config
+
+
+def check_config(config: dict[str, Any], source: str = "config") -> None:
+    """Checks a schema cannot express, on a config whose defaults are filled (validate_schema, or Snakemake's
+    validate): names that refer to each other, task families and their templates, hub and local data set specs,
+    lm-eval tasks, divisibility, ordering, and the memory plan. Raises ConfigError naming the key; drops the schema's
+    defaults of embedded-only keys from hub and local models (check_model) and registers the config's task families
+    (ptft.tasks.register_from_config)."""
+    datasets = config["data"]["datasets"]
+    _check_tasks(config, source)
+    _check_hub_datasets(config, source)
+    for name in config["finetune"]["ft_sets"]:
+        if name not in datasets:
+            raise ConfigError(f"{source}: finetune.ft_sets.{name} is not a data set; known data.datasets: {sorted(datasets)}")
+    for name in config["evaluate"]["eval_sets"]:
+        if name not in datasets:
+            raise ConfigError(f"{source}: evaluate.eval_sets lists {name!r}, which is not in data.datasets {sorted(datasets)}")
+    for entry in config["evaluate"].get("lm_eval_tasks", []):
+        if isinstance(entry, dict):
+            origin = entry["from"]
+            if origin not in config["evaluate"]["eval_sets"] or datasets[origin]["task"] != "question_generation":
+                raise ConfigError(
+                    f"{source}: evaluate.lm_eval_tasks stand-in {entry['name']!r}: 'from' must name a "
+                    f"question_generation set among evaluate.eval_sets, got {origin!r}"
+                )
+    _check_lm_eval_tasks(config, source)
+    fmt, formats = config["analysis"]["prompt_format"], config["evaluate"]["prompt_formats"]
+    if fmt not in formats:  # every figure and table but prompt sensitivity reads this one format
+        raise ConfigError(f"{source}: analysis.prompt_format {fmt!r} is not among evaluate.prompt_formats {formats}")
+    overflow, eval_sets = config["evaluate"].get("shots_overflow"), set(config["evaluate"]["eval_sets"])
+    if isinstance(overflow, dict) and set(overflow) != eval_sets:
+        unnamed, unknown = sorted(eval_sets - set(overflow)), sorted(set(overflow) - eval_sets)
+        raise ConfigError(
+            f"{source}: evaluate.shots_overflow as a mapping names every eval set's policy; "
+            f"eval sets not named: {unnamed}; names that are not eval sets: {unknown}"
+        )
+    ft_res = config.get("resources", {}).get("finetune", {})
+    per_node, nodes = ft_res.get("processes_per_node") or max(1, ft_res.get("gpu", 0)), ft_res.get("nodes", 1)
+    for name in config["finetune"]["ft_sets"]:
+        settings = finetune_settings(config, name)
+        FinetuneSettings.from_config(settings, name)  # validated once, before any job: unknown keys fail by name
+        if settings["batch_size"] % (settings["micro_batch_size"] * per_node * nodes):
+            raise ConfigError(
+                f"{source}: finetune.ft_sets.{name}: batch_size {settings['batch_size']} is not a multiple of "
+                f"micro_batch_size {settings['micro_batch_size']} x {per_node * nodes} processes (resources.finetune: "
+                f"{per_node} per node x nodes {nodes}; effective batch = micro-batch x gradient accumulation x processes)"
+            )
+    for model, spec in config["models"].items():
+        check_model(config, model, spec, source)
+        ctx = spec.get("architecture", {}).get("max_position_embeddings")
+        seq = spec.get("pretrain", {}).get("seq_len")
+        if ctx and seq and seq > ctx:
+            raise ConfigError(f"{source}: models.{model}.pretrain.seq_len {seq} exceeds architecture.max_position_embeddings {ctx}")
+    try:
+        plan_study(config, source)  # only when resources give gpu_mem_gb: memory per device, before anything runs
+    except MemoryPlanError as err:
+        raise ConfigError(str(err)) from None
+
+
+EMBEDDED_KEYS = ("architecture", "tokenizer", "pretrain")
+KEYS_OF_SOURCE = {
+    "embedded": {"source", "checkpoints", *EMBEDDED_KEYS},
+    "hub": {"source", "checkpoints", "repo", "family", "branches", "repo_template", "tokens_per_step", "snap", "main"},
+    "local": {"source", "checkpoints", "path", "tokens_per_step"},
+}
+# a hub model also names its checkpoints (ptft.hub.model_family) and its repository (repo, or repo_template)
+REQUIRED_OF_SOURCE = {"embedded": (), "hub": (), "local": ("path", "tokens_per_step")}
+
+
+def check_model(config: dict[str, Any], model: str, spec: dict[str, Any], source: str = "config") -> None:
+    """A model's keys must fit its source. Schema defaults of embedded-only keys are dropped from hub/local models."""
+    kind = spec["source"]
+    if kind != "embedded":
+        # The schema's defaults fill architecture/tokenizer/pretrain for every model; keep only what the user wrote.
+        schema = load_schema()
+        model_schema = {**schema["properties"]["models"]["additionalProperties"], "$defs": schema["$defs"]}
+        for key in EMBEDDED_KEYS:
+            if key in spec and spec[key] == fill_defaults({key: {}}, model_schema)[key]:
+                del spec[key]
+    extra = sorted(set(spec) - KEYS_OF_SOURCE[kind])
+    if extra:
+        raise ConfigError(
+            f"{source}: models.{model} (source {kind}) has {extra}, which apply to other sources only; "
+            f"its keys are {sorted(KEYS_OF_SOURCE[kind])}"
+            + (" (a hub model's architecture and tokenizer come from its repository)" if kind == "hub" else "")
+        )
+    missing = [key for key in REQUIRED_OF_SOURCE[kind] if key not in spec]
+    if missing:
+        raise ConfigError(f"{source}: models.{model} (source {kind}) needs {missing}")
+    if kind == "hub":
+        model_family(spec, model)
+        if ("repo" in spec) == ("repo_template" in spec):
+            raise ConfigError(f"{source}: models.{model} (source hub) needs exactly one of repo (checkpoints are its "
+                              f"branches) and repo_template (one repository per step)")  # fmt: skip
+    for item in spec["checkpoints"]:
+        if kind != "hub" and not isinstance(item, int):
+            raise ConfigError(
+                f"{source}: models.{model}.checkpoints: {item!r} is not a step; only hub models take revision "
+                f"names and selection rules, a {kind} model's checkpoints are integers"
+            )
+
+
+def _check_tasks(config: dict[str, Any], source: str) -> None:
+    """The config's own task families (tasks:) are registered (ptft.tasks.register_from_config: templates checked);
+    every data set names a known family, and every eval set's family has each of evaluate.prompt_formats."""
+    try:
+        tasks.register_from_config(config)
+    except tasks.TaskDefinitionError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    for name, spec in config["data"]["datasets"].items():
+        if spec["task"] not in tasks.TASKS:
+            raise ConfigError(f"{source}: data.datasets.{name}.task: {spec['task']!r} is not a task family; known: "
+                              f"{sorted(tasks.TASKS)} (define your own under tasks:)")
+    for name in config["evaluate"]["eval_sets"]:
+        family = tasks.TASKS.get(config["data"]["datasets"].get(name, {}).get("task"))
+        missing = [f for f in config["evaluate"].get("prompt_formats", []) if family and f not in family.formats]
+        if missing:
+            raise ConfigError(f"{source}: evaluate.prompt_formats lists {missing}, which task {family.name!r} of eval set "
+                              f"{name!r} has no template for (tasks.{family.name}.formats)")
+    for name, spec in config["data"]["datasets"].items():
+        if spec.get("source") == "local":
+            problems = local_spec_problems(name, spec)
+            if problems:
+                raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+def _check_hub_datasets(config: dict[str, Any], source: str) -> None:
+    """Hub data sets: every field of the task mapped, labels fit the task, a scored set has a test split."""
+    datasets = config["data"]["datasets"]
+    for name, spec in datasets.items():
+        if spec.get("source") != "hub":
+            continue
+        problems = hub_spec_problems(name, spec)
+        if problems:
+            raise ConfigError(f"{source}: " + "; ".join(problems))
+    for name in config["evaluate"]["eval_sets"]:
+        spec = datasets.get(name, {})
+        if spec.get("source") == "hub" and spec["splits"].get("test") is None:
+            raise ConfigError(f"{source}: evaluate.eval_sets lists {name!r}, whose data.datasets.{name}.splits.test is "
+                              "null (a set only fine-tuned on); give it a test split or leave it out of eval_sets")
+
+
+def _check_lm_eval_tasks(config: dict[str, Any], source: str) -> None:
+    """evaluate.lm_eval_tasks: no name is also an eval set (a results row's eval_set must say which it is), and each
+    native task exists in the installed lm-eval and defines a metric ptft records (read from the task's own YAML)."""
+    eval_sets = set(config["evaluate"]["eval_sets"])
+    for entry in config["evaluate"].get("lm_eval_tasks", []):
+        name = entry if isinstance(entry, str) else entry["name"]
+        if name in eval_sets:
+            raise ConfigError(
+                f"{source}: evaluate.lm_eval_tasks entry {name!r} is also the name of an eval set in evaluate.eval_sets; "
+                f"rows of both would share eval_set {name!r}. Rename the data set (e.g. data.datasets.{name}_qg and "
+                "its entries in evaluate.eval_sets / finetune.ft_sets)"
+            )
+        if not isinstance(entry, str):
+            continue
+        try:
+            metrics = task_metrics(entry)
+        except KeyError as err:
+            raise ConfigError(f"{source}: evaluate.lm_eval_tasks: {err.args[0]}") from None
+        if "acc" not in metrics:
+            raise ConfigError(
+                f"{source}: evaluate.lm_eval_tasks: lm-eval task {entry!r} defines metrics {metrics}; ptft scores "
+                f"native multiple-choice tasks by {list(RECORDED_METRICS)} and needs at least acc"
+            )

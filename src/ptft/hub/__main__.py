@@ -1,0 +1,36 @@
+"""`python -m ptft.hub resolve --configfile ...`: pin every hub checkpoint of a study config in its lock file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import ptft.hub
+from ptft.checks import validate
+from ptft.config import ConfigError, apply_offline, read_configfiles
+from ptft.hub import HubError, lock_path, resolve_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (argv: its arguments); 0 when every checkpoint is pinned, 1 with the error on stderr."""
+    parser = argparse.ArgumentParser(prog="python -m ptft.hub", description=ptft.hub.__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    res = sub.add_parser("resolve", help="pin every hub checkpoint of a study config (selection rules too) in its lock file")
+    res.add_argument("--configfile", required=True, nargs="+", help="the study config (as given to snakemake)")
+    res.add_argument("--lock", help="lock file (default: the config's revisions_lock)")
+    args = parser.parse_args(argv)
+    try:
+        config = validate(read_configfiles(args.configfile), source=", ".join(args.configfile))
+        apply_offline(config, Path.cwd())  # the study's own offline setting and cache folder, as in its jobs
+        path = Path(args.lock) if args.lock else lock_path(config)
+        for model, labels in resolve_config(config, path).items():
+            print(f"{model}: {len(labels)} checkpoints pinned in {path}: {', '.join(labels)}")
+    except (HubError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
