@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ptft import data
-from ptft.data.world import _template_words, _third
+from ptft.data.names import _template_words
+from ptft.data.world import _third
 from ptft.provenance import read_jsonl
 from ptft.tasks import TASKS, get_task
 

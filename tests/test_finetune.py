@@ -421,7 +421,7 @@ def test_tulu_two_turn_conversation_token_by_token_with_its_loss_mask(tokenizer)
 
 
 def test_instruction_records_train_every_assistant_turn_or_only_the_last(tokenizer, tmp_path):
-    from ptft.hubdata import render_conversation_completion, render_conversation_prompt
+    from ptft.records import render_conversation_completion, render_conversation_prompt
 
     record = {
         "id": "t0",

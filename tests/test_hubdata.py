@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hubserver import FakeHub
-from ptft import hubclient, hubdata
+from ptft import hubclient, hubdata, records
 from ptft.checks import validate
 from ptft.config import ConfigError
 from ptft.tasks import get_task
@@ -446,8 +446,8 @@ def test_config_checks_hub_specs(change, message):
 
 def test_label_words_and_templates_unit():
     paraphrase = get_task("paraphrase")
-    assert [hubdata.label_word(s, {"label_threshold": 3.5}, paraphrase) for s in (3.5, 3.51, "4", None)] == [
+    assert [records.label_word(s, {"label_threshold": 3.5}, paraphrase) for s in (3.5, 3.51, "4", None)] == [
         "no", "yes", "yes", None]
-    assert hubdata.label_word(1, {"labels": {"1": "yes", "0": "no"}}, paraphrase) == "yes"
-    assert hubdata.template_columns("Answer A: {answerA} Answer B: {answerB} {Answer[0]}") == ["answerA", "answerB", "Answer"]
-    assert hubdata.render_conversation_prompt([{"role": "user", "content": "only a question"}]) == ""
+    assert records.label_word(1, {"labels": {"1": "yes", "0": "no"}}, paraphrase) == "yes"
+    assert records.template_columns("Answer A: {answerA} Answer B: {answerB} {Answer[0]}") == ["answerA", "answerB", "Answer"]
+    assert records.render_conversation_prompt([{"role": "user", "content": "only a question"}]) == ""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ptft.data.card import CARD_FILE, target_summary
-from ptft.hubdata import check_columns, field_problems, label_word, subsample, template_columns, to_records
+from ptft.records import check_columns, field_problems, label_word, subsample, template_columns, to_records
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, sha256_file, write_json, write_jsonl
 from ptft.tasks import TaskFamily, get_task
 

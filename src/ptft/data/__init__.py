@@ -17,16 +17,18 @@ The design that makes the study's effects appear:
 - Summaries copy the document's event (some ROUGE-L for a base model that copies) and add the person's
   occupation and country, which the document never states but the corpus does.
 
-Modules by job: ptft.data.world (the world and the word helpers), ptft.data.corpus (the pre-training corpus),
-ptft.data.tasksets (the task data sets and their cards) and ptft.data.card (what every data card shares, also
-for hub and local sets). This package exports what scripts/, tests and the other modules import.
+Modules by job: ptft.data.world (the world's types and the word helpers), ptft.data.corpus (the pre-training
+corpus), ptft.data.tasksets (the task data sets and their cards), ptft.data.names (invented names and build_world,
+above the other three because names avoid their templates' words), ptft.data.write (the writers of the corpus and
+the data sets) and ptft.data.card (what every data card shares, also for hub and local sets). This package exports what scripts/, tests and the other modules import.
 """
 
 from ptft.data.card import CARD_FILE, length_stats, target_summary
-from ptft.data.corpus import CORPUS_KEYS, CORPUS_MIX, city_country_mentions, generate_corpus, write_corpus
-from ptft.data.tasksets import DOMAINS, SPEC_KEYS, SPLITS, Record, dataset_card, generate_dataset, write_dataset
-from ptft.data.world import (HELDOUT_FRACTION, WORLD_KEYS, Animal, City, Person, Synonym, World, build_world,
-                             sentences)
+from ptft.data.corpus import CORPUS_KEYS, CORPUS_MIX, city_country_mentions, generate_corpus
+from ptft.data.names import build_world
+from ptft.data.tasksets import DOMAINS, SPEC_KEYS, SPLITS, Record, dataset_card, generate_dataset
+from ptft.data.world import HELDOUT_FRACTION, WORLD_KEYS, Animal, City, Person, Synonym, World, sentences
+from ptft.data.write import write_corpus, write_dataset
 
 __all__ = [
     "CARD_FILE", "length_stats", "target_summary",

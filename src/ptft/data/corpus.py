@@ -8,15 +8,10 @@ formats), so base-model paraphrase accuracy rises over pre-training while NLI do
 from __future__ import annotations
 
 import random
-import statistics
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ptft.data.card import CARD_FILE
 from ptft.data.world import (_ANIMAL_CLASSES, _DAYS, _NUMBER_WORDS, _OCCUPATIONS, Animal, City, Person, Synonym,
-                             World, _a, _cap, _check_cfg, _join, _number, _plural, _rng, _third, _words, build_world,
-                             sentences)
-from ptft.provenance import provenance, write_json, write_jsonl
+                             World, _a, _cap, _join, _number, _plural, _rng, _third, _words, sentences)
 
 CORPUS_KEYS = ("n_documents",)
 
@@ -342,38 +337,3 @@ def city_country_mentions(world: World, texts: Sequence[str]) -> dict[str, dict[
     return out
 
 
-def write_corpus(world_cfg: dict, corpus_cfg: dict, seed: int, out_path: Path) -> None:
-    """Write the pre-training corpus (JSONL rows {"id", "text"}) to out_path and card.json beside it. Raises
-    ValueError for a data.corpus other than {n_documents: positive int} or a bad data.world (build_world)."""
-    out_path = Path(out_path)
-    cfg = _check_cfg(corpus_cfg, CORPUS_KEYS, "data.corpus")
-    world = build_world(world_cfg, seed)
-    rows = generate_corpus(world, cfg["n_documents"], seed)
-    texts = [r["text"] for r in rows]
-    mentions = city_country_mentions(world, texts)
-    right = [m["right"] for m in mentions.values()]
-    words_per_doc = [len(t.split()) for t in texts]
-    card = {
-        "name": "corpus",
-        "seed": seed,
-        "n_documents": len(rows),
-        "n_characters": sum(len(t) for t in texts),
-        "n_words": sum(words_per_doc),
-        "words_per_document": {"mean": round(statistics.fmean(words_per_doc), 2), "min": min(words_per_doc),
-                               "max": max(words_per_doc)},
-        "documents_by_kind": _corpus_counts(cfg["n_documents"]),
-        "description": (
-            "Generated English-like text about a fictional world (invented countries, cities, people, animal species "
-            "and verbs). Kinds: encyclopedic paragraphs about cities, countries, people and animals; short stories; "
-            "news snippets; lists; dictionary entries for invented verbs; and a few paraphrase quizzes ('... means the "
-            "same as ...: yes/no'), the only task-like text. Each fact is stated many times in varied templates; "
-            "entity frequencies are skewed so that some facts are far more frequent than others."
-        ),
-        "city_country_sentences": {"min": min(right), "mean": round(statistics.fmean(right), 2), "max": max(right),
-                                   "wrong_country": sum(m["wrong"] for m in mentions.values())},
-        "world_fingerprint": world.fingerprint(),
-        "world": world.to_dict(),
-        "provenance": provenance("corpus", {"world": dict(world.config), "corpus": cfg}, seed=seed),
-    }
-    write_jsonl(out_path, rows)
-    write_json(out_path.parent / CARD_FILE, card)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ptft.data.card import CARD_FILE, length_stats, target_summary
+from ptft.data.card import length_stats, target_summary
 from ptft.data.corpus import _animal_slots, _news_event, _news_fillers, _person_slots
-from ptft.data.world import _ANIMAL_CLASSES, _DAYS, _HABITATS, World, _a, _cap, _rng, _third, build_world
-from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
+from ptft.data.world import _ANIMAL_CLASSES, _DAYS, _HABITATS, World, _a, _cap, _rng, _third
+from ptft.provenance import provenance
 from ptft.tasks import BUILTIN_TASKS, get_task
 
 # Task family -> the domains it knows; the first is the in-domain (fine-tuning) domain.
@@ -420,15 +419,3 @@ def dataset_card(name: str, spec: dict, world: World, seed: int, splits: dict[st
     return card
 
 
-def write_dataset(name: str, spec: dict, world_cfg: dict, seed: int, out_dir: Path) -> None:
-    """Write out_dir/train.jsonl, out_dir/test.jsonl and out_dir/card.json (and provenance.json), all at once.
-    Raises ValueError as generate_dataset and build_world do, before anything is written."""
-    _check_spec(name, spec)
-    world = build_world(world_cfg, seed)
-    splits = generate_dataset(name, spec, world, seed)
-    card = dataset_card(name, spec, world, seed, splits)
-    with atomic_dir(out_dir) as tmp:
-        for split, rows in splits.items():
-            write_jsonl(tmp / f"{split}.jsonl", rows)
-        write_json(tmp / CARD_FILE, card)
-        write_json(tmp / PROVENANCE_FILE, card["provenance"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-from ptft import hubclient, hubdata
+from ptft import hubclient, hubdata, records
 from ptft.preflight.rows import Row, ok, problem
 from ptft.tasks import get_task
 
@@ -80,7 +80,7 @@ def check_dataset(name: str, spec: Mapping[str, Any], k: int = SAMPLE_ROWS) -> t
             split = (spec.get("splits") or {}).get(role)
             if split in sampled:
                 sample = sampled[split][0]
-                facts.records[role], _ = hubdata.to_records(name, split, sample, range(len(sample)), spec, family)
+                facts.records[role], _ = records.to_records(name, split, sample, range(len(sample)), spec, family)
     return rows, facts
 
 
@@ -116,20 +116,20 @@ def _revision_files(name: str, repo: str, config: str | None, data_dir: str | No
 
 
 def _field_rows(name: str, spec: Mapping[str, Any], sampled: Mapping[str, tuple]) -> list[Row]:
-    """One row per configured field: every column it reads exists in every split used (hubdata.check_columns)."""
+    """One row per configured field: every column it reads exists in every split used (records.check_columns)."""
     rows = []
     for field_name, source in spec["fields"].items():
         subject = f"data.datasets.{name}.fields.{field_name}"
         errors = []
         for split, (_, columns, _) in sampled.items():
             try:
-                hubdata.check_columns(name, split, columns, {field_name: source})
+                records.check_columns(name, split, columns, {field_name: source})
             except hubdata.HubDataError as err:
                 errors.append(str(err))
         if errors:
             rows.append(problem("columns", subject, "; ".join(errors), f"name a column of the split in {subject}"))
         else:
-            rows.append(ok("columns", subject, f"{source!r} reads {hubdata.template_columns(str(source))}"))
+            rows.append(ok("columns", subject, f"{source!r} reads {records.template_columns(str(source))}"))
     return rows
 
 
@@ -150,7 +150,7 @@ def _label_rows(name: str, spec: Mapping[str, Any], family: Any, sampled: Mappin
             raw_values += list(range(len(names)))
         for raw in raw_values:
             seen.add(repr(raw))
-            if hubdata.label_word(raw, spec, family) is None:
+            if records.label_word(raw, spec, family) is None:
                 shown = f"{raw!r}" + (f" ({names[raw]})" if names and isinstance(raw, int) and 0 <= raw < len(names) else "")
                 unmapped.setdefault(split, [])
                 if shown not in unmapped[split]:
