@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from ptft.data.card import length_stats, target_summary
 from ptft.data.corpus import _animal_slots, _news_event, _news_fillers, _person_slots
-from ptft.data.world import _ANIMAL_CLASSES, _DAYS, _HABITATS, World, _a, _cap, _rng, _third
+from ptft.data.world import _ANIMAL_CLASSES, _DAYS, _HABITATS, World, _a, _cap, _exact_keys, _rng, _third
 from ptft.provenance import provenance
 from ptft.tasks import BUILTIN_TASKS, get_task
 
@@ -344,12 +344,7 @@ _DESCRIPTIONS = {
 
 
 def _check_spec(name: str, spec: Any) -> tuple[str, str, int, int]:
-    if not isinstance(spec, dict):
-        raise ValueError(f"dataset {name!r}: expected a mapping with keys {list(SPEC_KEYS)}, got {spec!r}")
-    unknown = sorted(set(spec) - set(SPEC_KEYS))
-    missing = [k for k in SPEC_KEYS if k not in spec]
-    if unknown or missing:
-        raise ValueError(f"dataset {name!r}: unknown keys {unknown}, missing keys {missing}; expected {list(SPEC_KEYS)}")
+    _exact_keys(spec, SPEC_KEYS, f"dataset {name!r}")
     task, domain = spec["task"], spec["domain"]
     if task not in DOMAINS:
         raise ValueError(f"dataset {name!r}: unknown task {task!r}; allowed tasks: {sorted(DOMAINS)}")

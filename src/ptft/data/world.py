@@ -248,13 +248,18 @@ class World:
         }
 
 
-def _check_cfg(cfg: Any, keys: Sequence[str], what: str) -> dict[str, int]:
+def _exact_keys(cfg: Any, keys: Sequence[str], what: str) -> None:
+    """Raise ValueError naming `what` unless cfg is a mapping with exactly these keys."""
     if not isinstance(cfg, dict):
         raise ValueError(f"{what}: expected a mapping with keys {list(keys)}, got {cfg!r}")
     unknown = sorted(set(cfg) - set(keys))
     missing = [k for k in keys if k not in cfg]
     if unknown or missing:
         raise ValueError(f"{what}: unknown keys {unknown}, missing keys {missing}; expected exactly {list(keys)}")
+
+
+def _check_cfg(cfg: Any, keys: Sequence[str], what: str) -> dict[str, int]:
+    _exact_keys(cfg, keys, what)
     for k in keys:
         if not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 1:
             raise ValueError(f"{what}.{k}: expected a positive integer, got {cfg[k]!r}")
