@@ -170,6 +170,34 @@ def test_token_prob_lm_splits_plain_pairs_as_lm_eval_does(tokenizers, lms):
     assert token == [7] and context == lm.tok_encode("### Inference:")
 
 
+def test_token_prob_encodes_each_context_once_and_scores_as_before(tokenizers, lms, monkeypatch):
+    """All candidate tokens of an item share its context: the context is tokenised once per loglikelihood call, and
+    the log-likelihoods are those of the same requests encoded one by one (the cache is gone after the call)."""
+    from lm_eval.api.instance import Instance
+
+    from ptft.evaluate import token_continuation, token_prob_lm
+    from ptft.evaluate import models
+
+    tok, lm = tokenizers["sentencepiece"], lms["sentencepiece"]
+    ours = token_prob_lm(pretrained=lm.model, tokenizer=tok, batch_size=4, device="cpu")
+    contexts = [NLI.render(record, "default") for record in nli_records(3)]
+    candidates = [5, 7, 11, 13]
+    requests = [
+        Instance("loglikelihood", {}, (context, token_continuation(token)), i)
+        for i, (context, token) in enumerate((c, k) for c in contexts for k in candidates)
+    ]
+    encoded = []
+    real_encode_text = models.encode_text
+    monkeypatch.setattr(models, "encode_text", lambda tokenizer, text, *a: encoded.append(text) or real_encode_text(tokenizer, text, *a))
+    scores = ours.loglikelihood(requests, disable_tqdm=True)
+    assert sorted(encoded) == sorted(contexts)  # 3 encodings for 12 requests
+    assert not hasattr(ours, "_context_ids")
+    one_by_one = lm._loglikelihood_tokens(
+        [((c, str(k)), lm.tok_encode(c), [k]) for c in contexts for k in candidates], disable_tqdm=True
+    )
+    assert [s for s, _ in scores] == pytest.approx([s for s, _ in one_by_one], abs=1e-5)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_conversation_starts_as_the_tokenizer_starts_every_text(kind, tokenizers):
     from ptft.finetune import encode_conversation

@@ -172,14 +172,23 @@ def _with_token_prob(base: type) -> type:
             empty = [r for r in requests if r.args[0] == "" and _marked_token(r.args[1]) is not None]
             if empty:
                 raise ValueError(f"TokenProb needs a prompt to predict after; {len(empty)} requests have an empty one")
-            return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+            # Every candidate token of an item shares its context: encode each context once, not once per candidate
+            # (14 candidates for the paper's label words; profiled: a quarter of a CPU classification run).
+            self._context_ids: dict[str, list[int]] = {}
+            try:
+                return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+            finally:
+                del self._context_ids
 
         def _encode_pair(self, context, continuation):
             token_id = _marked_token(continuation)
             if token_id is None:
                 # the rule fine-tuning uses too (ptft.tokens), which is lm-eval's own causal-model rule
                 return encode_pair(self.tokenizer, context, continuation, self.add_bos_token)
-            return encode_text(self.tokenizer, context, self.add_bos_token), [token_id]
+            cache = getattr(self, "_context_ids", {})
+            if context not in cache:
+                cache[context] = encode_text(self.tokenizer, context, self.add_bos_token)
+            return list(cache[context]), [token_id]
 
     TokenProbLM.__name__ = f"TokenProb{base.__name__}"
     return TokenProbLM
