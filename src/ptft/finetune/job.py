@@ -286,7 +286,7 @@ def finetune_record(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line of the finetune rule (plain `python`, or under ptft.launch for several processes)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ptft.finetune", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="base checkpoint folder")
     parser.add_argument("--train", type=Path, required=True, help="training set (JSONL)")
     parser.add_argument("--task", required=True, help="task family of the training set")
@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         " this job takes finetune.<ft-set> (micro_batch_size, packing, save_steps, gradient_checkpointing)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output model folder")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (the rule's threads)")
     parser.add_argument("--sharding", choices=["none", "fsdp"], default="none", help="finetune.sharding")
     parser.add_argument("--gpu-mem-gb", type=float, default=None, help="resources.finetune.gpu_mem_gb: plan memory")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from ptft.hub import HubError, lock_path, resolve_config
 
 def main(argv: list[str] | None = None) -> int:
     """The command line (argv: its arguments); 0 when every checkpoint is pinned, 1 with the error on stderr."""
-    parser = argparse.ArgumentParser(prog="python -m ptft.hub", description=ptft.hub.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ptft.hub", description=ptft.hub.__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     res = sub.add_parser("resolve", help="pin every hub checkpoint of a study config (selection rules too) in its lock file")
     res.add_argument("--configfile", required=True, nargs="+", help="the study config (as given to snakemake)")

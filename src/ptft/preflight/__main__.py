@@ -16,7 +16,7 @@ from ptft.preflight.driver import check_configfile, format_table
 
 def main(argv: list[str] | None = None) -> int:
     """The command line (argv: its arguments); 0 when every check is ok, 1 when any finds a problem."""
-    parser = argparse.ArgumentParser(prog="python -m ptft.preflight", description=ptft.preflight.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ptft.preflight", description=ptft.preflight.__doc__.split("\n\n")[0])
     parser.add_argument("--configfile", required=True, nargs="+", help="the study config (as given to snakemake)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     parser.add_argument("--rows", type=int, default=SAMPLE_ROWS, help=f"rows sampled per split (default {SAMPLE_ROWS})")
