@@ -41,17 +41,20 @@ PAPER_RUNS = {
 }
 PAPER_SHOTS = 4
 # The authors' names -> ptft's (configs/paper-olmo1b.yaml data.datasets / finetune.ft_sets). MNLI "matched" is ptft's
-# `mnli` (validation_matched), as the notebook pairs ('mnli_matched', 'mnli') (cell 15).
+# `mnli` (validation_matched), as the notebook pairs ('mnli_matched', 'mnli') (cell 15). all_perf_table's `sciq` is the
+# question-generation set (SciQ's support + answer -> question), which the paper config names `sciq_qg`; the name `sciq`
+# is lm-eval's multiple-choice benchmark, official_eval_table's `sciq` (prompt_format "native").
+# tests/test_paper_results.py checks every name here is an eval set or training set of the paper config.
 FT_SET_NAMES = {"xsum": "xsum", "socialiqa": "social_i_qa", "mnli": "mnli", "paws": "paws", "tulu": "tulu"}
 EVAL_SET_NAMES = {
     "xsum": "xsum", "xlsum": "xlsum", "cnn": "cnn_dailymail",
-    "socialiqa": "social_i_qa", "sciq": "sciq", "tweetqa": "tweet_qa",
+    "socialiqa": "social_i_qa", "sciq": "sciq_qg", "tweetqa": "tweet_qa",
     "mnli_matched": "mnli", "mnli_mismatched": "mnli_mismatched", "rte": "rte", "gpt3nli": "gpt3_nli",
     "paws": "paws", "qqp": "qqp", "stsb": "stsb",
 }  # fmt: skip
 EVAL_SET_TASKS = {
     "xsum": "summarisation", "xlsum": "summarisation", "cnn_dailymail": "summarisation",
-    "social_i_qa": "question_generation", "sciq": "question_generation", "tweet_qa": "question_generation",
+    "social_i_qa": "question_generation", "sciq_qg": "question_generation", "tweet_qa": "question_generation",
     "mnli": "nli", "mnli_mismatched": "nli", "rte": "nli", "gpt3_nli": "nli",
     "paws": "paraphrase", "qqp": "paraphrase", "stsb": "paraphrase",
 }  # fmt: skip

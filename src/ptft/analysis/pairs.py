@@ -66,18 +66,41 @@ def _paired_with_base(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFr
     return merged
 
 
-def _pairs(df: pd.DataFrame, wanted: Iterable[tuple[str, str, str]], metric: str | None = None) -> pd.DataFrame:
+def _pairs(
+    df: pd.DataFrame, wanted: Iterable[tuple[str, str, str]], metric: str | None = None, required: str | None = None
+) -> pd.DataFrame:
     """The (ft_set, eval_set, prompt_format) pairs of `wanted` at every checkpoint where both the fine-tuned and the
-    base model were scored: PAIR_COLUMNS. `metric` picks one metric where a row set has several (native rows)."""
+    base model were scored: PAIR_COLUMNS. `metric` picks one metric where a row set has several (native rows).
+
+    `required` (the finding's name, for the message) makes the design binding: a wanted pair with no fine-tuned row,
+    or whose fine-tuned rows have no base row at any checkpoint, raises ValueError naming every such pair, instead of
+    vanishing in the inner join (a design eval set named differently in the results used to drop out silently).
+    Checkpoints where only one side was scored are skipped, as the authors' notebook does (cell 14 keeps a pair only
+    with exactly one row on each side); their number is in the result's attrs["n_unpaired"].
+    """
     wanted = pd.DataFrame(list(wanted), columns=["ft_set", "eval_set", "prompt_format"]).drop_duplicates()
     rows = df if metric is None else df[(df["prompt_format"] != NATIVE_FORMAT) | (df["metric"] == metric)]
     tuned = rows[rows["ft_set"] != BASE].merge(wanted, on=["ft_set", "eval_set", "prompt_format"])
     keys = ["model", "step", "eval_set", "prompt_format", "shots", "metric"]
     base = rows[rows["ft_set"] == BASE][keys + ["value"]].rename(columns={"value": "base"})
-    out = tuned.merge(base, on=keys, how="inner", validate="many_to_one").rename(columns={"value": "finetuned"})
-    return (
+    joined = tuned.merge(base, on=keys, how="left", validate="many_to_one").rename(columns={"value": "finetuned"})
+    if required is not None:
+        found = joined.dropna(subset=["base"])[["ft_set", "eval_set", "prompt_format"]].drop_duplicates()
+        absent = wanted.merge(found, how="left", indicator=True).query("_merge == 'left_only'")
+        if not absent.empty:
+            names = ", ".join(f"({r.ft_set}, {r.eval_set}, {r.prompt_format})" for r in absent.itertuples())
+            raise ValueError(
+                f"{required}: {len(absent)} pair(s) of the study design have no fine-tuned score beside a base score "
+                f"in the results: {names} (ft_set, eval_set, prompt_format). Have eval_sets "
+                f"{sorted(set(df['eval_set']))} and ft_sets {sorted(set(df['ft_set']))}: is an eval set named "
+                f"differently in the results than in the design?"
+            )
+    out = joined.dropna(subset=["base"])
+    out = (
         out[PAIR_COLUMNS].sort_values(["model", "step", "ft_set", "eval_set"], kind="mergesort").reset_index(drop=True)
     )
+    out.attrs["n_unpaired"] = int(joined["base"].isna().sum())
+    return out
 
 
 def ratio_of_change(finetuned: Any, base: Any) -> Any:

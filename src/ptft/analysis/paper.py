@@ -90,7 +90,7 @@ def transfer_pairs_paper(
         (a, own[b], prompt_format)
         for a in own for b in own if _kind(design[a]["task"]) != _kind(design[b]["task"])
     ]  # fmt: skip
-    out = _pairs(rows, wanted)
+    out = _pairs(rows, wanted, required="task transfer")
     out["direction"] = [
         CLASSIFICATION_TO_GENERATION if _kind(design[f]["task"]) == "classification" else GENERATION_TO_CLASSIFICATION
         for f in out["ft_set"]
@@ -151,7 +151,7 @@ def ood_pairs_paper(
     raw_change (FT - BASE)."""
     rows = _one_setting(df, prompt_format, shots, "out-of-domain change")
     wanted = [(f, e, prompt_format) for f, d in design.items() for e in d["out_of_domain"]]
-    out = _pairs(rows, wanted)
+    out = _pairs(rows, wanted, required="out-of-domain change")
     out["ft_task"] = out["ft_set"].map({f: d["task"] for f, d in design.items()})
     out["raw_change"] = out["finetuned"] - out["base"]
     return out
@@ -205,9 +205,10 @@ def group_pairs_paper(
         listed = list(eval_sets) if keep_duplicates else list(dict.fromkeys(eval_sets))
         for copy, eval_set in enumerate(listed):
             wanted = [(f, eval_set, prompt_format) for f, d in design.items() if eval_set in d["in_domain"]]
-            wanted += [(f, eval_set, NATIVE_FORMAT) for f in instruction]
-            found = _pairs(rows, wanted, metric=native_metric)
-            if found.empty:
+            if ((rows["eval_set"] == eval_set) & (rows["prompt_format"] == NATIVE_FORMAT)).any():
+                wanted += [(f, eval_set, NATIVE_FORMAT) for f in instruction]
+            found = _pairs(rows, wanted, metric=native_metric, required=f"analysis.groups.{group}") if wanted else None
+            if found is None or found.empty:
                 raise ValueError(
                     f"analysis.groups.{group}: eval set {eval_set!r} has no pair of a fine-tuned and a base score: it "
                     f"is no training set's in-domain set in {prompt_format!r} and no instruction-tuned model has a "
