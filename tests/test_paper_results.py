@@ -17,6 +17,8 @@ from ptft.analysis import (
     GENERATION_TO_CLASSIFICATION,
     GROUP_FINETUNING,
     GROUP_PRETRAINING,
+    NATIVE_FORMAT,
+    finetune_gain,
     gain_by_group_paper,
     group_pairs_paper,
     ood_pairs_paper,
@@ -26,8 +28,26 @@ from ptft.analysis import (
     transfer_cluster_test,
     transfer_pairs_paper,
 )
-from ptft.verdicts import PAPER_GROUP_GAP, PAPER_OOD, PAPER_TRANSFER
-from ptft.paper_results import MAIN_STEP, OFFICIAL_TABLE, SFT_TABLE, load_paper_results, results_dir
+from ptft.verdicts import (
+    LEARNED,
+    NOT_LEARNED,
+    PAPER_GROUP_GAP,
+    PAPER_OOD,
+    PAPER_TRANSFER,
+    UNDECIDED,
+    groups_from_rule,
+    learned_by_evidence,
+)
+from ptft.paper_results import (
+    EVAL_SET_NAMES,
+    FT_SET_NAMES,
+    MAIN_STEP,
+    OFFICIAL_TABLE,
+    SFT_TABLE,
+    load_paper_results,
+    results_dir,
+    verify_tables,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CONFIG = yaml.safe_load((ROOT / "configs" / "paper-olmo1b.yaml").read_text())
@@ -75,7 +95,7 @@ def test_loader_maps_the_authors_layout_to_the_results_table(tmp_path):
         [("checkpoint-1000", "hellaswag", 0.25), ("olmo1b_hf_main_tulu_5epoch_2e-6", "hellaswag", 0.61)],
         std=False,
     )
-    df = load_paper_results(tmp_path)
+    df = load_paper_results(tmp_path, verify=False)
     assert list(df.columns) == COLUMNS
     got = {(r.step, r.ft_set, r.eval_set, r.prompt_format, r.metric): r.value for r in df.itertuples()}
     assert got == {
@@ -95,12 +115,12 @@ def test_loader_names_an_unknown_eval_dataset_and_a_missing_table(tmp_path):
     _write(tmp_path / SFT_TABLE, [("olmo1b_original_hf_4shots", "squad", 0.1)], std=True)
     _write(tmp_path / OFFICIAL_TABLE, [], std=False)
     with pytest.raises(ValueError, match="'squad'"):
-        load_paper_results(tmp_path)
+        load_paper_results(tmp_path, verify=False)
     (tmp_path / OFFICIAL_TABLE).unlink()
     (tmp_path / SFT_TABLE).unlink()
     _write(tmp_path / SFT_TABLE, [("olmo1b_original_hf_4shots", "paws", 0.5)], std=True)
     with pytest.raises(FileNotFoundError, match=OFFICIAL_TABLE):
-        load_paper_results(tmp_path)
+        load_paper_results(tmp_path, verify=False)
 
 
 def test_loader_rejects_a_result_given_twice(tmp_path):
@@ -108,7 +128,14 @@ def test_loader_rejects_a_result_given_twice(tmp_path):
     _write(tmp_path / SFT_TABLE, [row, row], std=True)
     _write(tmp_path / OFFICIAL_TABLE, [], std=False)
     with pytest.raises(ValueError, match="given twice"):
-        load_paper_results(tmp_path)
+        load_paper_results(tmp_path, verify=False)
+
+
+def test_loader_names_sets_as_the_paper_config_does():
+    """Every authors' name maps to an eval set / training set of configs/paper-olmo1b.yaml: a name the design does not
+    know would make its pairs vanish (the authors' question-generation `sciq` is the config's `sciq_qg`)."""
+    assert set(EVAL_SET_NAMES.values()) == set(PAPER_CONFIG["evaluate"]["eval_sets"])
+    assert set(FT_SET_NAMES.values()) == set(PAPER_CONFIG["finetune"]["ft_sets"])
 
 
 # ------------------------------------------------------------------------------------ golden: the authors' scores
@@ -221,3 +248,89 @@ def test_the_paper_numbers_the_verdicts_quote_are_the_authors(authors):
     result = task_transfer_paper(transfer_pairs_paper(authors, _paper_design())).set_index("direction")
     for direction, paper in PAPER_TRANSFER.items():
         assert round(result.loc[direction, "mean_ratio"], 4) == paper
+
+
+# ------------------------------------------------------------------------------------ trust before use
+
+
+def test_a_changed_table_is_refused_by_name(tmp_path):
+    """One byte off the published CSV, or a README that lists another hash: refused, naming the file."""
+    _write(tmp_path / SFT_TABLE, [("olmo1b_original_hf_4shots", "paws", 0.5)], std=True)
+    _write(tmp_path / OFFICIAL_TABLE, [], std=False)
+    with pytest.raises(ValueError, match=f"{SFT_TABLE}: sha256 .* is not the published"):
+        load_paper_results(tmp_path)
+    with pytest.raises(ValueError, match=SFT_TABLE):
+        verify_tables(tmp_path, names=(SFT_TABLE,))
+
+
+@needs_authors
+def test_the_shared_tables_are_the_published_ones(tmp_path):
+    hashes = verify_tables(FOLDER)
+    assert set(hashes) == {SFT_TABLE, OFFICIAL_TABLE}
+    # the same bytes with their README's hash changed are refused, naming the README as the source
+    for name in (SFT_TABLE, OFFICIAL_TABLE):
+        (tmp_path / name).write_bytes((FOLDER / name).read_bytes())
+    text = (FOLDER / "README.md").read_text().replace(hashes[OFFICIAL_TABLE], "0" * 64)
+    (tmp_path / "README.md").write_text(text)
+    with pytest.raises(ValueError, match=f"{OFFICIAL_TABLE}: sha256 .*README.md"):
+        load_paper_results(tmp_path)
+    (tmp_path / "README.md").write_text((FOLDER / "README.md").read_text())
+    assert load_paper_results(tmp_path).equals(load_paper_results(FOLDER))
+    # and a flipped digit in a score is caught by the pinned hash, with no README to compare against
+    (tmp_path / "README.md").unlink()
+    raw = (FOLDER / SFT_TABLE).read_text()
+    (tmp_path / SFT_TABLE).write_text(raw.replace("0.5", "0.6", 1))
+    with pytest.raises(ValueError, match=f"{SFT_TABLE}: sha256 .*ptft.paper_results.SHA256"):
+        load_paper_results(tmp_path)
+
+
+# ------------------------------------------------------------------------------------ defects found on these scores
+
+
+def test_a_design_pair_with_no_rows_is_named_not_dropped():
+    """The design names `sciq_qg`; results that call it `sciq` used to lose the pair silently (inner join)."""
+    rows = []
+    for ft_set in (BASE, "social_i_qa"):
+        for eval_set in ("social_i_qa", "tweet_qa", "sciq"):
+            rows.append({"model": "m", "step": 1, "tokens": 10, "ft_set": ft_set, "eval_set": eval_set,
+                         "task": "question_generation", "prompt_format": "default", "shots": 4, "metric": "rougeL",
+                         "value": 0.1 if ft_set == BASE else 0.2, "ci_low": None, "ci_high": None, "n": 5})  # fmt: skip
+    df = pd.DataFrame(rows)[COLUMNS]
+    design = study_design(
+        {"social_i_qa": "question_generation"},
+        {"social_i_qa": "question_generation", "tweet_qa": "question_generation", "sciq_qg": "question_generation"},
+        {"social_i_qa": {"in_domain": ["social_i_qa"], "out_of_domain": ["sciq_qg", "tweet_qa"]}},
+    )
+    with pytest.raises(ValueError, match=r"out-of-domain change: 1 pair.*\(social_i_qa, sciq_qg, default\)"):
+        ood_pairs_paper(df, design)
+    named = df.replace({"eval_set": {"sciq": "sciq_qg"}})
+    assert set(ood_pairs_paper(named, design)["eval_set"]) == {"sciq_qg", "tweet_qa"}
+
+
+@needs_authors
+def test_finding4_groups_scores_without_items_by_the_point_rule(authors):
+    """No per-item scores, no bootstrap: the point rule (rise >= min_gain, above chance) decides, never "undecided"."""
+    learned = learned_by_evidence(authors, None).set_index(["eval_set", "prompt_format"])["group"]
+    assert UNDECIDED not in set(learned)
+    assert learned[("hellaswag", NATIVE_FORMAT)] == LEARNED and learned[("sciq", NATIVE_FORMAT)] == LEARNED
+    assert learned[("mnli", "default")] == NOT_LEARNED and learned[("xsum", "default")] == NOT_LEARNED
+    groups = groups_from_rule(learned_by_evidence(authors, None), _paper_design())
+    assert {"hellaswag", "sciq", "arc_easy"} <= set(groups[GROUP_PRETRAINING])
+    assert {"mnli", "paws", "xsum"} <= set(groups[GROUP_FINETUNING])
+
+
+@needs_authors
+def test_finetune_gain_on_the_whole_table_counts_and_names_missing_pairs(authors):
+    ft_sets = {f: t for f, t in _paper_design_tasks().items()}
+    with pytest.warns(UserWarning, match=r"eval_set='xlsum' prompt_format='io'.*\(1 such rows\)"):
+        gain = finetune_gain(authors, ft_sets)
+    assert gain.attrs["missing_base"] == [
+        {"ft_set": "xsum", "model": "olmo-1b", "step": MAIN_STEP, "eval_set": "xlsum", "prompt_format": "io",
+         "shots": 4, "metric": "rougeL"}
+    ]  # fmt: skip
+    assert not gain.empty and gain["gain"].notna().all()
+
+
+def _paper_design_tasks():
+    datasets = PAPER_CONFIG["data"]["datasets"]
+    return {f: datasets[f]["task"] for f in PAPER_CONFIG["finetune"]["ft_sets"]}

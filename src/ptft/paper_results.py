@@ -9,6 +9,7 @@ from a folder: its argument, else $PTFT_AUTHORS_RESULTS, else ../shared/authors-
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -72,6 +73,45 @@ _SFT_TUNED = re.compile(
 )
 _OFFICIAL_BASE = re.compile(r"^(?:checkpoint-(?P<step>\d+)|olmo1b_original_hf)$")
 _OFFICIAL_TUNED = re.compile(r"^olmo1b_hf_(?:ckpt(?P<step>\d+)|main)_tulu_5epoch_2e-6$")
+
+
+# Each CSV's sha256, as ../shared/authors-results/README.md lists them (files copied unchanged from the authors'
+# repository at commit 8b79c396). `verify_tables` also reads the folder's own README when it has one: both must agree.
+SHA256 = {
+    SFT_TABLE: "7996bca9ab8b5251892a6658297909d2d19f8210f6fa9785404d00dd1a0ae295",
+    "it_perf_table.csv": "04ce16f9713c7d4ff3649fe07bd01c41bba8e89702fece0e449ef0ed5b776afc",
+    OFFICIAL_TABLE: "624ea9153af9010972bf95fd866bf74ee2812ed0004601be2ccfbb4fd9d16bcf",
+}
+_README_ROW = re.compile(r"^\|\s*([\w.-]+\.csv)\s*\|\s*([0-9a-f]{64})\s*\|", re.MULTILINE)
+
+
+def readme_hashes(folder: Path) -> dict[str, str]:
+    """{file name: sha256} from the folder's README.md table (`| file | sha256 | ... |`); {} without a README."""
+    readme = folder / "README.md"
+    return dict(_README_ROW.findall(readme.read_text())) if readme.is_file() else {}
+
+
+def verify_tables(folder: str | os.PathLike, names: tuple[str, ...] = (SFT_TABLE, OFFICIAL_TABLE)) -> dict[str, str]:
+    """Check each named CSV in `folder` against its pinned sha256 (SHA256) and the folder README's, before any number
+    is trusted. Returns {file name: sha256}. Raises FileNotFoundError naming a missing CSV, ValueError naming the
+    file whose bytes differ from the published ones (or whose README lists another hash)."""
+    folder = Path(folder)
+    listed = readme_hashes(folder)
+    out = {}
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the authors' results table is missing (see ptft.paper_results)")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        pinned = (("ptft.paper_results.SHA256", SHA256.get(name)), (folder / "README.md", listed.get(name)))
+        for source, expected in pinned:
+            if expected is not None and digest != expected:
+                raise ValueError(
+                    f"{path}: sha256 {digest} is not the published {expected} ({source}): this is not the authors' "
+                    f"unchanged {name}; restore it from their repository at commit 8b79c396"
+                )
+        out[name] = digest
+    return out
 
 
 def results_dir(folder: str | os.PathLike | None = None) -> Path:
@@ -155,17 +195,21 @@ def _official_rows(path: Path) -> list[dict]:
     return rows
 
 
-def load_paper_results(folder: str | os.PathLike | None = None) -> pd.DataFrame:
+def load_paper_results(folder: str | os.PathLike | None = None, verify: bool = True) -> pd.DataFrame:
     """The authors' released scores (see the module docstring) as a table with exactly ptft's COLUMNS.
 
     Kept: 4-shot evaluations of the base checkpoints and of the runs the paper reports (PAPER_RUNS), in the default,
     instruct and io formats (all_perf_table.csv), and the lm-eval benchmarks of the base and Tulu-tuned
     checkpoints (official_eval_table.csv, prompt_format "native", metric "acc"). "main" becomes step 738020.
     The CSVs carry no intervals or item counts: ci_low/ci_high are NaN and n is 0.
-    Raises FileNotFoundError naming the missing CSV, ValueError naming the row of an unknown eval dataset or a
-    result given twice (the notebook would skip such a pair: it needs exactly one row, cell 14).
+    `verify` (default) checks both CSVs' sha256 first (`verify_tables`); tests of the parser on tables they write
+    themselves pass False.
+    Raises FileNotFoundError naming the missing CSV, ValueError naming a CSV whose hash differs, the row of an unknown
+    eval dataset or a result given twice (the notebook would skip such a pair: it needs exactly one row, cell 14).
     """
     folder = results_dir(folder)
+    if verify:
+        verify_tables(folder)
     rows = _sft_rows(folder / SFT_TABLE) + _official_rows(folder / OFFICIAL_TABLE)
     df = pd.DataFrame(rows)
     if df.empty:

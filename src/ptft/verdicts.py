@@ -123,7 +123,7 @@ def _evidence_group(r: pd.Series, has_items: bool, min_gain: float, min_above_ch
     big = r["change"] >= min_gain - 1e-12
     if r["first_step"] == r["last_step"]:
         return UNDECIDED
-    if has_items and not math.isfinite(r["ci_low"]):
+    if not has_items or not math.isfinite(r["ci_low"]):  # scores without items (the authors' CSVs): the point rule
         return LEARNED if big and not at_chance else NOT_LEARNED
     if at_chance or r["ci_high"] < min_gain:
         return NOT_LEARNED

@@ -24,6 +24,9 @@ def finetune_gain(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
 
     `ft_sets` maps each ft_set name to its task family. One row per (model, step, ft_set, eval_set,
     prompt_format, shots, metric); `in_domain` is True where the eval_set is the ft_set itself.
+    A fine-tuned row whose base model was not scored the same way (the authors' tables lack XL-Sum IO at main) is
+    left out with a warning that counts and names it; attrs["missing_base"] lists every such row.
+    Raises KeyError naming an ft_set with no task family, ValueError naming one whose family has no eval set.
     """
     tuned = df[df["ft_set"] != BASE]
     _check_known(tuned, ft_sets)
@@ -37,10 +40,13 @@ def finetune_gain(df: pd.DataFrame, ft_sets: Mapping[str, str]) -> pd.DataFrame:
             )
     family = tuned["ft_set"].map(dict(ft_sets))
     tuned = tuned[tuned["task"] == family]
-    out = _join_base(tuned, df).rename(columns={"value": "finetuned"})
+    joined = _join_base(tuned, df, missing="skip")
+    out = joined.rename(columns={"value": "finetuned"})
     out["gain"] = out["finetuned"] - out["base"]
     out["in_domain"] = out["eval_set"] == out["ft_set"]
-    return sort_results(out[GAIN_COLUMNS].astype({"in_domain": "bool"}))
+    out = sort_results(out[GAIN_COLUMNS].astype({"in_domain": "bool"}))
+    out.attrs["missing_base"] = joined.attrs["missing_base"]
+    return out
 
 
 def base_curves(df: pd.DataFrame) -> pd.DataFrame:

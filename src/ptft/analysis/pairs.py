@@ -4,6 +4,7 @@ and the small numeric helpers they share (ratio of change, JSON numbers, means w
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
@@ -30,21 +31,31 @@ def _one_setting(df: pd.DataFrame, prompt_format: str | None, shots: int | None,
     return rows
 
 
-def _join_base(tuned: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
-    """`tuned` rows with a `base` column: the base model's value at the same checkpoint, eval set, format and
-    shots; raises naming the first row that has no base result."""
+def _join_base(tuned: pd.DataFrame, df: pd.DataFrame, missing: str = "raise") -> pd.DataFrame:
+    """`tuned` rows with a `base` column: the base model's value at the same checkpoint, eval set, format and shots.
+
+    A fine-tuned row with no base result raises ValueError naming the first such row and their count
+    (`missing="raise"`), or is left out (`missing="skip"`): the result's attrs["missing_base"] then lists every
+    left-out row as a dict (ft_set, model, step, eval_set, prompt_format, shots, metric) and a warning says how many.
+    """
     keys = ["model", "step", "eval_set", "prompt_format", "shots", "metric"]
     base = df[df["ft_set"] == BASE][keys + ["value"]].rename(columns={"value": "base"})
     merged = tuned.merge(base, on=keys, how="left", validate="many_to_one")
-    missing = merged[merged["base"].isna()]
-    if not missing.empty:
-        m = missing.iloc[0]
-        raise ValueError(
-            f"no base result to compare ft_set {m['ft_set']!r} against: model={m['model']!r} step={m['step']} "
-            f"eval_set={m['eval_set']!r} prompt_format={m['prompt_format']!r} shots={m['shots']} "
-            f"({len(missing)} such rows)"
-        )
-    return merged
+    absent = merged[merged["base"].isna()]
+    if absent.empty:
+        merged.attrs["missing_base"] = []
+        return merged
+    m = absent.iloc[0]
+    what = (
+        f"no base result to compare ft_set {m['ft_set']!r} against: model={m['model']!r} step={m['step']} "
+        f"eval_set={m['eval_set']!r} prompt_format={m['prompt_format']!r} shots={m['shots']} ({len(absent)} such rows)"
+    )
+    if missing == "raise":
+        raise ValueError(what)
+    warnings.warn(f"{what}: left out", stacklevel=3)
+    out = merged.dropna(subset=["base"]).reset_index(drop=True)
+    out.attrs["missing_base"] = absent[["ft_set"] + keys].to_dict("records")
+    return out
 
 
 def _check_known(tuned: pd.DataFrame, ft_sets: Mapping[str, str]) -> None:
