@@ -270,15 +270,19 @@ def test_finetune_gain_values(study):
     assert gain["in_domain"].dtype == bool
 
 
-def test_finetune_gain_rejects_unknown_ft_set_and_missing_base(study):
+def test_finetune_gain_rejects_unknown_ft_set_and_names_a_missing_base(study):
     _, _, df = study
     with pytest.raises(KeyError, match="news_sum"):
         finetune_gain(df, {"places_nli": "nli"})
     with pytest.raises(ValueError, match="summarization"):
         finetune_gain(df, {"places_nli": "nli", "news_sum": "summarization"})
     no_base = df[~((df["ft_set"] == "base") & (df["step"] == 400) & (df["eval_set"] == "story_sum"))]
-    with pytest.raises(ValueError, match="story_sum"):
-        finetune_gain(no_base, FT_SETS)
+    # a fine-tuned score with no base beside it is left out, counted and named (the authors' tables have one)
+    with pytest.warns(UserWarning, match=r"eval_set='story_sum'.*such rows\): left out"):
+        gain = finetune_gain(no_base, FT_SETS)
+    missing = gain.attrs["missing_base"]
+    assert missing and {(m["step"], m["eval_set"]) for m in missing} == {(400, "story_sum")}
+    assert len(gain) == len(finetune_gain(df, FT_SETS)) - len(missing)
 
 
 def test_base_curves_keeps_base_rows_along_steps(study):
