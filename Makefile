@@ -54,6 +54,10 @@ GPU ?= h200
 estimate: $(VENV)/.installed  ## no network: CONFIG's bill per rule family (jobs, tokens, GPU-hours on GPU=h100|h200|a100|cpu, disk)
 	$(BIN)/python -m ptft.estimate --configfile $(CONFIG) --gpu $(GPU)
 
+.PHONY: paper-results
+paper-results: $(VENV)/.installed  ## no GPU, no hub: the paper's findings from its authors' released scores (../shared/authors-results/ or $$PTFT_AUTHORS_RESULTS), report in paper-results/report.html
+	$(BIN)/python -m ptft.paper_study --out paper-results
+
 .PHONY: preflight
 preflight: $(VENV)/.installed  ## needs the hub: check CONFIG's checkpoints, data sets, columns, labels, lm-eval tasks, tokenizers and prompt lengths
 	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 $(BIN)/python -m ptft.preflight --configfile $(CONFIG)

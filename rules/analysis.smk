@@ -153,7 +153,7 @@ rule plot_prompt_sensitivity:
 
 rule plot_ratio_of_change:
     input:
-        out_of_domain="results/tables/out_of_domain_change.csv",
+        out_of_domain="results/tables/out_of_domain_ratio.csv",
         transfer="results/tables/task_transfer.csv",
     output:
         png=report(
@@ -172,6 +172,28 @@ rule plot_ratio_of_change:
         runtime=10,
     script:
         "../scripts/plot_ratio_of_change.py"
+
+
+rule plot_paper_comparison:
+    input:
+        unpack(get_paper_comparison_inputs),
+    output:
+        png=report(
+            "results/figures/paper_comparison.png",
+            caption="../report/paper_comparison.rst",
+            category="0 A verdict per finding",
+        ),
+        svg="results/figures/paper_comparison.svg",
+        provenance="results/figures/paper_comparison.png.provenance.json",
+    log:
+        "logs/plot_paper_comparison.log",
+    conda:
+        "../envs/plot.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plot_paper_comparison.py"
 
 
 rule plot_gain_by_group:

@@ -376,14 +376,14 @@ def get_analysis_settings():
 FINDINGS_TABLES = [
     "prompt_sensitivity",
     "sensitivity_by_checkpoint",
-    "out_of_domain_change",
+    "out_of_domain_ratio",
     "task_transfer",
     "task_transfer_test",
     "learned_in_pretraining",
     "gain_table",
     "task_transfer_paper",
     "transfer_cluster_test",
-    "out_of_domain_paper",
+    "out_of_domain_raw_change_paper",
     "gain_by_group_paper",
     "format_gaps",
     "verdicts",
@@ -391,10 +391,33 @@ FINDINGS_TABLES = [
 FINDINGS_FIGURES = [
     "prompt_sensitivity",
     "ratio_of_change",
+    "paper_comparison",
     "gain_by_group",
     "base_curves_by_group",
     "finetune_curves",
 ]
+
+
+def get_paper_comparison_inputs(wildcards):
+    """The findings tables the paper comparison draws, plus the authors' CSVs when they are there
+    (ptft.paper_results.results_dir: $PTFT_AUTHORS_RESULTS or ../shared/authors-results/), so that the figure is
+    redrawn when they appear or change; without them it quotes ptft's stored constants and says so."""
+    from ptft.paper_results import OFFICIAL_TABLE, SFT_TABLE, results_dir
+
+    tables = {
+        name: f"results/tables/{name}.csv"
+        for name in (
+            "sensitivity_by_checkpoint",
+            "out_of_domain_raw_change_paper",
+            "task_transfer_paper",
+            "gain_by_group_paper",
+        )
+    }
+    folder = results_dir()
+    csvs = [folder / SFT_TABLE, folder / OFFICIAL_TABLE]
+    if all(p.is_file() for p in csvs):
+        tables["authors"] = [str(p) for p in csvs]
+    return tables
 
 
 def get_final_output():

@@ -15,8 +15,8 @@ from ptft.analysis import (
     gain_table_wide,
     group_pairs_paper,
     ood_pairs_paper,
-    out_of_domain_change,
-    out_of_domain_change_paper,
+    out_of_domain_ratio,
+    out_of_domain_raw_change_paper,
     prompt_sensitivity,
     read_results,
     sensitivity_by_checkpoint,
@@ -54,7 +54,7 @@ level = boot_["level"]
 
 sensitivity = prompt_sensitivity(df, ft_sets)
 by_checkpoint = sensitivity_by_checkpoint(sensitivity)
-out_of_domain = out_of_domain_change(df, ft_sets, prompt_format=fmt)
+out_of_domain = out_of_domain_ratio(df, ft_sets, prompt_format=fmt)
 transfer = task_transfer(df, ft_sets, prompt_format=fmt)
 test = task_transfer_test(df, ft_sets, prompt_format=fmt, resamples=test_["resamples"], seed=test_["seed"])
 learned = learned_by_evidence(
@@ -82,7 +82,7 @@ transfer_paper = bootstrap_statistic(
 )
 cluster = transfer_cluster_test(transfer_pairs_paper(df, design, fmt), test_["resamples"], test_["seed"])
 ood_paper = bootstrap_statistic(
-    lambda t: out_of_domain_change_paper(ood_pairs_paper(t, design, fmt)),
+    lambda t: out_of_domain_raw_change_paper(ood_pairs_paper(t, design, fmt)),
     df,
     ["model", "task"],
     "mean_raw_change",
@@ -102,7 +102,7 @@ pct = f"{level:.0%}"
 tables = {
     "prompt_sensitivity": (sensitivity, "Prompt sensitivity: score per prompt format, spread = max - min"),
     "sensitivity_by_checkpoint": (by_checkpoint, "Prompt sensitivity per checkpoint (mean spread over eval sets)"),
-    "out_of_domain_change": (out_of_domain, f"Ours: out-of-domain mean ratio of change ({fmt} format)"),
+    "out_of_domain_ratio": (out_of_domain, f"Ours: out-of-domain mean ratio of change ({fmt} format)"),
     "task_transfer": (transfer, f"Ours: task transfer over every eval set of the other kind, Eq. 1 ({fmt} format)"),
     "task_transfer_test": (test, "Ours (before): sign-flip test over pooled ratios (pairs are not independent)"),
     "learned_in_pretraining": (
@@ -116,7 +116,7 @@ tables = {
         cluster,
         "Ours: sign-flip test over per-checkpoint mean ratios (checkpoints independent)",
     ),
-    "out_of_domain_paper": (ood_paper, f"Out-of-domain raw change as the paper (cell 29), paired {pct} interval"),
+    "out_of_domain_raw_change_paper": (ood_paper, f"Out-of-domain raw change as the paper (cell 29), paired {pct} interval"),
     "gain_by_group_paper": (
         group_gain,
         f"Table 6 as the paper (cells 14-15), groups {'by hand' if by_hand else 'by the rule'}",

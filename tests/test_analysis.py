@@ -21,7 +21,7 @@ from ptft.analysis import (
     gain_table,
     gain_table_wide,
     learned_in_pretraining,
-    out_of_domain_change,
+    out_of_domain_ratio,
     prompt_sensitivity,
     provenance_path,
     ratio_of_change,
@@ -366,7 +366,7 @@ def test_ratio_of_change_guards_zero_base():
 
 def test_out_of_domain_change(study):
     _, _, df = study
-    ood = out_of_domain_change(df, FT_SETS)
+    ood = out_of_domain_ratio(df, FT_SETS)
     # places_nli -> animals_nli: (0.45 - 0.50) / 0.50 at step 0, (0.625 - 0.50) / 0.50 at 400;
     # news_sum -> story_sum: (0.10 - 0.20) / 0.20, (0.375 - 0.25) / 0.25
     assert list(zip(ood["step"], ood["task"])) == [
@@ -481,7 +481,7 @@ def test_findings_summary_is_plain_json_with_headline_numbers(study):
     groups = learned_in_pretraining(df)
     s = findings_summary(
         sensitivity_by_checkpoint(prompt_sensitivity(df, FT_SETS)),
-        out_of_domain_change(df, FT_SETS),
+        out_of_domain_ratio(df, FT_SETS),
         task_transfer(df, FT_SETS),
         task_transfer_test(df, FT_SETS),
         groups,

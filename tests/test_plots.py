@@ -15,7 +15,7 @@ from ptft.analysis import (
     finetune_gain,
     gain_table,
     learned_in_pretraining,
-    out_of_domain_change,
+    out_of_domain_ratio,
     prompt_sensitivity,
     task_transfer,
 )
@@ -171,7 +171,7 @@ def test_prompt_sensitivity_figure_panels_and_series():
 
 def test_ratio_of_change_figure_panels_and_series():
     df = results_table()
-    fig = ratio_of_change_figure(out_of_domain_change(df, FT_SETS), task_transfer(df, FT_SETS))
+    fig = ratio_of_change_figure(out_of_domain_ratio(df, FT_SETS), task_transfer(df, FT_SETS))
     assert [ax.get_title() for ax in fig.axes] == ["out-of-domain, same task", "across task kinds"]
     assert [line.get_label() for line in labelled_lines(fig.axes[0])] == ["summarisation", "nli"]
     assert len(labelled_lines(fig.axes[1])) == 2  # the two directions

@@ -15,7 +15,13 @@ from ptft.analysis import (
     study_design,
 )
 from ptft.paired import ITEM_COLUMNS, ItemBootstrap
+from ptft.paper_results import paper_reference
+from ptft.analysis import SINGLE_CHECKPOINT_GROUP
+from ptft.paper_results import PaperReference
 from ptft.verdicts import (
+    ABOVE_ZERO,
+    BELOW_ZERO,
+    BOTH_GROUPS,
     CONTRADICTED,
     F1,
     F2,
@@ -26,7 +32,6 @@ from ptft.verdicts import (
     LEARNED,
     NOT_APPLICABLE,
     NOT_LEARNED,
-    PAPER_OOD,
     REPRODUCED,
     UNDECIDED,
     groups_from_rule,
@@ -59,7 +64,7 @@ def synth(rate, steps=(0, 10, 20), ft_sets=("nli_a", "sum_a"), n=200, formats=("
     return pd.DataFrame(results, columns=cols), pd.DataFrame(items, columns=ITEM_COLUMNS)
 
 
-OOD_SIGN = {t: (1 if PAPER_OOD.get(t, -1) > 0 else -1) for t in ("nli", "summarisation")}
+OOD_SIGN = {t: (1 if paper_reference().ood.get(t, -1) > 0 else -1) for t in ("nli", "summarisation")}
 
 
 def paper_like(step, ft_set, e, f):
@@ -196,3 +201,38 @@ def test_what_a_study_lacks_is_not_applicable():
     assert _by(table, F2) == [REPRODUCED]  # nli_b is out-of-domain for nli_a
     design = study_design({"sum_a": "summarisation"}, {"sum_a": "summarisation"})
     assert design["sum_a"]["out_of_domain"] == []
+
+
+# ---------------------------------------------------------------------------------------------- fit to the study
+
+
+def test_a_study_of_its_own_tasks_is_described_not_judged(tmp_path):
+    """A reference whose tasks are not this study's (as a lab's `topic` study against the paper): the same
+    statistics, verdicts by where the interval lies, no "reproduced"/"contradicted", and a title that says so."""
+    df, items = synth(paper_like)
+    design = study_design({f: EVAL_SETS[f] for f in ("nli_a", "sum_a")}, EVAL_SETS)
+    boot = ItemBootstrap(items, 300, seed=0)
+    learned = learned_by_evidence(df, boot, min_gain=0.05)
+    other = PaperReference(tmp_path)  # the stored constants, then made a paper of other tasks
+    other.ood = {"topic": 0.1}
+    table = verdicts(df, design, groups_from_rule(learned, design), learned, boot, paper=other)
+    assert not table["compared"].any()
+    assert not set(table["verdict"]) & {REPRODUCED, CONTRADICTED}
+    assert _by(table, F3, CLASSIFICATION_TO_GENERATION) == [BELOW_ZERO]  # the same interval, described
+    assert _by(table, F5) == [ABOVE_ZERO] and _by(table, F4) == [BOTH_GROUPS]
+    assert set(table["paper"]) == {"not compared (the study's tasks are not the paper's)"}
+    md = verdicts_markdown(table)
+    assert md.startswith("# What this study shows") and "reproduce" not in md.lower()
+    # the paper's own tasks: compared, and titled so
+    same = verdicts(df, design, groups_from_rule(learned, design), learned, boot, paper=PaperReference(tmp_path))
+    assert same["compared"].all() and verdicts_markdown(same).startswith("# Does this study reproduce the paper?")
+
+
+def test_every_verdict_states_its_evidence_and_one_checkpoint_is_undetermined():
+    df, items = synth(paper_like, steps=(10,), ft_sets=("nli_a",), formats=("default",), n=30)
+    table, learned = _run(df, items, ft_sets=("nli_a",))
+    assert set(table["n_checkpoints"]) == {1} and set(table["n_items"]) == {30} and set(table["n_eval_sets"]) == {4}
+    assert "Evidence: 1 checkpoint, 4 eval sets, at least 30 items per scored cell." in verdicts_markdown(table)
+    # finding 4 with one checkpoint: "needs several checkpoints", never "undecided" with a zero-width [0, 0]
+    assert set(learned["group"]) == {SINGLE_CHECKPOINT_GROUP}
+    assert learned[["change", "ci_low", "ci_high"]].isna().all().all()

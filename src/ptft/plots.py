@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from ptft.analysis import DEFAULT_FORMAT, STAGE_BASE, STAGE_FINETUNED, base_curves, task_order
+from ptft.analysis import DEFAULT_FORMAT, NATIVE_FORMAT, STAGE_BASE, STAGE_FINETUNED, base_curves, task_order
 
 DPI = 150
 PANEL_SIZE = (4.6, 2.8)  # inches per panel, legend included: text stays readable when a figure is set at paper width
@@ -81,8 +81,9 @@ def _panels_figure(panels: Sequence[tuple[str, str]]) -> tuple[Figure, list]:
 
 
 def _legend(ax) -> None:
-    # beside the panel, never over the data
+    # beside the panel, never over the data; two columns when a long list would outgrow the panel's height
     ax.legend(
+        ncol=2 if len(ax.get_legend_handles_labels()[1]) > 10 else 1,
         title="eval set",
         fontsize="small",
         title_fontsize="small",
@@ -120,7 +121,16 @@ def _step_axis(ax, panel: pd.DataFrame) -> None:
     """Name each checkpoint's step on a secondary (top) axis, at its token position on the main axis."""
     checkpoints = panel.drop_duplicates("step").sort_values("tokens")
     top = ax.secondary_xaxis("top")
-    top.set_xticks(checkpoints["tokens"].to_numpy(float), labels=[str(s) for s in checkpoints["step"]])
+    tokens = checkpoints["tokens"].to_numpy(float)
+    # on a log axis, checkpoints a fraction of a decade apart (342k..738k of OLMo-1B) would print over each other:
+    # name the first of each such cluster, tick them all
+    keep, last = [], -np.inf
+    for t in tokens:
+        pos = np.log10(t) if (ax.get_xscale() != "linear" and t > 0) else t
+        near = ax.get_xscale() != "linear" and pos - last < 0.45
+        keep.append(not near)
+        last = pos if not near else last
+    top.set_xticks(tokens, labels=[str(s) if k else "" for s, k in zip(checkpoints["step"], keep)])
     top.tick_params(labelsize="small")
     top.set_xlabel("Checkpoint (step)", fontsize="small")
 
@@ -295,7 +305,11 @@ def plot_finetune_gain(
 def _checkpoint_axis(ax, steps: Sequence[int]) -> dict[int, int]:
     """Checkpoints as evenly spaced categories in step order (their tokens vary by orders of magnitude)."""
     steps = sorted(set(int(s) for s in steps))
-    ax.set_xticks(range(len(steps)), [str(s) for s in steps])
+    many = len(steps) > 4  # full step numbers of 5+ checkpoints run into each other: 342k, rotated
+    labels = [_human(s) for s in steps] if many else [str(s) for s in steps]
+    if len(set(labels)) < len(labels):  # 738000 and 738020 are both "738k"
+        labels = [f"{s / 1000:g}k" if s >= 1000 else str(s) for s in steps]
+    ax.set_xticks(range(len(steps)), labels, rotation=45 if many else 0)
     ax.set_xlim(-0.4, len(steps) - 0.6)
     ax.set_xlabel("Checkpoint (pre-training step)")
     return {s: i for i, s in enumerate(steps)}
@@ -448,12 +462,15 @@ def base_curves_by_group_figure(
     df: pd.DataFrame, groups: pd.DataFrame, prompt_format: str = DEFAULT_FORMAT, shots: int | None = None
 ) -> Figure:
     """`base_curves_figure` with panels by the `learned_in_pretraining` group instead of task family."""
-    if "prompt_format" in groups.columns:  # the evidence table also groups lm-eval benchmark rows
-        groups = groups[groups["prompt_format"] == prompt_format]
-    g = groups.set_index(["model", "eval_set"])["group"]
-    keyed = pd.MultiIndex.from_frame(df[["model", "eval_set"]])
-    grouped = df.assign(task=g.reindex(keyed).fillna("ungrouped").to_numpy())
-    fig = base_curves_figure(grouped, prompt_formats=(prompt_format,), shots=shots)
+    if "prompt_format" not in groups.columns:  # a groups table of one format
+        groups = groups.assign(prompt_format=prompt_format)
+    # the evidence table also groups lm-eval's benchmark rows (prompt_format "native"): they are drawn too, keyed
+    # apart from a set of the same name scored in a ptft format (the authors' RTE and QQP are both)
+    keys = ["model", "eval_set", "prompt_format"]
+    g = groups[groups["prompt_format"].isin([prompt_format, NATIVE_FORMAT])].set_index(keys)["group"]
+    grouped = df.assign(task=g.reindex(pd.MultiIndex.from_frame(df[keys])).fillna("ungrouped").to_numpy())
+    formats = (prompt_format, NATIVE_FORMAT) if (df["prompt_format"] == NATIVE_FORMAT).any() else (prompt_format,)
+    fig = base_curves_figure(grouped, prompt_formats=formats, shots=shots)
     fig.suptitle(fig.get_suptitle().replace("Base models across pre-training", "Base models by pre-training group"))
     return fig
 

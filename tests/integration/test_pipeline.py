@@ -23,6 +23,7 @@ ANALYSIS_JOBS = {
     "finetune_curves_table": 1,
     "plot_prompt_sensitivity": 1,
     "plot_ratio_of_change": 1,
+    "plot_paper_comparison": 1,
     "plot_gain_by_group": 1,
     "plot_base_curves_by_group": 1,
     "plot_finetune_curves": 1,
@@ -54,8 +55,8 @@ def test_every_expected_output_exists(study):
     for name in config["data"]["datasets"]:
         card = json.loads((study / f"data/{name}/card.json").read_text())
         assert card["seed"] == config["data"]["seed"]
-    for fig in ("base_curves", "finetune_gain", "prompt_sensitivity", "ratio_of_change", "gain_by_group",
-                "base_curves_by_group", "finetune_curves"):  # fmt: skip
+    for fig in ("base_curves", "finetune_gain", "prompt_sensitivity", "ratio_of_change", "paper_comparison",
+                "gain_by_group", "base_curves_by_group", "finetune_curves"):  # fmt: skip
         assert (study / f"results/figures/{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"<svg" in (study / f"results/figures/{fig}.svg").read_bytes()[:2000]
     # no half-written temporary folders or files survive a successful run
@@ -85,7 +86,7 @@ def test_results_table_is_complete_and_sane(study):
 def test_findings_tables_and_report(study):
     config = config_of(study)
     steps = config["models"]["tiny"]["checkpoints"]
-    for name in ("prompt_sensitivity", "sensitivity_by_checkpoint", "out_of_domain_change", "task_transfer",
+    for name in ("prompt_sensitivity", "sensitivity_by_checkpoint", "out_of_domain_ratio", "task_transfer",
                  "task_transfer_test", "learned_in_pretraining", "gain_table"):  # fmt: skip
         assert len(pd.read_csv(study / f"results/tables/{name}.csv")) > 0, name
         assert (study / f"results/tables/{name}.md").read_text().startswith("# ")
@@ -98,7 +99,7 @@ def test_findings_tables_and_report(study):
     assert set(verdicts["verdict"]) <= {"reproduced", "contradicted", "inconclusive", "not applicable"}
     assert (study / "results/tables/verdicts.md").read_text().startswith("# Does this study reproduce the paper?")
     assert json.loads((study / "results/tables/verdicts.json").read_text())
-    for name in ("out_of_domain_paper", "gain_by_group_paper", "format_gaps"):
+    for name in ("out_of_domain_raw_change_paper", "gain_by_group_paper", "format_gaps"):
         table = pd.read_csv(study / f"results/tables/{name}.csv")
         assert len(table) > 0 and table[["ci_low", "ci_high"]].notna().all().all(), name
     # the miniature's summarisation bases score ROUGE 0, so a transfer ratio may be undefined: rows, not intervals
@@ -111,7 +112,8 @@ def test_findings_tables_and_report(study):
     report = study / "report.html"
     snakemake(study, "--report", str(report))
     html = report.read_text()
-    for fig in ("prompt_sensitivity", "ratio_of_change", "gain_by_group", "base_curves_by_group", "finetune_curves"):
+    for fig in ("prompt_sensitivity", "ratio_of_change", "paper_comparison", "gain_by_group", "base_curves_by_group",
+                "finetune_curves"):
         assert f"results/figures/{fig}.png" in html, fig
     assert "Finding 5 (paper Table 6" in html  # a caption made it in
     assert "A verdict per finding" in html and "Does this study reproduce the paper?" in html

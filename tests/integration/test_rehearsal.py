@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if not p.name.endswith(".lock.yaml"))
 ANALYSIS_RULES = ["aggregate", "plot_base_curves", "plot_finetune_gain", "findings_tables", "finetune_curves_table",
                   "plot_prompt_sensitivity", "plot_ratio_of_change", "plot_gain_by_group", "plot_base_curves_by_group",
-                  "plot_finetune_curves", "all"]  # fmt: skip
+                  "plot_finetune_curves", "plot_paper_comparison", "all"]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

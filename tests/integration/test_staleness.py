@@ -45,6 +45,7 @@ CHANGES: dict[str, object] = {
 ANALYSIS_JOBS = {
     "aggregate": 1, "plot_base_curves": 1, "plot_finetune_gain": 1, "findings_tables": 1, "finetune_curves_table": 1,
     "plot_prompt_sensitivity": 1, "plot_ratio_of_change": 1, "plot_gain_by_group": 1, "plot_base_curves_by_group": 1,
+    "plot_paper_comparison": 1,
     "plot_finetune_curves": 1, "all": 1,
 }  # fmt: skip
 # after a change of evaluations only: the fine-tuning curves read the training logs, not the results
@@ -164,7 +165,7 @@ def _science_cases():
             # the rules given the analysis section, and the figures drawn from the findings tables
             "analysis.transfer_test.seed": {
                 "findings_tables": 1, "plot_base_curves_by_group": 1, "plot_gain_by_group": 1,
-                "plot_prompt_sensitivity": 1, "plot_ratio_of_change": 1, "all": 1,
+                "plot_prompt_sensitivity": 1, "plot_ratio_of_change": 1, "plot_paper_comparison": 1, "all": 1,
             },
             # LoRA: every fine-tune again and the fine-tuned models' evaluations, not the base models'
             "finetune.method": {"finetune": steps * ft_sets, "evaluate": steps * ft_sets, **ANALYSIS_JOBS},

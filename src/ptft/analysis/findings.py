@@ -53,8 +53,10 @@ def prompt_sensitivity(df: pd.DataFrame, ft_sets: Mapping[str, str], shots: int 
     Base checkpoints are scored on every eval set; fine-tuned ones on their in-domain set (eval_set == ft_set),
     as in the paper. One row per (model, step, stage, ft_set, eval_set): the value of each format in a column
     of its own, `mean` over formats, `spread` = max - min over formats and `std` (population, ddof=0).
+    lm-eval's own benchmark rows (prompt_format "native") have one format, hence no spread: they take no part
+    (they used to enter with spread 0 and pull the base mean towards 0).
     """
-    rows = _one_setting(df, None, shots, "prompt sensitivity")
+    rows = _one_setting(df[df["prompt_format"] != NATIVE_FORMAT], None, shots, "prompt sensitivity")
     unknown = sorted(set(rows.loc[rows["ft_set"] != BASE, "ft_set"]) - set(ft_sets))
     if unknown:
         raise KeyError(f"ft_sets {unknown} are in the results but not in ft_sets (known: {sorted(ft_sets)})")
@@ -90,7 +92,7 @@ def sensitivity_by_checkpoint(sensitivity: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["model", "_s", "step"], kind="mergesort").drop(columns="_s").reset_index(drop=True)
 
 
-def out_of_domain_change(
+def out_of_domain_ratio(
     df: pd.DataFrame, ft_sets: Mapping[str, str], prompt_format: str = DEFAULT_FORMAT, shots: int | None = None
 ) -> pd.DataFrame:
     """Finding 2 (paper Fig. 4/5/11): what fine-tuning does to the other eval sets of its own task family.

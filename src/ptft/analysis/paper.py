@@ -157,11 +157,11 @@ def ood_pairs_paper(
     return out
 
 
-def out_of_domain_change_paper(pairs: pd.DataFrame) -> pd.DataFrame:
+def out_of_domain_raw_change_paper(pairs: pd.DataFrame) -> pd.DataFrame:
     """Finding 2 as the paper computed Fig. 5: per (model, task of the training set) the raw change FT - BASE
     averaged over every checkpoint and out-of-domain eval set of that task (notebook cell 29, the "Raw Change"
     column of `change_table_by_checkpoint_for_plot`, cell 24), whatever the caption's "ratio" says. Raw changes
-    stay finite where a base score is near 0; the ratio (`out_of_domain_change`, ours before) explodes there.
+    stay finite where a base score is near 0; the ratio (`out_of_domain_ratio`, ours before) explodes there.
 
     Input: `ood_pairs_paper`. Columns: model, task, mean_raw_change, n_pairs, n_checkpoints, eval_sets.
     """
