@@ -537,3 +537,19 @@ def test_study_design_names_the_bad_key(given, error):
 
     with pytest.raises((KeyError, ValueError), match=error):
         study_design({"places_nli": "nli"}, {"places_nli": "nli", "news_sum": "summarisation"}, given)
+
+
+def test_a_sign_flip_test_on_too_few_values_says_what_it_needs():
+    """One pair used to print p = 1; fewer than 6 values can never give p < 0.05, and the table says so."""
+    from ptft.analysis import transfer_cluster_test
+
+    def pairs(steps):
+        return pd.DataFrame({"model": "m", "step": steps, "direction": CLASSIFICATION_TO_GENERATION,
+                             "ratio": [-0.5 - 0.01 * i for i in range(len(steps))]})  # fmt: skip
+
+    one = transfer_cluster_test(pairs([1])).iloc[0]
+    assert math.isnan(one["p_value"]) and "needs at least 6 values" in one["needs"] and "(has 1)" in one["needs"]
+    four = transfer_cluster_test(pairs([1, 2, 3, 4])).iloc[0]
+    assert four["p_value"] == pytest.approx(2 / 16) and "(has 4)" in four["needs"]
+    six = transfer_cluster_test(pairs([1, 2, 3, 4, 5, 6])).iloc[0]
+    assert six["p_value"] == pytest.approx(2 / 64) and six["needs"] == ""

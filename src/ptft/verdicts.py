@@ -420,6 +420,9 @@ def verdicts_json(table: pd.DataFrame) -> dict[str, Any]:
         key = f"{r['model']}: {r['detail']}" if r["model"] else r["detail"]
         out.setdefault(r["finding"], {})[key[:120]] = {
             "value": num(r["value"]), "ci_low": num(r["ci_low"]), "ci_high": num(r["ci_high"]), "n": int(r["n"]),
-            "verdict": r["verdict"],
+            "verdict": r["verdict"], "paper": r["paper"], "compared": bool(r["compared"]),
+            "n_checkpoints": int(r["n_checkpoints"]), "n_eval_sets": int(r["n_eval_sets"]), "n_items": int(r["n_items"]),
         }  # fmt: skip
+    if "paper_source" in table.attrs:
+        out["paper_source"] = table.attrs["paper_source"]
     return out

@@ -162,6 +162,17 @@ def sign_flip_test(x: Iterable[float], resamples: int = 10_000, seed: int = 0) -
     return float((np.sum(np.abs(signs @ x / n) >= observed - tol) + 1) / (resamples + 1))
 
 
+MIN_SIGN_FLIP_N = 6  # the smallest two-sided sign-flip p with n values is 2 / 2^n: 0.0625 at n = 5, 0.03125 at 6
+
+
+def sign_flip_needs(n: int) -> str:
+    """'' when `n` values can give a sign-flip p below 0.05, else what the test needs: with fewer values its p can
+    never fall below 0.05 (and with one value it is always 1, so the tables print none)."""
+    if n >= MIN_SIGN_FLIP_N:
+        return ""
+    return f"needs at least {MIN_SIGN_FLIP_N} values to reach p < 0.05 (has {n})"
+
+
 def task_transfer_test(
     df: pd.DataFrame,
     ft_sets: Mapping[str, str],
@@ -171,18 +182,22 @@ def task_transfer_test(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Is the transfer ratio of change different from 0? Per (model, direction), over all its (checkpoint,
-    ft_set, eval_set) ratios: their mean, count and the sign-flip permutation p-value (`sign_flip_test`)."""
+    ft_set, eval_set) ratios: their mean, count and the sign-flip permutation p-value (`sign_flip_test`); with
+    fewer than MIN_SIGN_FLIP_N ratios `needs` says p cannot fall below 0.05, and with one p is NaN (it used to
+    print p = 1)."""
     rows = _transfer_pairs(df, ft_sets, prompt_format, shots)
     out = []
     for (model, direction), g in rows.groupby(["model", "direction"], sort=True):
         r = g["ratio"].dropna()
+        needs = sign_flip_needs(len(r))
         out.append(
             {"model": model, "direction": direction, "mean_ratio": float(r.mean()) if len(r) else math.nan,
              "n_pairs": int(len(r)), "n_zero_base": int(g["ratio"].isna().sum()),
-             "n_negative": int((r < 0).sum()), "p_value": sign_flip_test(r, resamples, seed)}
+             "n_negative": int((r < 0).sum()), "p_value": sign_flip_test(r, resamples, seed) if len(r) > 1 else math.nan,
+             "needs": needs}
         )  # fmt: skip
     return pd.DataFrame(
-        out, columns=["model", "direction", "mean_ratio", "n_pairs", "n_zero_base", "n_negative", "p_value"]
+        out, columns=["model", "direction", "mean_ratio", "n_pairs", "n_zero_base", "n_negative", "p_value", "needs"]
     )
 
 

@@ -12,7 +12,12 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from ptft.analysis.findings import CLASSIFICATION_TO_GENERATION, GENERATION_TO_CLASSIFICATION, sign_flip_test
+from ptft.analysis.findings import (
+    CLASSIFICATION_TO_GENERATION,
+    GENERATION_TO_CLASSIFICATION,
+    sign_flip_needs,
+    sign_flip_test,
+)
 from ptft.analysis.pairs import INSTRUCTION_TASK, PAIR_COLUMNS, _mean_n, _one_setting, _pairs, ratio_of_change
 from ptft.analysis.results import DEFAULT_FORMAT, NATIVE_FORMAT
 from ptft.tasks import TASKS
@@ -127,17 +132,21 @@ def transfer_cluster_test(pairs: pd.DataFrame, resamples: int = 10_000, seed: in
     a test. Pairs of one checkpoint share its base model, so they are not independent; the checkpoints are the
     independent units. Per (model, direction): each checkpoint's mean ratio over its pairs, then the two-sided
     sign-flip test of their mean = 0 (`sign_flip_test`, exact up to 16 checkpoints). Columns: model, direction,
-    mean_ratio (mean of checkpoint means), n_checkpoints, n_negative (checkpoints), p_value.
+    mean_ratio (mean of checkpoint means), n_checkpoints, n_negative (checkpoints), p_value (NaN with one
+    checkpoint), needs (filled below 6 checkpoints: such a test cannot reach p < 0.05).
     """
     out = []
     for (model, direction), g in pairs.groupby(["model", "direction"], sort=True):
         per_step = g.groupby("step")["ratio"].mean().dropna()
+        needs = sign_flip_needs(len(per_step))
         out.append(
             {"model": model, "direction": direction, "mean_ratio": float(per_step.mean()) if len(per_step) else math.nan,
              "n_checkpoints": int(len(per_step)), "n_negative": int((per_step < 0).sum()),
-             "p_value": sign_flip_test(per_step.to_numpy(), resamples, seed)}
+             "p_value": sign_flip_test(per_step.to_numpy(), resamples, seed) if len(per_step) > 1 else math.nan,
+             "needs": needs}
         )  # fmt: skip
-    return pd.DataFrame(out, columns=["model", "direction", "mean_ratio", "n_checkpoints", "n_negative", "p_value"])
+    columns = ["model", "direction", "mean_ratio", "n_checkpoints", "n_negative", "p_value", "needs"]
+    return pd.DataFrame(out, columns=columns)
 
 
 def ood_pairs_paper(
