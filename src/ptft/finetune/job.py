@@ -78,6 +78,14 @@ def one_device_per_process(env: MutableMapping[str, str] = os.environ) -> str | 
     return kept
 
 
+def set_up_process(threads: int) -> None:
+    """Before the job's work: one GPU for a process no launcher started (first: before anything starts CUDA),
+    torch's CPU threads, and no tokenizer threads beyond them."""
+    one_device_per_process()
+    torch.set_num_threads(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def check_memory(
     architecture: Any, settings: FinetuneSettings, ft_set: str, sharding: str, processes: int, gpu_mem_gb: float
 ) -> None:
@@ -204,17 +212,14 @@ def finetune(
 
     settings is the set's FinetuneSettings, or its slice (ptft.config.finetune_settings: the per-set settings plus the
     study's method and lora) read by FinetuneSettings.from_config, missing keys taking its defaults; ConfigError names
-    an unknown key. The settings are printed at the top of the log and saved in the model's provenance.
-    A rerun after a kill resumes from the last save in resume_dir_for(out_dir). max_steps stops early (benchmarks).
-    Started without a launcher it uses one GPU (one_device_per_process); the effective batch is batch_size whatever
-    the machine (ptft.finetune.trainer.check_effective_batch).
-    sharding (finetune.sharding: none | fsdp) shards the training state over the processes of the launch
-    (WORLD_SIZE); the finished model is gathered and written whole either way. gpu_mem_gb (resources.finetune) makes
-    the memory plan (ptft.memory) fail before the model loads when it does not fit, naming the settings that would.
+    an unknown key. The settings are printed at the top of the log and saved in the model's provenance. A rerun after
+    a kill resumes from the last save in resume_dir_for(out_dir). max_steps stops early (benchmarks). One process
+    uses one GPU (one_device_per_process): the effective batch is batch_size on any machine. sharding
+    (finetune.sharding: none | fsdp) shards the training state over the processes of the launch (WORLD_SIZE); the
+    finished model is gathered and written whole either way. gpu_mem_gb (resources.finetune) makes the memory plan
+    (ptft.memory) fail before the model loads when it does not fit, naming the settings that would.
     """
-    one_device_per_process()  # before anything starts CUDA
-    torch.set_num_threads(threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    set_up_process(threads)
     checkpoint_dir, train_path, out_dir = Path(checkpoint_dir), Path(train_path), Path(out_dir)
     settings = FinetuneSettings.from_config(settings, ft_set)
     print(f"fine-tuning settings ({ft_set}):\n{settings.describe()}", file=sys.stderr, flush=True)
