@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ptft import gpu_slots
 from ptft.evaluate.models import build_lm, compute_device, resolve_dtype
 from ptft.evaluate.native import native_tasks
 from ptft.evaluate.plan import Plan, plan
@@ -54,9 +55,12 @@ def evaluate(
     The names eval_cfg and base_dir are the keywords scripts/evaluate.py passes (editing that script would rerun
     every evaluate job); inside they are `settings` and `checkpoint_dir`.
 
+    On a workstation with GPUs the job first takes a GPU slot (ptft.gpu_slots.hold) and runs on that GPU only.
     One model load and one lm-eval run: all requests of a kind are batched together across eval sets. Steps: load
     (model), plan (conditions, prompt budgets: they need the model's tokenizer and context), run, score, write.
     """
+    # On a workstation with GPUs the job holds a GPU of its own before CUDA starts (a no-op on CPU and under SLURM)
+    gpu_slots.hold(1)
     import torch
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer must not add threads beyond `threads`
