@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ptft import gpu_slots
-from ptft.evaluate.models import build_lm, compute_device, resolve_dtype
+from ptft.evaluate.models import build_lm, compute_device, device_description, resolve_dtype
 from ptft.evaluate.native import native_tasks
 from ptft.evaluate.plan import Plan, plan
 from ptft.evaluate.rows import evaluation_provenance, score, write
@@ -115,7 +115,7 @@ def load(model_dir: Path, settings: EvaluateSettings, lora_eval: str, checkpoint
         lora_eval=lora_eval,
         checkpoint_dir=checkpoint_dir,
     )
-    log.info("scoring %s with %s in %s on %s", model_dir, backend, dtype, compute_device())
+    print(f"scoring {model_dir} with {backend} in {dtype} on {device_description()}", file=sys.stderr, flush=True)
     return LoadedModel(lm, tokenizer, dtype, backend)
 
 
