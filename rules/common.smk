@@ -242,10 +242,11 @@ def get_finetune_slurm_resources():
 
 
 # GPU slots on a workstation (ptft.gpu_slots): the GPU ids local jobs may hold ($PTFT_GPUS, $CUDA_VISIBLE_DEVICES or
-# what torch sees); empty on a CPU machine and inside a SLURM job, where nothing below changes. Resources are not
-# params: the `gpu` requests below schedule jobs and rerun none.
+# what torch sees); empty on a CPU machine, inside a SLURM job and when a cluster executor submits the jobs (a login
+# node's GPUs are not the jobs'), where nothing below changes. Resources are not params: the `gpu` requests below
+# schedule jobs and rerun none.
 try:
-    GPU_POOL = gpu_slots.gpu_pool()
+    GPU_POOL = gpu_slots.gpu_pool() if getattr(workflow, "local_exec", True) else []
 except ValueError as err:
     raise WorkflowError(str(err))
 # Job families that run on a GPU when there is one (pre-training and materialize run on CPU).
