@@ -136,3 +136,22 @@ def test_on_a_gpu_workstation_gpu_jobs_ask_one_gpu_and_their_commands_do_not_cha
     assert " gpu=0," in gpus["pretrain"][0]
     assert cpu["finetune"][1] == gpus["finetune"][1]
     assert gpus["finetune"][1].startswith("Shell command: $PTFT_FINETUNE_COMMAND --checkpoint")
+
+
+def test_hold_points_this_process_at_its_slot_once_and_not_after_cuda_started(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(gpu_slots, "_HELD", [])  # this process holds nothing yet
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    monkeypatch.setenv("PTFT_GPU_SLOTS_DIR", str(tmp_path))
+    monkeypatch.delenv("PTFT_RENDEZVOUS_PORT", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert gpu_slots.hold(1) is None  # too late to choose: nothing taken, nothing changed
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5" and not list(tmp_path.iterdir())
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    held = gpu_slots.hold(1)
+    assert held.gpus == ["4"] and os.environ["CUDA_VISIBLE_DEVICES"] == "4"
+    assert os.environ["PTFT_RENDEZVOUS_PORT"] == str(gpu_slots.PORT_BASE)
+    assert gpu_slots.hold(1) is held  # a second job in this process keeps the GPU CUDA will start on
+    for fd in held.fds:
+        os.close(fd)

@@ -182,10 +182,15 @@ def acquire(n: int, env: Mapping[str, str] = os.environ, poll_seconds: float = P
 def hold(n: int = 1, env: Mapping[str, str] | None = None) -> Held | None:
     """Take n slots for the rest of this process's life and point this process at them: CUDA_VISIBLE_DEVICES and
     $PTFT_RENDEZVOUS_PORT are set in os.environ. Call it before torch initialises CUDA. None (and nothing changed)
-    when the pool is empty; the slots already held when this process took some before (a second job in one process
-    keeps the GPUs CUDA was initialised on)."""
+    when the pool is empty or CUDA has started already; the slots already held when this process took some before
+    (a second job in one process keeps the GPUs CUDA was initialised on)."""
     if _HELD:
         return _HELD[0]
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        # too late to choose this process's GPUs: taking a slot would only keep another job off a GPU it does not use
+        print("gpu slots: none taken, CUDA already started in this process", file=sys.stderr, flush=True)
+        return None
     held = acquire(n, os.environ if env is None else env)
     if held is not None:
         _HELD.append(held)

@@ -47,7 +47,8 @@ def first_host(nodelist: str) -> str:
 
 def rendezvous(env: Mapping[str, str], nproc_per_node: int, port: int = DEFAULT_PORT) -> list[str]:
     """torchrun's arguments for this node: on one node (outside SLURM or a one-node job) the rendezvous port of the
-    job's GPU slots ($PTFT_RENDEZVOUS_PORT, ptft.gpu_slots) or else standalone, and on several the job's node count (SLURM_NNODES), this node's rank (SLURM_NODEID) and the first node as rendezvous host.
+    job's GPU slots ($PTFT_RENDEZVOUS_PORT, ptft.gpu_slots) or else standalone, and on several the job's node count
+    (SLURM_NNODES), this node's rank (SLURM_NODEID) and the first node as rendezvous host.
 
     Raises ValueError naming the variable when a multi-node job lacks SLURM_NODEID or SLURM_JOB_NODELIST.
     """

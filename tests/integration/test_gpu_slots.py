@@ -109,7 +109,8 @@ def test_concurrent_jobs_hold_disjoint_gpus_and_a_killed_holder_frees_its_slots(
     run = snakemake(workdir, "--profile", str(ROOT / "profiles" / "local"), "--resources", "gpu=3", cores="4")
     assert job_counts(run.stdout + run.stderr) == {"one_gpu": ONE_GPU_JOBS, "two_processes": 1, "all": 1}
 
-    jobs = {path.stem: json.loads(path.read_text()) for path in (workdir / "out").glob("*.json") if "rank" not in path.name}
+    records = [path for path in (workdir / "out").glob("*.json") if "rank" not in path.name]
+    jobs = {path.stem: json.loads(path.read_text()) for path in records}
     assert len(jobs) == ONE_GPU_JOBS + 1
     overlapping = [(a, b) for a, b in itertools.combinations(jobs, 2) if _overlap(jobs[a], jobs[b])]
     assert overlapping, "no two jobs ran at once: the test would show nothing"

@@ -214,8 +214,8 @@ def check_effective_batch(args, settings: FinetuneSettings, ft_set: str) -> int:
         raise RuntimeError(
             f"fine-tuning {ft_set!r}: the effective batch would be {effective} (micro-batch "
             f"{args.per_device_train_batch_size} x {max(1, args.n_gpu)} GPUs in this process x accumulation "
-            f"{args.gradient_accumulation_steps} x {args.world_size} processes), not finetune.ft_sets.{ft_set}.batch_size "
-            f"{settings.batch_size}: a process must see one "
+            f"{args.gradient_accumulation_steps} x {args.world_size} processes), not "
+            f"finetune.ft_sets.{ft_set}.batch_size {settings.batch_size}: a process must see one "
             "GPU (CUDA_VISIBLE_DEVICES); several GPUs run as several processes under ptft.launch"
         )
     return effective
