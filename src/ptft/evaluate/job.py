@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import sys
@@ -20,8 +19,6 @@ from ptft.evaluate.rows import evaluation_provenance, score, write
 from ptft.evaluate.scoring import Scoring
 from ptft.provenance import read_provenance
 from ptft.settings import EvaluateSettings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
