@@ -36,6 +36,7 @@ def test_slots_are_exclusive_spread_over_the_gpus_first_and_each_has_its_own_por
     two = gpu_slots.try_acquire(2, pool, 1, tmp_path)
     assert one.gpus == ["0"] and two.gpus == ["1", "2"]
     assert one.port != two.port
+    assert gpu_slots.slot_port("1", 0, 0) == gpu_slots.slot_port("1", 5, 0)  # the GPU's number, not its place in a pool
     assert gpu_slots.try_acquire(1, pool, 1, tmp_path) is None  # every GPU held
     for fd in one.fds:
         os.close(fd)
@@ -151,7 +152,7 @@ def test_hold_points_this_process_at_its_slot_once_and_not_after_cuda_started(tm
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     held = gpu_slots.hold(1)
     assert held.gpus == ["4"] and os.environ["CUDA_VISIBLE_DEVICES"] == "4"
-    assert os.environ["PTFT_RENDEZVOUS_PORT"] == str(gpu_slots.PORT_BASE)
+    assert os.environ["PTFT_RENDEZVOUS_PORT"] == str(gpu_slots.PORT_BASE + 4 * gpu_slots.SLOTS_PER_PORT_BLOCK)
     assert gpu_slots.hold(1) is held  # a second job in this process keeps the GPU CUDA will start on
     for fd in held.fds:
         os.close(fd)

@@ -12,8 +12,8 @@ holder dies, however it dies (kill -9 included); nothing is ever cleaned up by h
 - $PTFT_JOBS_PER_GPU (default 1): slots per GPU; small evaluations may share a GPU.
 - $PTFT_GPU_SLOTS_DIR: where the lock files live (default: a per-user folder in the temporary directory, so every
   study and clone on the machine shares one pool; users who share a machine set one common folder).
-- A job holding several GPUs gets a rendezvous port of its own ($PTFT_RENDEZVOUS_PORT, from its first slot's index:
-  slots are exclusive, so two jobs never get the same port), which ptft.launch passes to torchrun.
+- A job holding several GPUs gets a rendezvous port of its own ($PTFT_RENDEZVOUS_PORT, from its first slot: slots are
+  exclusive, so two jobs never get the same port), which ptft.launch passes to torchrun.
 
 The finetune rule starts its command under `python -m ptft.gpu_slots --gpus K --` (ptft.launch.finetune_command);
 the evaluate job calls hold() itself (ptft.evaluate.evaluate). Either way the job's log starts with the line
@@ -38,8 +38,9 @@ POOL_ENV = "PTFT_GPUS"
 JOBS_PER_GPU_ENV = "PTFT_JOBS_PER_GPU"
 SLOTS_DIR_ENV = "PTFT_GPU_SLOTS_DIR"
 PORT_ENV = "PTFT_RENDEZVOUS_PORT"
-# Ports above torchrun's default 29500, one per slot index, so a job's port never meets another job's.
+# Ports above torchrun's default 29500, one per slot (slot_port), so a job's port never meets another job's.
 PORT_BASE = 29600
+SLOTS_PER_PORT_BLOCK = 16
 POLL_SECONDS = 0.5
 # The slots this process holds: their descriptors stay open for the life of the process (closing one frees its slot).
 _HELD: list["Held"] = []
@@ -132,12 +133,19 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
+def slot_port(gpu: str, position: int, slot: int) -> int:
+    """The rendezvous port of a job whose first slot is `slot` of GPU `gpu` (at `position` in the pool): from the GPU's
+    own number when it has one, so jobs of pools listed in different orders still never share a port."""
+    number = int(gpu) if gpu.isdigit() else position
+    return PORT_BASE + number * SLOTS_PER_PORT_BLOCK + slot % SLOTS_PER_PORT_BLOCK
+
+
 def try_acquire(n: int, pool: Sequence[str], per_gpu: int, folder: Path) -> Held | None:
     """n slots on n different GPUs of pool, or None (holding nothing) when that many are not free now.
 
     Fills every GPU's first slot before any second one, so jobs spread over the GPUs before they share one."""
     folder.mkdir(parents=True, exist_ok=True)
-    gpus, files, fds, first_index = [], [], [], None
+    gpus, files, fds, port = [], [], [], None
     for slot in range(per_gpu):
         for position, gpu in enumerate(pool):
             if len(gpus) == n:
@@ -151,14 +159,14 @@ def try_acquire(n: int, pool: Sequence[str], per_gpu: int, folder: Path) -> Held
             gpus.append(gpu)
             files.append(path)
             fds.append(fd)
-            first_index = position * per_gpu + slot if first_index is None else first_index
+            port = slot_port(gpu, position, slot) if port is None else port
     if len(gpus) < n:
         for fd in fds:
             os.close(fd)
         return None
     for fd in fds:
         os.set_inheritable(fd, True)
-    return Held(gpus, files, fds, PORT_BASE + first_index)
+    return Held(gpus, files, fds, port)
 
 
 def acquire(n: int, env: Mapping[str, str] = os.environ, poll_seconds: float = POLL_SECONDS) -> Held | None:
