@@ -24,3 +24,7 @@ step() {  # step NAME SECONDS COMMAND...
 step eval_olmo1b_bf16 ${EVAL_LIMIT:-200} python3 bench/eval_throughput.py --shape olmo-1b --items ${ITEMS:-64} --batch-size 64
 step finetune_olmo1b ${FT_LIMIT:-180} python3 bench/finetune_throughput.py --device cuda --sharding fsdp
 step eval_olmo1b_fp32 ${EVAL32_LIMIT:-150} python3 bench/eval_throughput.py --shape olmo-1b --items 32 --batch-size 64 --dtype float32
+# Two evaluation jobs at once, each holding a GPU slot (ptft.gpu_slots): on several GPUs they run on different ones;
+# on one GPU the second waits for the first. Each job's log line "scoring ... on cuda:0 (CUDA_VISIBLE_DEVICES=k, ...)"
+# and nvidia-smi's compute apps (pid, GPU UUID) show where each ran.
+step two_eval_jobs ${TWO_LIMIT:-300} python3 bench/two_eval_jobs.py --items ${TWO_ITEMS:-32}

@@ -8,6 +8,7 @@ from pathlib import Path
 from ptft import analysis
 from ptft import checks
 from ptft import config as study_config
+from ptft import gpu_slots
 from ptft import hub
 from ptft import launch
 from ptft import localdata
@@ -240,22 +241,43 @@ def get_finetune_slurm_resources():
     return extra
 
 
+# GPU slots on a workstation (ptft.gpu_slots): the GPU ids local jobs may hold ($PTFT_GPUS, $CUDA_VISIBLE_DEVICES or
+# what torch sees); empty on a CPU machine, inside a SLURM job and when a cluster executor submits the jobs (a login
+# node's GPUs are not the jobs'), where nothing below changes. Resources are not params: the `gpu` requests below
+# schedule jobs and rerun none.
+try:
+    GPU_POOL = gpu_slots.gpu_pool() if getattr(workflow, "local_exec", True) else []
+except ValueError as err:
+    raise WorkflowError(str(err))
+# Job families that run on a GPU when there is one (pre-training and materialize run on CPU).
+GPU_PHASES = ("finetune", "evaluate")
+
+
 def get_finetune_gpus():
     """The `gpu` resource of a fine-tuning job (sbatch --gpus, the job's total): a multi-node job asks per node
-    through gres instead (get_finetune_slurm_resources), so SLURM puts the same number on every node.
+    through gres instead (get_finetune_slurm_resources), so SLURM puts the same number on every node. On a
+    workstation with GPUs: the GPU slots the job holds, one per process (so `--resources gpu=G` counts them).
     """
     res = config["resources"]["finetune"]
+    if GPU_POOL:
+        return launch.processes_per_node(res)
     return res["gpu"] if res["nodes"] == 1 else 0
 
 
-# The launcher depends on scheduling settings only (GPUs, nodes, processes, sharding, memory budget): it travels in the
-# environment, like $PTFT_SCHEDULING, so the finetune rule's shell text (Snakemake's code trigger) never changes with it.
-os.environ[launch.COMMAND_ENV] = launch.finetune_command(config)
+# The launcher depends on scheduling settings and the machine only (GPUs, nodes, processes, sharding, memory budget,
+# GPU slots): it travels in the environment, like $PTFT_SCHEDULING, so the finetune rule's shell text (Snakemake's
+# code trigger) never changes with it.
+os.environ[launch.COMMAND_ENV] = launch.finetune_command(config, GPU_POOL)
 
 
 def get_resource(phase, name):
-    """A cluster request of one job family (config key resources.<phase>.<name>; see the schema)."""
-    return config["resources"][phase][name]
+    """A cluster request of one job family (config key resources.<phase>.<name>; see the schema). On a workstation
+    with GPUs a GPU job family asks at least `gpu: 1`, its GPU slot, so `snakemake -j N --resources gpu=G` schedules it.
+    """
+    value = config["resources"][phase][name]
+    if name == "gpu" and phase in GPU_PHASES and GPU_POOL:
+        return max(1, value)
+    return value
 
 
 def get_threads(section):

@@ -215,6 +215,44 @@ def test_tokens_disagreement_and_duplicates_raise(tmp_path):
         aggregate(paths + [paths[0]], tmp_path / "out.csv")
 
 
+def _run_settings(dtype: str, backend: str = "hf", classification: str = "token_prob") -> dict:
+    return {"evaluation_dtype": dtype, "evaluation_backend": backend, "classification": classification}
+
+
+def test_a_base_fine_tuned_pair_in_two_precisions_is_refused_naming_both(tmp_path):
+    """evaluate.dtype auto is fp32 on a CPU and bf16 on a GPU: a base scored on one and its fine-tune on the other must
+    not make a gain (issue 24). The refusal names both models, their files and their settings."""
+    paths = write_study(tmp_path)
+    for path in paths:
+        _edit(path, lambda r: r["provenance"].update(_run_settings("float32")))
+    aggregate(paths, tmp_path / "out.csv")  # one precision: fine
+    fine_tuned = tmp_path / "eval" / "tiny-olmo" / "0" / "news_sum.json"
+    _edit(fine_tuned, lambda r: r["provenance"].update(evaluation_dtype="bfloat16"))
+    with pytest.raises(ValueError) as raised:
+        aggregate(paths, tmp_path / "out.csv")
+    message = str(raised.value)
+    assert "a base/fine-tuned pair mixes evaluation settings" in message
+    base = tmp_path / "eval" / "tiny-olmo" / "0" / "base.json"
+    assert (
+        f"model 'tiny-olmo' step 0 ft_set 'base' ({base}: dtype float32, backend hf, classification token_prob) vs "
+        f"model 'tiny-olmo' step 0 ft_set 'news_sum' ({fine_tuned}: dtype bfloat16, backend hf, "
+        "classification token_prob)"
+    ) in message
+    assert "set evaluate.dtype to float32 or bfloat16" in message
+
+
+@pytest.mark.parametrize("setting", ["evaluation_backend", "classification"])
+def test_a_table_mixing_backend_or_classification_is_refused(tmp_path, setting):
+    paths = write_study(tmp_path)
+    for path in paths:
+        _edit(path, lambda r: r["provenance"].update(_run_settings("float32")))
+    # every model of step 400 in another setting: each base/fine-tuned pair agrees, the table across steps does not
+    for path in (tmp_path / "eval" / "tiny-olmo" / "400").glob("*.json"):
+        _edit(path, lambda r: r["provenance"].update({setting: "x"}))
+    with pytest.raises(ValueError, match="one table mixes evaluation settings: model 'tiny-olmo' step 400 ft_set"):
+        aggregate(paths, tmp_path / "out.csv")
+
+
 # ---------------------------------------------------------------------------------------------- finetune_gain
 
 

@@ -188,6 +188,31 @@ def test_two_runs_write_identical_files(run, model_dir, eval_sets, tmp_path):
     assert (tmp_path / "predictions.jsonl").read_text() == (first / "predictions.jsonl").read_text()
 
 
+def test_the_same_weights_scored_fp32_as_base_and_bf16_as_fine_tuned_do_not_aggregate(model_dir, eval_sets, tmp_path):
+    """Issue 24: evaluate.dtype auto is fp32 on a CPU and bf16 on a GPU. The same weights evaluated as "base" in fp32
+    and as "fine-tuned" in bf16 would show a gain that is only rounding: aggregation refuses, naming both."""
+    from ptft.analysis import aggregate
+
+    fine_tuned = tmp_path / "fine_tuned"
+    shutil.copytree(model_dir, fine_tuned)
+    record = json.loads((model_dir / "provenance.json").read_text())
+    (fine_tuned / "provenance.json").write_text(json.dumps({**record, "ft_set": "news_sum"}))
+    cfg = {**EVAL_CFG, "prompt_formats": ["default"], "shots": [0]}
+    results = {}
+    for name, folder, dtype in (("base", model_dir, "float32"), ("news_sum", fine_tuned, "bfloat16")):
+        out = tmp_path / name
+        out.mkdir()
+        results[name], _ = _run(folder, eval_sets, out, {**cfg, "dtype": dtype})
+        assert results[name]["provenance"]["evaluation_dtype"] == dtype
+    with pytest.raises(ValueError) as refused:
+        aggregate([tmp_path / "base" / "eval.json", tmp_path / "news_sum" / "eval.json"], tmp_path / "results.csv")
+    message = str(refused.value)
+    assert "a base/fine-tuned pair mixes evaluation settings" in message
+    assert f"model 'tiny-olmo' step 150 ft_set 'base' ({tmp_path / 'base' / 'eval.json'}: dtype float32" in message
+    assert f"model 'tiny-olmo' step 150 ft_set 'news_sum' ({tmp_path / 'news_sum' / 'eval.json'}: dtype bfloat16" in message
+    assert not (tmp_path / "results.csv").exists()
+
+
 @pytest.mark.parametrize("eval_set", ["places_nli", "news_sum"])
 @pytest.mark.parametrize("fmt", ["default", "instruct", "io"])
 def test_example_prompt_is_built_from_tasks_and_train_file(run, eval_sets, eval_set, fmt):

@@ -24,8 +24,10 @@ from ptft.finetune import (
     example_index,
     example_weighted_loss,
     finetune,
+    gradient_accumulation,
     load_examples,
     pack,
+    training_arguments,
 )
 from ptft.settings import FinetuneSettings
 from ptft.tasks import get_task
@@ -898,3 +900,54 @@ def test_the_launcher_reads_the_rendezvous_from_slurm():
     assert first_host("gpu[03-05,07],cpu1") == "gpu03"  # scontrol's expansion or ours: the zero padding stays
     with pytest.raises(ValueError, match="SLURM_JOB_NODELIST is empty"):
         first_host(" ")
+
+
+def _four_visible_gpus(monkeypatch) -> None:
+    """A CPU machine made to look like a 4-GPU workstation to torch: CUDA is "available" and its device count follows
+    CUDA_VISIBLE_DEVICES, as the driver's does; nothing here is ptft code."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        torch.cuda, "device_count", lambda: len([g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g])
+    )
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+
+
+def test_one_process_fine_tune_keeps_the_configured_batch_on_four_visible_gpus(monkeypatch, tmp_path):
+    """Issue 24: a one-process job that sees 4 GPUs got DataParallel from the Trainer and 4x the configured batch.
+    The job narrows itself to one GPU, and the effective batch is batch_size; seeing 4 GPUs is refused, not trained."""
+    from ptft.finetune.job import one_device_per_process
+    from ptft.finetune.trainer import check_effective_batch
+
+    _four_visible_gpus(monkeypatch)
+    settings = FinetuneSettings.from_config({"batch_size": 8, "micro_batch_size": 2, "bf16": False, "epochs": 1}, "x")
+    model = torch.nn.Linear(2, 2)
+
+    seen_four, _ = training_arguments(model, 32, settings, ft_set="x", state_dir=tmp_path / "four")
+    assert seen_four.n_gpu == 4 and seen_four.train_batch_size == 8  # what the Trainer would do: DataParallel x4
+    with pytest.raises(RuntimeError, match=r"effective batch would be 32 \(micro-batch 2 x 4 GPUs in this process"):
+        check_effective_batch(seen_four, settings, "x")
+
+    assert one_device_per_process() == "0"  # the job's first step (finetune())
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    args, schedule = training_arguments(model, 32, settings, ft_set="x", state_dir=tmp_path / "one")
+    assert args.n_gpu == 1 and args.device.type == "cuda"
+    assert check_effective_batch(args, settings, "x") == 8
+    assert args.train_batch_size * schedule["gradient_accumulation"] == settings.batch_size
+
+
+def test_launched_processes_keep_their_gpus_and_the_batch_is_split_over_them(monkeypatch):
+    """Under ptft.launch every process sees the job's GPUs (it picks its own by LOCAL_RANK): nothing is narrowed, and
+    the accumulation divides batch_size over the processes, so the effective batch is unchanged."""
+    from ptft.finetune.job import one_device_per_process
+
+    _four_visible_gpus(monkeypatch)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert one_device_per_process() is None
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+    settings = FinetuneSettings.from_config({"batch_size": 8, "micro_batch_size": 2}, "x")
+    assert gradient_accumulation(settings, 4, "x") * 2 * 4 == 8
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # a job holding one GPU slot: already one device
+    monkeypatch.delenv("WORLD_SIZE")
+    assert one_device_per_process() is None

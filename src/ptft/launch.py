@@ -16,6 +16,8 @@ import subprocess
 import sys
 from typing import Mapping, Sequence
 
+from ptft.gpu_slots import PORT_ENV
+
 DEFAULT_PORT = 29500
 # The environment variable the workflow passes the finetune rule its launcher in (rules/common.smk).
 COMMAND_ENV = "PTFT_FINETUNE_COMMAND"
@@ -44,13 +46,17 @@ def first_host(nodelist: str) -> str:
 
 
 def rendezvous(env: Mapping[str, str], nproc_per_node: int, port: int = DEFAULT_PORT) -> list[str]:
-    """torchrun's arguments for this node: standalone on one node (outside SLURM or a one-node job), else the job's
-    node count (SLURM_NNODES), this node's rank (SLURM_NODEID) and the first node as rendezvous host.
+    """torchrun's arguments for this node: on one node (outside SLURM or a one-node job) the rendezvous port of the
+    job's GPU slots ($PTFT_RENDEZVOUS_PORT, ptft.gpu_slots) or else standalone, and on several the job's node count
+    (SLURM_NNODES), this node's rank (SLURM_NODEID) and the first node as rendezvous host.
 
     Raises ValueError naming the variable when a multi-node job lacks SLURM_NODEID or SLURM_JOB_NODELIST.
     """
     nodes = int(env.get("SLURM_NNODES", env.get("SLURM_JOB_NUM_NODES", "1")))
     args = ["--nproc_per_node", str(nproc_per_node)]
+    if nodes <= 1 and env.get(PORT_ENV):
+        # the port of the job's GPU slots (ptft.gpu_slots): no other job on this workstation holds it
+        return ["--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", env[PORT_ENV], *args]
     if nodes <= 1:
         return ["--standalone", *args]  # torchrun picks a free local port: jobs sharing a node do not collide
     for name in ("SLURM_NODEID", "SLURM_JOB_NODELIST"):
@@ -74,22 +80,25 @@ def processes_per_node(resources: Mapping) -> int:
     return resources["processes_per_node"] or max(1, resources["gpu"])
 
 
-def finetune_command(config: Mapping) -> str:
+def finetune_command(config: Mapping, gpu_pool: Sequence[str] = ()) -> str:
     """The shell words that start a study's fine-tuning jobs (the finetune rule appends ptft.finetune's arguments).
 
     Plain python for one process; ptft.launch (torchrun) for several or for FSDP; under srun, one launcher per node,
-    when the job has several nodes (rendezvous from SLURM's environment). It depends on scheduling settings only
-    (resources.finetune, finetune.sharding), so the rule reads it from $PTFT_FINETUNE_COMMAND, not from its shell text.
+    when the job has several nodes (rendezvous from SLURM's environment). On a workstation with GPUs (gpu_pool, the
+    ids of ptft.gpu_slots.gpu_pool; empty on a CPU machine and in a SLURM job) the command runs under
+    `python -m ptft.gpu_slots --gpus K --`, holding one GPU per process. It depends on scheduling settings and the
+    machine only, so the rule reads it from $PTFT_FINETUNE_COMMAND, not from its shell text (no rerun when it changes).
     """
     res, sharding = config["resources"]["finetune"], config["finetune"]["sharding"]
     processes, nodes = processes_per_node(res), res["nodes"]
     flags = f" --sharding {sharding}" if sharding != "none" else ""
     if res["gpu_mem_gb"]:
         flags += f" --gpu-mem-gb {res['gpu_mem_gb']:g}"
+    slots = f"python -m ptft.gpu_slots --gpus {processes} -- " if gpu_pool else ""
     if processes * nodes == 1 and sharding == "none":
-        return f"python -m ptft.finetune{flags}"
+        return f"{slots}python -m ptft.finetune{flags}"
     srun = f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
-    return f"{srun if nodes > 1 else ''}python -m ptft.launch --nproc-per-node {processes} --{flags}"
+    return f"{srun if nodes > 1 else ''}{slots}python -m ptft.launch --nproc-per-node {processes} --{flags}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -98,6 +98,14 @@ def test_the_finished_study_plans_nothing_under_either_profile(study, tmp_path):
     assert plan(study, config, tmp_path, "slurm") == {}
 
 
+def test_a_gpu_workstation_plans_no_job(study, tmp_path, monkeypatch):
+    """Issue 24: the finished study planned on a GPU workstation (a faked pool of 3 GPUs, 2 jobs per GPU): GPU slots,
+    the `gpu` requests and the finetune launcher are scheduling, so nothing reruns."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    monkeypatch.setenv("PTFT_JOBS_PER_GPU", "2")
+    assert plan(study, config_of(study), tmp_path, "local") == {}
+
+
 def test_changing_every_scheduling_setting_plans_no_job(study, tmp_path):
     roles = setting_roles()
     not_science = {path for path, role in roles.items() if role != "science"}

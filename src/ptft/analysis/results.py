@@ -51,6 +51,9 @@ _FLOAT_COLUMNS = ["value", "ci_low", "ci_high"]
 _STR_COLUMNS = ["model", "ft_set", "eval_set", "task", "prompt_format", "metric"]
 # One evaluated number is identified by these; a second row with the same identity is a duplicate run.
 _IDENTITY = ["model", "step", "ft_set", "eval_set", "prompt_format", "shots", "metric"]
+# How a result was computed, as its provenance records it (ptft.evaluate.rows.evaluation_provenance): one study's
+# comparisons must hold one value of each (evaluate.dtype auto is bf16 on a GPU and fp32 on a CPU).
+RUN_SETTINGS = {"dtype": "evaluation_dtype", "backend": "evaluation_backend", "classification": "classification"}
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -93,6 +96,8 @@ def _rows_of(path: Path) -> list[dict[str, Any]]:
     results = record["results"]
     if not isinstance(results, list):
         raise ValueError(f"{path}: key 'results' must be a list, got {type(results).__name__}")
+    provenance_record = record.get("provenance") if isinstance(record.get("provenance"), dict) else {}
+    head["_settings"] = tuple(provenance_record.get(key) for key in RUN_SETTINGS.values())
     rows = []
     for i, result in enumerate(results):
         where = f"{path}: results[{i}]"
@@ -106,6 +111,40 @@ def _rows_of(path: Path) -> list[dict[str, Any]]:
         row["_file"] = str(path)
         rows.append(row)
     return rows
+
+
+def _clashing(a: tuple, b: tuple) -> bool:
+    """Two results' RUN_SETTINGS differ in a setting both record (a file that records none is not checked)."""
+    return any(x is not None and y is not None and x != y for x, y in zip(a, b))
+
+
+def _described(file: dict) -> str:
+    settings = ", ".join(f"{name} {value}" for name, value in zip(RUN_SETTINGS, file["_settings"]))
+    return f"model {file['model']!r} step {file['step']} ft_set {file['ft_set']!r} ({file['_file']}: {settings})"
+
+
+def check_one_precision(df: pd.DataFrame) -> None:
+    """Refuse a table whose results were computed in different precisions, backends or classification methods
+    (RUN_SETTINGS, from each result file's provenance): a fine-tuned model scored in bf16 against its base scored in
+    fp32 shows a gain that is only rounding. df holds aggregate's rows (model, step, ft_set, _file, _settings).
+
+    Raises ValueError naming two files that differ, with their models and settings: a base/fine-tuned pair of one
+    checkpoint when there is one, else any two of the table.
+    """
+    files = df.drop_duplicates("_file")[["model", "step", "ft_set", "_file", "_settings"]].to_dict("records")
+    clashes = [(a, b) for i, a in enumerate(files) for b in files[i + 1:] if _clashing(a["_settings"], b["_settings"])]
+    if not clashes:
+        return
+    pairs = [(a, b) for a, b in clashes if (a["model"], a["step"]) == (b["model"], b["step"])
+             and BASE in (a["ft_set"], b["ft_set"]) and a["ft_set"] != b["ft_set"]]  # fmt: skip
+    a, b = sorted((pairs or clashes)[0], key=lambda f: f["ft_set"] != BASE)
+    kind = "a base/fine-tuned pair" if pairs else "one table"
+    raise ValueError(
+        f"aggregate: {kind} mixes evaluation settings: {_described(a)} vs {_described(b)}. A comparison needs one "
+        "precision, backend and classification method: set evaluate.dtype to float32 or bfloat16 (auto resolves to "
+        "bfloat16 on a GPU and float32 on a CPU), evaluate.backend and evaluate.classification once for the study, "
+        "and rerun the evaluations that differ"
+    )
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -147,8 +186,9 @@ def aggregate(
     VARIANT_COLUMNS (lr, seed, selected); lr_choices: model -> searched set -> {str(step): chosen lr}.
 
     Rows are sorted by model, step, ft_set ("base" first), eval_set, prompt_format, shots (then metric).
-    Raises naming the file and key when a file is missing, malformed or lacks a key; and when two files
-    disagree on a checkpoint's tokens or report the same result twice.
+    Raises naming the file and key when a file is missing, malformed or lacks a key; when two files
+    disagree on a checkpoint's tokens or report the same result twice; and when two files were evaluated in different
+    precisions, backends or classification methods (check_one_precision).
     """
     paths = [Path(p) for p in eval_jsons]
     if not paths:
@@ -172,6 +212,7 @@ def aggregate(
         same = dup[(dup[_IDENTITY] == first[_IDENTITY]).all(axis=1)]
         ident = ", ".join(f"{k}={first[k]!r}" for k in _IDENTITY)
         raise ValueError(f"result reported more than once ({ident}) in: {sorted(set(same['_file']))}")
+    check_one_precision(df)
 
     df = _typed(df[COLUMNS])
     order = ("model", "step", "ft_set", "eval_set", "prompt_format", "shots", "metric")

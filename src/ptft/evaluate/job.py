@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import sys
@@ -12,15 +11,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ptft.evaluate.models import build_lm, compute_device, resolve_dtype
+from ptft import gpu_slots
+from ptft.evaluate.models import build_lm, compute_device, device_description, resolve_dtype
 from ptft.evaluate.native import native_tasks
 from ptft.evaluate.plan import Plan, plan
 from ptft.evaluate.rows import evaluation_provenance, score, write
 from ptft.evaluate.scoring import Scoring
 from ptft.provenance import read_provenance
 from ptft.settings import EvaluateSettings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,9 +52,12 @@ def evaluate(
     The names eval_cfg and base_dir are the keywords scripts/evaluate.py passes (editing that script would rerun
     every evaluate job); inside they are `settings` and `checkpoint_dir`.
 
+    On a workstation with GPUs the job first takes a GPU slot (ptft.gpu_slots.hold) and runs on that GPU only.
     One model load and one lm-eval run: all requests of a kind are batched together across eval sets. Steps: load
     (model), plan (conditions, prompt budgets: they need the model's tokenizer and context), run, score, write.
     """
+    # On a workstation with GPUs the job holds a GPU of its own before CUDA starts (a no-op on CPU and under SLURM)
+    gpu_slots.hold(1)
     import torch
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer must not add threads beyond `threads`
@@ -111,7 +112,7 @@ def load(model_dir: Path, settings: EvaluateSettings, lora_eval: str, checkpoint
         lora_eval=lora_eval,
         checkpoint_dir=checkpoint_dir,
     )
-    log.info("scoring %s with %s in %s on %s", model_dir, backend, dtype, compute_device())
+    print(f"scoring {model_dir} with {backend} in {dtype} on {device_description()}", file=sys.stderr, flush=True)
     return LoadedModel(lm, tokenizer, dtype, backend)
 
 

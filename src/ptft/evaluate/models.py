@@ -6,6 +6,7 @@ both: a marked continuation that is scored as exactly one given token after the 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,20 @@ def compute_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_description() -> str:
+    """The device this process evaluates on, for its log: "cpu", or the CUDA device with the GPU it is on the machine
+    (CUDA_VISIBLE_DEVICES, set by the job's GPU slot, ptft.gpu_slots), its name and UUID, which nvidia-smi also shows.
+    """
+    import torch
+
+    if compute_device() != "cuda":
+        return "cpu"
+    index = torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "all")
+    return f"cuda:{index} (CUDA_VISIBLE_DEVICES={visible}, {props.name}, GPU-{getattr(props, 'uuid', '?')})"
 
 
 def adapter_checkpoint_dir(model_dir: Path, checkpoint_dir: Path | None = None) -> Path:

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, MutableMapping, Sequence
 
 import torch
 
@@ -54,6 +54,36 @@ def lora_target_modules(model_type: str, lora_cfg: dict) -> list[str]:
             "set finetune.lora.target_modules to the names of its linear layers"
         )
     return LORA_TARGET_MODULES[model_type]
+
+
+def one_device_per_process(env: MutableMapping[str, str] = os.environ) -> str | None:
+    """Make a fine-tune that no launcher started (no WORLD_SIZE) see exactly one GPU: CUDA_VISIBLE_DEVICES narrowed
+    to its first id (0 when unset and the machine has an NVIDIA driver), so the Trainer never wraps the model in
+    DataParallel (which multiplies the batch by the GPU count). Must run before torch initialises CUDA. Returns the
+    id kept, or None when nothing changed (a launcher's process, one or no visible GPU, a machine without GPUs).
+    Raises RuntimeError when CUDA is already initialised on several GPUs (too late to narrow)."""
+    if "WORLD_SIZE" in env:
+        return None
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible is not None else None
+    if ids is None and not Path("/proc/driver/nvidia/gpus").is_dir():
+        return None
+    if ids is not None and len(ids) <= 1:
+        return None
+    if torch.cuda.is_initialized() and torch.cuda.device_count() > 1:
+        raise RuntimeError("fine-tuning in one process: CUDA already sees several GPUs; set CUDA_VISIBLE_DEVICES first")
+    kept = ids[0] if ids else "0"
+    env["CUDA_VISIBLE_DEVICES"] = kept
+    print(f"one process, one GPU: CUDA_VISIBLE_DEVICES={kept} (was {visible or 'unset'})", file=sys.stderr, flush=True)
+    return kept
+
+
+def set_up_process(threads: int) -> None:
+    """Before the job's work: one GPU for a process no launcher started (first: before anything starts CUDA),
+    torch's CPU threads, and no tokenizer threads beyond them."""
+    one_device_per_process()
+    torch.set_num_threads(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def check_memory(
@@ -182,14 +212,14 @@ def finetune(
 
     settings is the set's FinetuneSettings, or its slice (ptft.config.finetune_settings: the per-set settings plus the
     study's method and lora) read by FinetuneSettings.from_config, missing keys taking its defaults; ConfigError names
-    an unknown key. The settings are printed at the top of the log and saved in the model's provenance.
-    A rerun after a kill resumes from the last save in resume_dir_for(out_dir). max_steps stops early (benchmarks).
-    sharding (finetune.sharding: none | fsdp) shards the training state over the processes of the launch
-    (WORLD_SIZE); the finished model is gathered and written whole either way. gpu_mem_gb (resources.finetune) makes
-    the memory plan (ptft.memory) fail before the model loads when it does not fit, naming the settings that would.
+    an unknown key. The settings are printed at the top of the log and saved in the model's provenance. A rerun after
+    a kill resumes from the last save in resume_dir_for(out_dir). max_steps stops early (benchmarks). One process
+    uses one GPU (one_device_per_process): the effective batch is batch_size on any machine. sharding
+    (finetune.sharding: none | fsdp) shards the training state over the processes of the launch (WORLD_SIZE); the
+    finished model is gathered and written whole either way. gpu_mem_gb (resources.finetune) makes the memory plan
+    (ptft.memory) fail before the model loads when it does not fit, naming the settings that would.
     """
-    torch.set_num_threads(threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    set_up_process(threads)
     checkpoint_dir, train_path, out_dir = Path(checkpoint_dir), Path(train_path), Path(out_dir)
     settings = FinetuneSettings.from_config(settings, ft_set)
     print(f"fine-tuning settings ({ft_set}):\n{settings.describe()}", file=sys.stderr, flush=True)

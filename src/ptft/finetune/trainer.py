@@ -204,6 +204,23 @@ def gradient_accumulation(settings: FinetuneSettings, world_size: int, ft_set: s
     return batch_size // (micro_batch_size * world_size)
 
 
+def check_effective_batch(args, settings: FinetuneSettings, ft_set: str) -> int:
+    """The effective batch of args (TrainingArguments): examples per optimizer step over every device and process,
+    train_batch_size (the per-device micro-batch x the GPUs one process drives: DataParallel when it sees several)
+    x gradient accumulation x processes. Raises RuntimeError unless it is the config's batch_size: a one-process job
+    that sees 4 GPUs would otherwise train with 4x the batch and a schedule of a quarter of the steps (issue 24)."""
+    effective = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+    if effective != settings.batch_size:
+        raise RuntimeError(
+            f"fine-tuning {ft_set!r}: the effective batch would be {effective} (micro-batch "
+            f"{args.per_device_train_batch_size} x {max(1, args.n_gpu)} GPUs in this process x accumulation "
+            f"{args.gradient_accumulation_steps} x {args.world_size} processes), not "
+            f"finetune.ft_sets.{ft_set}.batch_size {settings.batch_size}: a process must see one "
+            "GPU (CUDA_VISIBLE_DEVICES); several GPUs run as several processes under ptft.launch"
+        )
+    return effective
+
+
 def fsdp_arguments(model: torch.nn.Module, sharding: str, activation_checkpointing: bool) -> dict:
     """TrainingArguments that make the Trainer (through accelerate) wrap the model in FSDP; {} for sharding none.
 
@@ -312,7 +329,8 @@ def build_trainer(
     settings is the set's FinetuneSettings (a dict is read by FinetuneSettings.from_config, missing keys taking its
     defaults). dataset holds {"input_ids", "labels"} dicts; state_dir receives the periodic saves; log_file the per-step rows.
     sharding "fsdp" wraps the model in FSDP over the world_size processes (fsdp_arguments); "none" is DDP when
-    world_size > 1. Raises ValueError on another sharding or an unknown loss_weighting. trainer.plan records the
+    world_size > 1. Raises ValueError on another sharding or an unknown loss_weighting, RuntimeError when the effective
+    batch is not settings.batch_size (check_effective_batch). trainer.plan records the
     run's plan (loss weighting, clipping, packing, bf16, schedule, sharding) for the provenance.
     """
     settings = FinetuneSettings.from_config(settings, ft_set)
@@ -320,6 +338,7 @@ def build_trainer(
         model, len(dataset), settings, ft_set=ft_set, state_dir=state_dir, world_size=world_size, max_steps=max_steps,
         sharding=sharding,
     )  # fmt: skip
+    check_effective_batch(args, settings, ft_set)
     packing = settings.scheduling.packing
     if packing:
         model.set_attn_implementation(varlen.register())
