@@ -68,3 +68,12 @@ def test_a_local_file_that_does_not_parse_stops_the_plan_naming_its_line(workdir
     status, printed = _plan(workdir, config)
     assert status != 0, printed[-2000:]
     assert f"data.datasets.mine.files.all: {workdir / 'mine.jsonl'}, line 5: not valid JSON" in printed
+
+
+def test_a_test_split_under_the_minimum_is_warned_about_when_planned(workdir):
+    config = _config(workdir)
+    name = config["evaluate"]["eval_sets"][0]
+    config["data"]["datasets"][name]["n_test"] = 1
+    status, printed = _plan(workdir, config)
+    assert status == 0, printed[-2000:]
+    assert f"*** WARNING: eval set {name!r} will score 1 test item(s), fewer than evaluate.min_test_items (30)" in printed
