@@ -13,7 +13,7 @@ NLI_SPEC = {"task": "nli", "source": "local", "files": {"train": "train.csv", "t
 
 
 def _write(root: Path, name: str, text: str) -> None:
-    (root / name).write_text(text)
+    (root / name).write_bytes(text.encode("utf-8", "surrogateescape"))  # a lone surrogate writes a non-UTF-8 byte
 
 
 def test_csv_files_per_split_become_records_and_a_card(tmp_path):
@@ -88,6 +88,7 @@ def test_spec_problems_are_named():
         ("train.jsonl", '{"p": "a", "h": "b", "g": 0}\n\n{"p": "c", "h": "d", "g": 1\n', r"train\.jsonl, line 3: not valid JSON"),
         ("train.jsonl", "", r"train\.jsonl is empty: it has no data rows"),
         ("train.csv", "p,h,g\n", r"train\.csv is empty: it has no data rows"),
+        ("train.csv", "p,h,g\nA caf\udce9.,B.,0\n", r"train\.csv: not UTF-8 text"),
         ("train.jsonl", '{"p": "a", "hyp": "b", "g": 0}\n',
          r"fields\.hypothesis = 'h' reads column 'h', which .*train\.jsonl lacks \(a column of the file, not a split\)"),
     ],

@@ -85,7 +85,10 @@ def _scan(path: Path, size: int, mtime_ns: int) -> tuple[int, tuple[str, ...]]:
         except Exception as err:  # pyarrow raises several types for a damaged file
             raise LocalDataError(f"{path}: cannot be read as Parquet ({type(err).__name__}: {err})") from None
     else:
-        rows, columns = (_scan_csv if kind == "csv" else _scan_json)(path)
+        try:
+            rows, columns = (_scan_csv if kind == "csv" else _scan_json)(path)
+        except UnicodeDecodeError as err:
+            raise LocalDataError(f"{path}: not UTF-8 text ({err.reason}: byte {err.object[err.start:err.start + 1]!r})") from None
     if rows == 0:
         raise LocalDataError(f"{path} is empty: it has no data rows")
     return rows, tuple(columns)
