@@ -25,7 +25,11 @@ if config["rehearsal"]:
 try:
     checks.check_config(config, source="config")
     if workflow.is_main_process:
-        checks.check_files(config, Path(workflow.basedir), ", ".join(map(str, workflow.configfiles)) or "config")
+        checks.check_files(
+            config,
+            Path(workflow.basedir),
+            ", ".join(map(str, workflow.configfiles)) or "config",
+        )
 except study_config.ConfigError as err:
     raise WorkflowError(str(err))
 
