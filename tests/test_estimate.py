@@ -168,3 +168,15 @@ def test_the_command_line_names_what_is_missing_without_a_traceback(tmp_path, ca
     assert "data.datasets.reviews.files.test: nowhere.csv: no such data file" in capsys.readouterr().err
     assert est.main(["--configfile", str(PAPER), "--gpu", "tpu"]) == 2
     assert capsys.readouterr().err.startswith("error: --gpu 'tpu': bench/figures.yaml has figures for")
+
+
+def test_a_local_models_size_is_read_from_its_source_folder_before_it_is_copied(tmp_path):
+    config = validate(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    architecture = {"model_type": "olmo2", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "intermediate_size": 128, "max_position_embeddings": 512, "vocab_size": 500}
+    (tmp_path / "run/step100").mkdir(parents=True)
+    (tmp_path / "run/step100/config.json").write_text(json.dumps(architecture))
+    config["models"] = {"mine": {"source": "local", "path": str(tmp_path / "run/step{checkpoint}"),
+                                 "tokens_per_step": 1000, "checkpoints": [100]}}
+    size = est.model_size(config, "mine", est.load_figures(), tmp_path / "project")
+    assert (size["hidden_size"], size["num_hidden_layers"], size["context"]) == (64, 2, 512)
