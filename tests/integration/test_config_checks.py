@@ -12,6 +12,8 @@ import yaml
 
 from conftest import copy_workflow, snakemake
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
