@@ -2,6 +2,8 @@
 # This file is the table of contents; the rules live in rules/, the code in src/ptft/.
 from snakemake.utils import min_version, validate
 
+from ptft import config as study_config
+
 min_version("9.0")
 
 
@@ -15,6 +17,12 @@ if not workflow.overwrite_configfiles:
 report: "report/workflow.rst"
 
 
+# ptft's own check first: a key written twice in a config file (Snakemake's reader keeps the second silently) and a
+# misspelt key, one line each with the nearest valid name (Snakemake's validate would print the whole schema).
+try:
+    study_config.check_study_config(workflow.configfiles, config)
+except study_config.ConfigError as err:
+    raise WorkflowError(str(err))
 validate(config, schema="schemas/config.schema.yaml")
 
 

@@ -21,10 +21,23 @@ if config["rehearsal"]:
     rehearsal_config(config)
 
 # The schema (validated in the Snakefile) filled the defaults; now the checks a schema cannot express.
+# Local checkpoint folders and data files are read when the study is planned, before any job queues (data files
+# relative to the project root); not again in each job's own Snakemake (a cluster job re-reads this file).
 try:
     checks.check_config(config, source="config")
+    if workflow.is_main_process:
+        checks.check_files(
+            config,
+            Path(workflow.basedir),
+            ", ".join(map(str, workflow.configfiles)) or "config",
+        )
 except study_config.ConfigError as err:
     raise WorkflowError(str(err))
+
+# Test splits too small to say anything: warned loudly at every plan (a rehearsal shrinks them on purpose).
+if workflow.is_main_process and not config["rehearsal"]:
+    for warning in checks.small_test_warnings(config, Path(workflow.basedir)):
+        print(f"\n*** WARNING: {warning}\n", file=sys.stderr)
 
 # Offline studies never touch the network; online ones (hub models) may. Every cache stays inside the project.
 study_config.apply_offline(config, Path.cwd())

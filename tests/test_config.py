@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ptft.checks import validate
-from ptft.config import ConfigError, finetune_settings, previous_step
+from ptft.config import ConfigError, finetune_settings, load_yaml, previous_step, read_configfiles
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,10 +28,33 @@ def test_defaults_are_filled(params):
     assert config["evaluate"]["prompt_formats"] == ["default", "instruct", "io"]
 
 
-def test_misspelt_key_is_named(params):
+def test_a_misspelt_key_is_one_line_with_the_nearest_valid_name_and_a_short_schema_excerpt(params):
     params["finetune"]["defaults"]["lrr"] = params["finetune"]["defaults"].pop("lr")
-    with pytest.raises(ConfigError, match=r"finetune\.defaults: Additional properties .*'lrr'"):
+    params["evaluate"]["shotz"] = params["evaluate"].pop("shots")
+    with pytest.raises(ConfigError) as err:
+        validate(params, source="study.yaml")
+    lines = str(err.value).splitlines()
+    assert lines[0] == "study.yaml does not match schemas/config.schema.yaml:"
+    assert "  - evaluate.shotz: unknown key; did you mean `shots`?" in lines
+    assert "  - finetune.defaults.lrr: unknown key; did you mean `lr`?" in lines
+    assert len(lines) <= 8 and all(len(line) <= 160 for line in lines)  # not the schema: a few lines of it
+    assert any(line.startswith("  finetune.defaults.lr: Peak learning rate") for line in lines)
+
+
+def test_an_unknown_key_with_no_near_name_lists_the_valid_ones(params):
+    params["evaluate"]["zzzzzz"] = 1
+    with pytest.raises(ConfigError, match=r"evaluate\.zzzzzz: unknown key; valid keys here: .*eval_sets"):
         validate(params)
+
+
+def test_a_key_written_twice_is_refused_with_its_lines(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("study: a\ndata:\n  datasets:\n    x: {task: nli}\n    x: {task: paraphrase}\n")
+    with pytest.raises(ConfigError, match=r"study\.yaml, line 5: key 'x' appears twice in one mapping \(first at line 4\)"):
+        read_configfiles([path])
+    # a merge key may be overridden on purpose; the same key in two mappings is no clash
+    path.write_text("base: &b {lr: 1, seed: 2}\nrun:\n  <<: *b\n  lr: 3\nother: {lr: 1}\n")
+    assert load_yaml(path)["run"] == {"lr": 3, "seed": 2}
 
 
 def test_ill_typed_key_is_named(params):
@@ -115,7 +138,7 @@ def test_gpu_request_is_validated(params):
     assert config["resources"]["finetune"]["gpu"] == 1
     assert config["resources"]["evaluate"]["gpu"] == 0
     params["resources"]["finetune"]["gpus"] = 1
-    with pytest.raises(ConfigError, match=r"resources\.finetune: Additional properties .*'gpus'"):
+    with pytest.raises(ConfigError, match=r"resources\.finetune\.gpus: unknown key; did you mean `gpu`\?"):
         validate(params)
 
 
@@ -135,6 +158,7 @@ SCHEDULING = {
     "offline",
     "evaluate.batch_size",
     "evaluate.threads",
+    "evaluate.min_test_items",  # a planning check only: changing it reruns nothing
     "models.*.pretrain.threads",
     *(f"resources.{phase}.{key}" for phase in ("pretrain", "materialize", "finetune", "evaluate")
       for key in ("gpu", "cpus_per_gpu", "mem_mb", "runtime", "gpu_mem_gb", "nodes", "processes_per_node")),
@@ -184,7 +208,7 @@ def test_science_slices_leave_scheduling_settings_out(params):
     # together they are the whole slice: nothing is lost on the way to the job
     assert {**science, **scheduling["finetune"]["news_sum"]} == finetune_settings(config, "news_sum")
     assert set(evaluate_science(config)) | set(scheduling["evaluate"]) == set(config["evaluate"])
-    assert scheduling["evaluate"] == {"batch_size": 32, "threads": 1}
+    assert scheduling["evaluate"] == {"batch_size": 32, "threads": 1, "min_test_items": 30}
     assert "threads" not in pretrain_science(config, "tiny-olmo")["pretrain"]
     assert pretrain_science(config, "tiny-olmo")["pretrain"]["lr"] == 3.0e-3
     assert "checkpoints" not in pretrain_science(config, "tiny-olmo")

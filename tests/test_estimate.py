@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,57 @@ def test_the_command_line_prints_the_bill_and_writes_json(tmp_path, capsys, monk
     assert "on h100" in out and "evaluate" in out
     bill = json.loads((tmp_path / "bill.json").read_text())
     assert bill["total"]["jobs"] == sum(f["jobs"] for f in bill["families"])
+
+
+CUSTOM = ROOT / "configs" / "examples" / "custom-tasks.yaml"  # its own task families, local CSV and JSONL data
+
+
+def test_local_sets_are_counted_from_their_files_before_preparation(tmp_path, monkeypatch):
+    # a project with the example's data files (paths relative to the project root) and nothing prepared
+    shutil.copytree(ROOT / "configs/examples/data", tmp_path / "configs/examples/data")
+    monkeypatch.chdir(tmp_path)
+    config = validate(yaml.safe_load(CUSTOM.read_text()), source=str(CUSTOM))
+    config["evaluate"]["limit"] = None
+    bill = est.estimate(config, "h100", project_dir=tmp_path)
+    # sentiment_test.csv has 40 rows; headlines.jsonl 50 rows, of which ceil(0.2 x 50) = 10 are the test split
+    assert bill.items["reviews"]["n"] == 40 and "sentiment_test.csv" in bill.items["reviews"]["source"]
+    assert bill.items["headlines"]["n"] == 10
+    # the study's own task families have no lengths in bench/figures.yaml: measured on the files' records
+    assert bill.lengths["headlines"]["source"].startswith("measured: 50 records of configs/examples/data/headlines.jsonl")
+    assert bill.lengths["headlines"]["input"] > 10
+
+
+def test_on_cpu_the_hours_are_wall_clock_on_the_machines_cores(paper_config, tmp_path):
+    params = validate(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    on_two, bill = _bill(params, "cpu", project_dir=tmp_path, cores=2)
+    on_eight, _ = _bill(params, "cpu", project_dir=tmp_path, cores=8)
+    assert bill.hours == "wall-clock hours on 2 cores"
+    assert on_two["evaluate"].gpu_hours > 0.01 and on_two["finetune"].gpu_hours > 0.001  # the embedded study: minutes
+    assert on_eight["evaluate"].gpu_hours == pytest.approx(on_two["evaluate"].gpu_hours / 4)
+    text = est.format_bill(bill)
+    assert "wall-clock hours on 2 cores" in text and "0.0  " not in text.split("Throughput")[0].replace("0.0\n", "")
+    _, on_gpu = _bill(params, "h100", project_dir=tmp_path)
+    assert on_gpu.hours == "GPU-hours"
+
+
+def test_the_command_line_names_what_is_missing_without_a_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(CUSTOM.read_text())
+    config["data"]["datasets"]["reviews"]["files"]["test"] = "nowhere.csv"
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
+    assert est.main(["--configfile", "study.yaml", "--gpu", "cpu"]) == 2
+    assert "data.datasets.reviews.files.test: nowhere.csv: no such data file" in capsys.readouterr().err
+    assert est.main(["--configfile", str(PAPER), "--gpu", "tpu"]) == 2
+    assert capsys.readouterr().err.startswith("error: --gpu 'tpu': bench/figures.yaml has figures for")
+
+
+def test_a_local_models_size_is_read_from_its_source_folder_before_it_is_copied(tmp_path):
+    config = validate(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    architecture = {"model_type": "olmo2", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "intermediate_size": 128, "max_position_embeddings": 512, "vocab_size": 500}
+    (tmp_path / "run/step100").mkdir(parents=True)
+    (tmp_path / "run/step100/config.json").write_text(json.dumps(architecture))
+    config["models"] = {"mine": {"source": "local", "path": str(tmp_path / "run/step{checkpoint}"),
+                                 "tokens_per_step": 1000, "checkpoints": [100]}}
+    size = est.model_size(config, "mine", est.load_figures(), tmp_path / "project")
+    assert (size["hidden_size"], size["num_hidden_layers"], size["context"]) == (64, 2, 512)

@@ -13,7 +13,7 @@ NLI_SPEC = {"task": "nli", "source": "local", "files": {"train": "train.csv", "t
 
 
 def _write(root: Path, name: str, text: str) -> None:
-    (root / name).write_text(text)
+    (root / name).write_bytes(text.encode("utf-8", "surrogateescape"))  # a lone surrogate writes a non-UTF-8 byte
 
 
 def test_csv_files_per_split_become_records_and_a_card(tmp_path):
@@ -80,3 +80,22 @@ def test_spec_problems_are_named():
     assert "needs split" in local_spec_problems("x", {**NLI_SPEC, "files": {"all": "a.csv"}})[0]
     assert "must be {train: <file>, test: <file>}" in local_spec_problems("x", {**NLI_SPEC, "files": {"train": "a.csv"}})[0]
     assert "'maybe'" in str(local_spec_problems("x", {**NLI_SPEC, "labels": {0: "maybe"}}))
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("train.jsonl", '{"p": "a", "h": "b", "g": 0}\n\n{"p": "c", "h": "d", "g": 1\n', r"train\.jsonl, line 3: not valid JSON"),
+        ("train.jsonl", "", r"train\.jsonl is empty: it has no data rows"),
+        ("train.csv", "p,h,g\n", r"train\.csv is empty: it has no data rows"),
+        ("train.csv", "p,h,g\nA caf\udce9.,B.,0\n", r"train\.csv: not UTF-8 text"),
+        ("train.jsonl", '{"p": "a", "hyp": "b", "g": 0}\n',
+         r"fields\.hypothesis = 'h' reads column 'h', which .*train\.jsonl lacks \(a column of the file, not a split\)"),
+    ],
+)
+def test_a_file_that_does_not_parse_is_named_when_prepared(tmp_path, name, text, message):
+    _write(tmp_path, name, text)
+    _write(tmp_path, "test.csv", NLI_CSV.replace("premise,hypothesis,gold", "p,h,g"))
+    spec = {**NLI_SPEC, "files": {"train": name, "test": "test.csv"}, "fields": {"premise": "p", "hypothesis": "h", "label": "g"}}
+    with pytest.raises(LocalDataError, match=message):
+        prepare_local_dataset("mine", spec, 42, tmp_path / "out", root=tmp_path)

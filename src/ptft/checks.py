@@ -6,6 +6,7 @@ of these; `validate` here is the whole check: the schema with its defaults, then
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ptft import tasks
@@ -13,17 +14,67 @@ from ptft.config import ConfigError, fill_defaults, finetune_settings, load_sche
 from ptft.hub import model_family
 from ptft.hubdata import hub_spec_problems
 from ptft.lmeval_tasks import RECORDED_METRICS, task_metrics
-from ptft.localdata import local_spec_problems
+from ptft.localdata import local_file_problems, local_spec_problems, local_test_size
 from ptft.memory import MemoryPlanError, plan_study
 from ptft.settings import FinetuneSettings
 
 
-def validate(config: dict[str, Any], schema: dict[str, Any] | None = None, source: str = "config") -> dict[str, Any]:
+def validate(config: dict[str, Any], schema: dict[str, Any] | None = None, source: str = "config",
+             root: Path | None = Path(".")) -> dict[str, Any]:  # fmt: skip
     """A study config validated against the JSON Schema (a copy, defaults filled), then cross-checked
-    (check_config); raises ConfigError naming the key. source names the config in messages (its file)."""
+    (check_config), then its local files checked under root (check_files; root None skips them); raises
+    ConfigError naming the key. source names the config in messages (its file)."""
     config = validate_schema(config, schema, source)
     check_config(config, source)
+    if root is not None:
+        check_files(config, root, source)
     return config
+
+
+def check_files(config: dict[str, Any], root: Path = Path("."), source: str = "config") -> None:
+    """What a job would find missing on disk, found before anything queues: every local model's checkpoint folders
+    (path with {checkpoint} replaced, relative to the working directory as the materialize job resolves it; a step
+    already copied to checkpoints/<model>/<step> is not looked for again) hold a config.json, and every local data
+    file exists, parses and has the columns its fields read (ptft.localdata.local_file_problems, relative to root).
+    Raises ConfigError listing every problem, each naming its key and file (and line)."""
+    problems = []
+    for model, spec in config["models"].items():
+        if spec["source"] != "local":
+            continue
+        for step in spec["checkpoints"]:
+            folder = Path(str(spec["path"]).replace("{checkpoint}", str(step))).expanduser()
+            if Path("checkpoints", model, str(step)).is_dir():
+                continue
+            if not folder.is_dir():
+                problems.append(f"models.{model}.path: {folder} (checkpoint {step}) is not a folder")
+            elif not (folder / "config.json").is_file():
+                problems.append(f"models.{model}.path: {folder} (checkpoint {step}) has no config.json")
+    for name, spec in config["data"]["datasets"].items():
+        if spec.get("source") == "local":
+            problems += local_file_problems(name, spec, root)[0]
+    if problems:
+        raise ConfigError(f"{source}:\n  - " + "\n  - ".join(problems))
+
+
+def small_test_warnings(config: dict[str, Any], root: Path = Path(".")) -> list[str]:
+    """One warning per eval set whose test split will hold fewer than evaluate.min_test_items items, where the size is
+    known before preparation: a local set's files (its test file, or its share of one file), else n_test; capped by
+    evaluate.limit. Empty when min_test_items is 0 or every known size reaches it."""
+    least, limit = config["evaluate"].get("min_test_items", 0), config["evaluate"].get("limit")
+    warnings = []
+    for name in config["evaluate"]["eval_sets"]:
+        spec = config["data"]["datasets"][name]
+        if spec.get("source") == "local":
+            problems, rows = local_file_problems(name, spec, root)
+            n = None if problems else local_test_size(spec, rows)
+        else:
+            n = spec.get("n_test")
+        n = min(n, limit) if n is not None and limit is not None else n
+        if n is not None and n < least:
+            warnings.append(f"eval set {name!r} will score {n} test item(s), fewer than evaluate.min_test_items "
+                            f"({least}): its scores and every statistic over them rest on {n} item(s). Give it more "
+                            f"test rows, or set evaluate.min_test_items lower (0 turns this warning off)")
+    return warnings
 
 
 def check_config(config: dict[str, Any], source: str = "config") -> None:

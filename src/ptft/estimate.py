@@ -35,7 +35,10 @@ import yaml
 
 from ptft import config as study_config
 from ptft import hub
-from ptft.checks import validate
+from ptft.checks import small_test_warnings, validate
+from ptft.config import ConfigError, load_yaml
+from ptft.estimate_inputs import (SAMPLE_RECORDS, EstimateError, add_job_starts, device_rates, hours_text,
+                                  lengths_of_records, local_source_config, local_split_size)
 from ptft.tasks import get_task
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -50,12 +53,7 @@ FAMILIES = {  # rule family -> its rules (names as `snakemake -n` counts them)
     "analysis": (),  # every rule of rules/analysis.smk, and `all`
 }
 SAVED_BYTES_PER_PARAM = 4  # fine-tuned weights: fp32 (ptft.finetune loads and saves fp32 master weights)
-SAMPLE_RECORDS = 200  # records tokenised per prepared file when lengths are measured
 GB = 1e9
-
-
-class EstimateError(ValueError):
-    """A figure the estimate needs is in none of its sources; the message names it and where to add it."""
 
 
 @dataclass
@@ -77,6 +75,7 @@ class Bill:
     lengths: dict[str, dict[str, Any]] = field(default_factory=dict)  # set -> input, target, source
     items: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval set -> n, source
     figures: dict[str, dict[str, Any]] = field(default_factory=dict)  # figure -> value, source
+    hours: str = "GPU-hours"  # what FamilyBill.gpu_hours counts on this device (device_rates)
 
     def total(self) -> FamilyBill:
         total = FamilyBill("total")
@@ -116,8 +115,11 @@ def eval_items(config: Mapping[str, Any], name: str, facts: Mapping[str, Any], p
     """(items scored per prompt format and shot count, where the number comes from) for one eval set."""
     spec = config["data"]["datasets"][name]
     test = Path(project_dir, "data", name, "test.jsonl")
+    local = local_split_size(spec, "test", project_dir) if not test.is_file() else None
     if test.is_file():
         n, source = _count_lines(test), f"{test}"
+    elif local is not None:
+        n, source = local
     elif spec.get("n_test") is not None:
         n, source = int(spec["n_test"]), f"data.datasets.{name}.n_test"
     else:
@@ -139,8 +141,11 @@ def train_examples(config: Mapping[str, Any], ft_set: str, facts: Mapping[str, A
     """(training examples of one fine-tuning job, their source)."""
     spec = config["data"]["datasets"][ft_set]
     train = Path(project_dir, "data", ft_set, "train.jsonl")
+    local = local_split_size(spec, "train", project_dir) if not train.is_file() else None
     if train.is_file():
         n, source = _count_lines(train), str(train)
+    elif local is not None:
+        n, source = local
     elif spec.get("n_train") is not None:
         n, source = int(spec["n_train"]), f"data.datasets.{ft_set}.n_train"
     elif spec.get("train_fraction") is not None:
@@ -189,7 +194,7 @@ def example_lengths(
     lengths = figures["lengths"]
     figure = lengths["eval_sets"].get(name) or lengths["task_families"].get(family.name)
     if figure is None:
-        raise EstimateError(f"bench/figures.yaml: lengths has no entry for data set {name!r} or task {family.name!r}")
+        return lengths_of_records(config, name, tokenizer, project_dir)
     return {"input": float(figure["input"]), "target": float(figure["target"]), "source": figure["source"]}
 
 
@@ -199,7 +204,7 @@ def model_size(config: Mapping[str, Any], model: str, figures: Mapping[str, Any]
     from ptft.memory import model_shape, study_architecture
 
     spec = config["models"][model]
-    architecture = study_architecture(dict(config), model, project_dir)
+    architecture = study_architecture(dict(config), model, project_dir) or local_source_config(spec)
     if architecture is not None:
         shape = model_shape(architecture)
         return {
@@ -313,17 +318,16 @@ def estimate(
     facts: Mapping[str, Any] | None = None,
     project_dir: Path = PROJECT,
     source: str = "config",
+    cores: int | None = None,
 ) -> Bill:
     """The study's bill on `gpu` (a key of bench/figures.yaml gpus). config: a validated config (defaults filled).
+    cores: for gpu "cpu", the machine's cores (default: this machine's); hours are then wall-clock (device_rates).
 
     Raises EstimateError naming a missing figure, KeyError for an unknown gpu.
     """
     figures = figures or load_figures()
     facts = facts if facts is not None else (yaml.safe_load(HUB_FACTS.read_text()) if HUB_FACTS.is_file() else {})
-    if gpu not in figures["gpus"]:
-        raise KeyError(f"--gpu {gpu!r}: bench/figures.yaml has figures for {sorted(figures['gpus'])}")
-    rates = figures["gpus"][gpu]
-    reference = figures["models"][figures["reference_model"]]["n_params"]
+    rates, reference, hours, cores = device_rates(figures, gpu, cores)
     counts = job_counts(config, project_dir)
     bills = {family: FamilyBill(family) for family in FAMILIES}
     for rule, n in counts.items():
@@ -332,7 +336,7 @@ def estimate(
     sets = sorted(set(ev["eval_sets"]) | set(config["finetune"]["ft_sets"]))
     lock = hub.read_lock(hub.lock_path(dict(config), project_dir))
     bill = Bill(source, gpu, list(bills.values()),
-                figures={k: dict(v) for k, v in rates.items()})  # fmt: skip
+                figures={k: dict(v) for k, v in rates.items()}, hours=hours)  # fmt: skip
     items = {name: dict(zip(("n", "source"), eval_items(config, name, facts, project_dir))) for name in ev["eval_sets"]}
     for model, spec in config["models"].items():
         size = model_size(config, model, figures, project_dir)
@@ -355,6 +359,7 @@ def estimate(
         ev_bill.disk_gb += n_eval * n_items * figures["bytes_per_prediction"]["value"] / GB
         bill.lengths.update({f"{name}": v for name, v in lengths.items()})
     bill.items = items
+    add_job_starts(bill.families, rates, cores)
     return bill
 
 
@@ -393,16 +398,19 @@ def _si(x: float) -> str:
 
 def format_bill(bill: Bill) -> str:
     """The bill as text: the table per rule family and total, then every figure and length with its source."""
-    header = f"{'family':<12}{'jobs':>7}{'train tokens':>15}{'score tokens':>15}{'generated':>12}{'GPU-hours':>11}{'disk GB':>10}"
+    column = "GPU-hours" if bill.hours == "GPU-hours" else "hours"
+    header = f"{'family':<12}{'jobs':>7}{'train tokens':>15}{'score tokens':>15}{'generated':>12}{column:>11}{'disk GB':>10}"
     lines = [f"Estimate of {bill.config} on {bill.gpu} (no run; figures from bench/figures.yaml)", "", header, "-" * len(header)]
+    if column != bill.hours:
+        lines.insert(1, f"hours: {bill.hours}")
     for row in [*bill.families, bill.total()]:
         if row.family == "total":
             lines.append("-" * len(header))
         lines.append(
             f"{row.family:<12}{row.jobs:>7}{_si(row.train_tokens):>15}{_si(row.score_tokens):>15}"
-            f"{_si(row.generated_tokens):>12}{row.gpu_hours:>11.1f}{row.disk_gb:>10.1f}"
+            f"{_si(row.generated_tokens):>12}{hours_text(row.gpu_hours):>11}{row.disk_gb:>10.1f}"
         )
-    lines += ["", f"Throughput on {bill.gpu} (for the reference model; scaled by parameters):"]
+    lines += ["", f"Throughput on {bill.gpu} (for the model of reference_params, else reference_model; scaled by parameters):"]
     lines += [f"  {k} = {v['value']:,}  ({v['source']})" for k, v in bill.figures.items()]
     lines += ["", "Items scored per condition:"]
     lines += [f"  {k}: {v['n']:,}  ({v['source']})" for k, v in bill.items.items()]
@@ -417,10 +425,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", default="h200", help=f"a GPU of bench/figures.yaml ({', '.join(GPUS)})")
     parser.add_argument("--figures", type=Path, default=FIGURES)
     parser.add_argument("--json", type=Path, help="also write the bill as JSON here")
+    parser.add_argument("--cores", type=int, help="--gpu cpu: the machine's cores (default: this machine's)")
     args = parser.parse_args(argv)
-    raw = yaml.safe_load(args.configfile.read_text(encoding="utf-8"))
-    config = validate(raw, source=str(args.configfile))
-    bill = estimate(config, args.gpu, figures=load_figures(args.figures), project_dir=Path.cwd(), source=str(args.configfile))
+    try:
+        config = validate(load_yaml(args.configfile), source=str(args.configfile))
+        bill = estimate(config, args.gpu, figures=load_figures(args.figures), project_dir=Path.cwd(),
+                        source=str(args.configfile), cores=args.cores)  # fmt: skip
+    except (OSError, ConfigError, EstimateError, KeyError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    for warning in small_test_warnings(config, Path.cwd()):
+        print(f"WARNING: {warning}", file=sys.stderr)
     print(format_bill(bill))
     if args.json:
         args.json.write_text(json.dumps({**asdict(bill), "total": asdict(bill.total())}, indent=1) + "\n")

@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ptft.checks import validate
-from ptft.config import FINETUNE_PATHS, ROLES, ConfigError, finetune_settings, role_of
+from ptft.config import FINETUNE_PATHS, ROLES, ConfigError, finetune_settings, load_yaml, role_of
 
 JOB_KINDS = ("pretrain", "materialize", "finetune", "evaluate")
 
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        raw = yaml.safe_load(args.configfile.read_text(encoding="utf-8"))
+        raw = load_yaml(args.configfile)
         rows = explain(raw, args.job)
     except (OSError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -10,11 +10,12 @@ lacking a field, or whose label is not mapped, fails naming the file and the row
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Mapping
 
 from ptft.data.card import CARD_FILE, target_summary
-from ptft.records import check_columns, field_problems, label_word, subsample, template_columns, to_records
+from ptft.records import field_problems, label_word, subsample, template_columns, to_records
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, sha256_file, write_json, write_jsonl
 from ptft.tasks import TaskFamily, get_task
 
@@ -59,11 +60,128 @@ def local_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _load(path: Path, cache_dir: Path):
-    import datasets
-
+def scan_file(path: str | Path) -> tuple[int, list[str]]:
+    """(rows, columns) of a local data file, read without `datasets` (fast enough for every plan): JSON lines parsed
+    line by line, CSV by its header and rows, Parquet by its footer. Raises LocalDataError naming the file and, for a
+    line that does not parse, its 1-based line; an empty file (no rows) is named as empty. Each version of a file
+    (path, size, modification time) is read once per process."""
+    path = Path(path)
     if not path.is_file():
         raise LocalDataError(f"{path}: no such data file")
+    stat = path.stat()
+    rows, columns = _scan(path, stat.st_size, stat.st_mtime_ns)
+    return rows, list(columns)
+
+
+@functools.lru_cache(maxsize=256)
+def _scan(path: Path, size: int, mtime_ns: int) -> tuple[int, tuple[str, ...]]:
+    kind = builder(path)
+    if kind == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path).metadata
+            rows, columns = meta.num_rows, list(meta.schema.names)
+        except Exception as err:  # pyarrow raises several types for a damaged file
+            raise LocalDataError(f"{path}: cannot be read as Parquet ({type(err).__name__}: {err})") from None
+    else:
+        try:
+            rows, columns = (_scan_csv if kind == "csv" else _scan_json)(path)
+        except UnicodeDecodeError as err:
+            raise LocalDataError(f"{path}: not UTF-8 text ({err.reason}: byte {err.object[err.start:err.start + 1]!r})") from None
+    if rows == 0:
+        raise LocalDataError(f"{path} is empty: it has no data rows")
+    return rows, tuple(columns)
+
+
+def _scan_json(path: Path) -> tuple[int, list[str]]:
+    """JSON lines (one object per line, blank lines skipped); a .json file may instead hold one array of objects."""
+    import json
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise LocalDataError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
+        numbered = list(enumerate(rows, 1))
+    else:
+        numbered = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    numbered.append((number, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise LocalDataError(f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno})") from None
+    columns: dict[str, None] = {}
+    for number, row in numbered:
+        if not isinstance(row, dict):
+            raise LocalDataError(f"{path}, line {number}: a JSON {type(row).__name__}, expected an object of columns")
+        columns.update(dict.fromkeys(row))
+    return len(numbered), list(columns)
+
+
+def _scan_csv(path: Path) -> tuple[int, list[str]]:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return 0, []
+        rows = 0
+        for row in reader:
+            if len(row) > len(header):
+                raise LocalDataError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
+            rows += bool(row)
+    return rows, header
+
+
+def column_problems(name: str, path: str | Path, columns: list[str], fields: Mapping[str, Any]) -> list[str]:
+    """One message per column a field reads that the local file lacks (empty when every column is there)."""
+    problems = []
+    for field_name, source in fields.items():
+        for column in template_columns(str(source)):
+            if column not in columns:
+                problems.append(f"data.datasets.{name}.fields.{field_name} = {source!r} reads column {column!r}, "
+                                f"which {path} lacks (a column of the file, not a split); its columns are {columns}")
+    return problems
+
+
+def local_file_problems(name: str, spec: Mapping[str, Any], root: Path = Path(".")) -> tuple[list[str], dict[str, int]]:
+    """(what is wrong with a local set's files, {files key: rows}): each file exists, parses (scan_file) and has
+    every column its fields read. Paths are relative to root (the project root)."""
+    problems, rows = [], {}
+    for key, path in sorted((spec.get("files") or {}).items()):
+        try:
+            rows[key], columns = scan_file(Path(root) / path)
+        except LocalDataError as err:
+            problems.append(f"data.datasets.{name}.files.{key}: {err}")
+            continue
+        problems += column_problems(name, path, columns, spec.get("fields") or {})
+    return problems, rows
+
+
+def local_test_size(spec: Mapping[str, Any], rows: Mapping[str, int]) -> int | None:
+    """Test items a local set will have, from its files' row counts (local_file_problems): the test file's rows, or
+    datasets' train_test_split share of one file (ceil(test_fraction x rows)), at most n_test; None if unknown."""
+    import math
+
+    if "test" in rows:
+        n = rows["test"]
+    elif "all" in rows and spec.get("split"):
+        n = math.ceil(float(spec["split"]["test_fraction"]) * rows["all"])
+    else:
+        return None
+    return min(n, int(spec["n_test"])) if spec.get("n_test") is not None else n
+
+
+def load_file(path: Path, cache_dir: Path):
+    """A local data file as a datasets.Dataset, with each row's 0-based position in INDEX_COLUMN. Raises
+    LocalDataError naming the file (and the first line that does not parse, or that it is empty: scan_file)."""
+    import datasets
+
+    scan_file(path)  # names a missing or empty file, and the first line that does not parse, before datasets does
     try:
         loaded = datasets.load_dataset(builder(path), data_files={"rows": str(path)}, split="rows", cache_dir=str(cache_dir))
     except Exception as err:  # datasets wraps parser errors in several types; name the file either way
@@ -109,14 +227,16 @@ def prepare_local_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir
     cache_dir = root / ".cache" / "huggingface" / "datasets"
     files = {key: root / path for key, path in spec["files"].items()}
     if "all" in files:
-        whole = _load(files["all"], cache_dir)
+        whole = load_file(files["all"], cache_dir)
         parts = whole.train_test_split(test_size=float(spec["split"]["test_fraction"]), seed=int(spec["split"]["seed"]))
         loaded = {"train": (files["all"], parts["train"]), "test": (files["all"], parts["test"])}
     else:
-        loaded = {role: (files[role], _load(files[role], cache_dir)) for role in ("train", "test")}
+        loaded = {role: (files[role], load_file(files[role], cache_dir)) for role in ("train", "test")}
     out, sizes = {}, {}
     for role, (path, dataset) in loaded.items():
-        check_columns(name, str(path), [c for c in dataset.column_names if c != INDEX_COLUMN], spec["fields"])
+        missing = column_problems(name, path, [c for c in dataset.column_names if c != INDEX_COLUMN], spec["fields"])
+        if missing:
+            raise LocalDataError("; ".join(missing))
         try:
             sample, _ = subsample(dataset, spec.get(f"n_{role}"), seed)
         except ValueError as err:

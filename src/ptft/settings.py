@@ -144,6 +144,7 @@ class EvaluateScheduling:
 
     batch_size: int | str = 32
     threads: int = 1
+    min_test_items: int = 30  # read when the study is planned (ptft.checks.small_test_warnings); a job ignores it
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,47 @@ __all__ = ["ConfigError"]  # defined in ptft.settings, the lower layer; raised a
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "config.schema.yaml"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping naming one key twice (PyYAML silently keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # a merge key (<<) may be overridden on purpose
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"{loader.name}, line {line}: key {key!r} appears twice in one mapping (first at line "
+                              f"{seen[key]}); YAML would keep only the second silently, so ptft refuses it")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """One YAML file parsed as yaml.safe_load parses it, but a mapping that names a key twice raises ConfigError
+    naming the file, the key and both 1-based lines (every study config read by ptft goes through here)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_configfiles(paths: Sequence[str | Path]) -> dict[str, Any]:
     """The study config as written in one or more YAML files, merged as snakemake --configfile merges them (a later
-    file's top-level keys replace an earlier one's); nothing validated or filled in."""
+    file's top-level keys replace an earlier one's); nothing validated or filled in. ConfigError for a key written
+    twice in one mapping (load_yaml)."""
     config: dict[str, Any] = {}
     for path in paths:
-        config.update(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+        config.update(load_yaml(path) or {})
     return config
 
 
@@ -56,15 +91,77 @@ def validate_schema(config: dict[str, Any], schema: dict[str, Any] | None = None
                     source: str = "config") -> dict[str, Any]:  # fmt: skip
     """config validated against the JSON Schema, as a copy with its defaults filled; ConfigError naming each key that
     does not match (the first ten). The checks a schema cannot express are ptft.checks.validate's."""
+    schema = schema or load_schema()
+    errors = _schema_errors(config, schema)
+    if errors:
+        raise ConfigError(schema_error_message(errors, source))
+    return fill_defaults(config, schema)
+
+
+def _schema_errors(config: dict[str, Any], schema: dict[str, Any]) -> list[Any]:
     import jsonschema
 
-    schema = schema or load_schema()
     validator_cls = jsonschema.validators.validator_for(schema)
-    errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    return sorted(validator_cls(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+
+
+def check_study_config(paths: Sequence[str | Path], config: dict[str, Any]) -> None:
+    """The Snakefile's first check, before Snakemake's own validate(): every config file Snakemake read (paths:
+    workflow.configfiles) is read again with load_yaml, which refuses a key written twice with its lines (Snakemake's
+    reader silently keeps the second), then config is held to the schema with schema_error_message's one line per
+    problem (Snakemake's validate prints the whole schema after its message). Raises ConfigError."""
+    for path in paths:
+        load_yaml(path)
+    errors = _schema_errors(config, load_schema())
     if errors:
-        lines = [f"  - {_where(e)}: {e.message}" for e in errors[:10]]
-        raise ConfigError(f"{source} does not match schemas/config.schema.yaml:\n" + "\n".join(lines))
-    return fill_defaults(config, schema)
+        raise ConfigError(schema_error_message(errors, ", ".join(str(p) for p in paths) or "config"))
+
+
+MAX_ERRORS, MAX_EXCERPT_LINES, MAX_LINE = 10, 4, 160
+
+
+def schema_error_message(errors: Sequence[Any], source: str = "config") -> str:
+    """jsonschema errors as a message a user can act on: one line per error (the first MAX_ERRORS), an unknown key
+    with the nearest valid name ("did you mean `lr`?", difflib), then at most MAX_EXCERPT_LINES lines of schema (the
+    suggested keys' descriptions) rather than the schema itself."""
+    lines, excerpt = [], []
+    for error in errors[:MAX_ERRORS]:
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            for key, line, hint in _unknown_keys(error):
+                lines.append(line)
+                if hint and len(excerpt) < MAX_EXCERPT_LINES:
+                    excerpt.append(hint)
+        else:
+            lines.append(_clip(f"  - {_where(error)}: {error.message}"))
+    more = f"\n  ({len(errors) - MAX_ERRORS} more not shown)" if len(errors) > MAX_ERRORS else ""
+    message = f"{source} does not match schemas/config.schema.yaml:\n" + "\n".join(lines) + more
+    if excerpt:
+        message += "\nfrom schemas/config.schema.yaml:\n" + "\n".join(excerpt)
+    return message
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
+
+
+def _unknown_keys(error: Any) -> list[tuple[str, str, str]]:
+    """(key, its message line, the schema line of the nearest valid key or "") per unknown key of one mapping."""
+    import difflib
+
+    known = error.schema.get("properties", {})
+    where = _where(error)
+    prefix = "" if where == "<top level>" else where + "."
+    out = []
+    for key in [k for k in error.instance if k not in known]:
+        close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+        if close:
+            line = f"  - {prefix}{key}: unknown key; did you mean `{close[0]}`?"
+            description = " ".join(str(known[close[0]].get("description", "")).split())
+            hint = _clip(f"  {prefix}{close[0]}: {description}") if description else ""
+        else:
+            line, hint = _clip(f"  - {prefix}{key}: unknown key; valid keys here: {', '.join(sorted(known))}"), ""
+        out.append((str(key), line, hint))
+    return out
 
 
 def fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

@@ -107,8 +107,11 @@ def _guard(subject: str, check: Callable, *args: Any) -> tuple[list[Row], Any]:
 
 def check_configfile(paths: Sequence[str | Path], k: int = SAMPLE_ROWS) -> list[Row]:
     """Load and validate a study config (several files merge, as in snakemake --configfile) and check it."""
-    raw = read_configfiles(paths)
     source = ", ".join(str(p) for p in paths)
+    try:
+        raw = read_configfiles(paths)
+    except ConfigError as err:  # a key written twice (ptft.config.load_yaml)
+        return [problem("config", source, str(err), "write the key once")]
     try:
         config = validate(raw, source=source)
     except ConfigError as err:
