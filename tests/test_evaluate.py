@@ -203,11 +203,33 @@ def test_example_prompt_is_built_from_tasks_and_train_file(run, eval_sets, eval_
     assert {s["id"] for s in shots} <= {r["id"] for r in train}
 
 
-def test_prompts_longer_than_the_model_context_drop_shots_and_are_counted(model_dir, eval_sets, tmp_path):
+def _mpt_model(model_dir, folder, max_seq_len):
+    """model_dir's tokenizer and provenance on a random MPT, whose config names its context max_seq_len."""
+    import torch
+    from transformers import MptConfig, MptForCausalLM
+
+    shutil.copytree(model_dir, folder)
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        (folder / name).unlink(missing_ok=True)
+    vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    torch.manual_seed(0)
+    config = MptConfig(d_model=32, n_heads=2, n_layers=2, expansion_ratio=2, max_seq_len=max_seq_len, vocab_size=vocab)
+    MptForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("context_key", ["max_position_embeddings", "max_seq_len"])
+def test_prompts_longer_than_the_model_context_drop_shots_and_are_counted(model_dir, eval_sets, tmp_path, context_key):
+    """Whichever name the model's config gives its context (MPT: max_seq_len, which lm-eval does not read and would
+    replace by 2048 tokens), prompts are fitted to it."""
     short = tmp_path / "short-model"
-    shutil.copytree(model_dir, short)
-    config = json.loads((short / "config.json").read_text())
-    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 160}))
+    if context_key == "max_seq_len":
+        _mpt_model(model_dir, short, 160)
+    else:
+        shutil.copytree(model_dir, short)
+        config = json.loads((short / "config.json").read_text())
+        (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 160}))
+    assert json.loads((short / "config.json").read_text())[context_key] == 160
     cfg = {**EVAL_CFG, "prompt_formats": ["io"], "shots": [0, 4], "limit": 2}  # shots_overflow: the default
     ev.evaluate(short, eval_sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
     rows = read_jsonl(tmp_path / "predictions.jsonl")

@@ -347,8 +347,8 @@ def test_model_context_prefers_the_model_config_over_the_tokenizer():
     assert preflight.model_context(Composite(), _WordCount()) == (2048, "config.max_position_embeddings")
     assert preflight.model_context(object(), _WordCount()) == (512, "tokenizer.model_max_length")
     unlimited = type("T", (), {"model_max_length": int(1e30)})()  # transformers' "no limit"
-    context, source = preflight.model_context(object(), unlimited)
-    assert context == 2048 and "default" in source
+    with pytest.raises(ValueError, match="no context length: none of max_position_embeddings, n_positions, max_seq_len"):
+        preflight.model_context(object(), unlimited)  # lm-eval would assume 2048 tokens
 
 
 def test_name_clash_rows_name_the_list_entry():
