@@ -245,6 +245,24 @@ def test_prompts_longer_than_the_model_context_drop_shots_and_are_counted(model_
     assert {r["shots_overflow"] for r in results} == {"drop_shots"}
 
 
+def test_a_stop_string_inside_a_reference_is_refused_before_the_model_runs(model_dir, eval_sets, tmp_path):
+    """A multi-line summary (CNN/DailyMail's highlights) cannot be generated whole under the default "\\n" stop."""
+    folder = tmp_path / "multiline"
+    folder.mkdir()
+    test = read_jsonl(eval_sets["news_sum"]["test"])
+    test[2] = {**test[2], "summary": test[2]["summary"] + "\n" + test[3]["summary"]}
+    _write_jsonl(folder / "test.jsonl", test)
+    sets = {"news_sum": {**eval_sets["news_sum"], "test": folder / "test.jsonl"}}
+    cfg = {**EVAL_CFG, "prompt_formats": ["io"], "shots": [0], "limit": 2}
+    with pytest.raises(ValueError, match=r"eval set 'news_sum': reference of record 'news_sum-test-2' contains the "
+                                         r"stop string '\\n'.*evaluate.stop_sequences.summarisation"):
+        ev.evaluate(model_dir, sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
+    assert not (tmp_path / "eval.json").exists()
+    ev.evaluate(model_dir, sets, {**cfg, "stop_sequences": {"summarisation": []}}, tmp_path / "eval.json",
+                tmp_path / "predictions.jsonl", threads=1)  # the paper's setting: EOS or max_new_tokens
+    assert (tmp_path / "eval.json").is_file()
+
+
 def _overflow_task(model_dir, eval_sets, policy, budget, shots=4):
     from transformers import AutoTokenizer
 

@@ -18,7 +18,7 @@ from ptft.hub import lock_path, read_lock
 from ptft.preflight.data_sets import SAMPLE_ROWS, DatasetFacts, check_dataset
 from ptft.preflight.lmeval import check_lm_eval_task, name_clash_rows, task_manager
 from ptft.preflight.models import ModelFacts, check_model
-from ptft.preflight.prompts import context_rows
+from ptft.preflight.prompts import context_rows, stop_rows
 from ptft.preflight.rows import Row, ok, problem
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
@@ -79,6 +79,7 @@ def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = No
             data[name] = facts
     rows += name_clash_rows(config)
     rows += context_rows(config, models, data)
+    rows += stop_rows(config, data)
     return rows
 
 
