@@ -397,7 +397,9 @@ def test_every_config_in_configs_passes_preflight_against_the_hub_replica(tmp_pa
     for path, rows in zip(configs, results):
         table = preflight.format_table(preflight.Row(**r) for r in rows)
         assert _problems(rows) == set(), f"{path.name}:\n{table}"
-        assert any(r["check"] == "context" for r in rows), f"{path.name}: no prompt was measured\n{table}"
+        on_hub = any(m.get("source") == "hub" for m in yaml.safe_load(path.read_text())["models"].values())
+        if on_hub:  # prompts are measured with a hub model's tokenizer (smollm2-135m.yaml's is a packaged GGUF file)
+            assert any(r["check"] == "context" for r in rows), f"{path.name}: no prompt was measured\n{table}"
 
 
 def test_a_stop_string_inside_the_references_is_refused_and_the_shipped_config_avoids_it():
