@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 CONFIG = yaml.safe_load((ROOT / "configs/smollm2-135m.yaml").read_text())
 SEED = 1234
 N_ITEMS = 8
+N_BENCHMARK = 4  # items per benchmark (a multiple-choice item is 2-4 forward passes; 8 took 5 minutes on 2 cores)
 
 
 @pytest.fixture(scope="module")
@@ -89,21 +90,21 @@ def test_benchmark_scores_equal_lm_evals_own_simple_evaluate_item_by_item(checkp
 
     evaluate = CONFIG["evaluate"]
     tasks, data = evaluate["lm_eval_tasks"], evaluate["lm_eval_data"]
-    cfg = {"eval_sets": [], "lm_eval_tasks": tasks, "lm_eval_data": data, "lm_eval_shots": 0, "limit": N_ITEMS,
+    cfg = {"eval_sets": [], "lm_eval_tasks": tasks, "lm_eval_data": data, "lm_eval_shots": 0, "limit": N_BENCHMARK,
            "fewshot_seed": SEED, "batch_size": 4}  # fmt: skip
     ours = _evaluate(checkpoint, {}, cfg, tmp_path)
     manager = TaskManager()
     theirs = lm_eval.simple_evaluate(
         model=HFLM(pretrained=str(checkpoint), batch_size=4, device="cpu"),
         tasks=[packaged_config(name, data[name], manager) for name in tasks],
-        num_fewshot=0, limit=N_ITEMS, log_samples=True, task_manager=manager, bootstrap_iters=0,
+        num_fewshot=0, limit=N_BENCHMARK, log_samples=True, task_manager=manager, bootstrap_iters=0,
         random_seed=SEED, numpy_random_seed=SEED, torch_random_seed=SEED, fewshot_random_seed=SEED,
     )  # fmt: skip
     for name in tasks:
         mine = sorted((r["doc_id"], r["score"]) for r in ours if r["eval_set"] == name)
         samples = theirs["samples"][name]
         reference = sorted((s["doc"].get("id", s["doc_id"]), float(s["acc"])) for s in samples)
-        assert len(mine) == N_ITEMS and mine == reference, name
+        assert len(mine) == N_BENCHMARK and mine == reference, name
         results = json.loads((tmp_path / "eval.json").read_text())["results"]
         (row,) = [r for r in results if r["eval_set"] == name and r["metric"] == "acc"]
         assert row["value"] == pytest.approx(theirs["results"][name]["acc,none"]), name
