@@ -63,8 +63,6 @@ def dvc(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     return proc
 
 
-
-
 def job_counts(output: str) -> dict[str, int]:
     """Parse Snakemake's 'Job stats' table into {rule: count}; empty only when Snakemake itself says "Nothing to be
     done". Output with neither (a changed format, an error) fails the test that reads it, never passes as an empty
