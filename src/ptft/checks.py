@@ -139,9 +139,10 @@ KEYS_OF_SOURCE = {
     "embedded": {"source", "checkpoints", *EMBEDDED_KEYS},
     "hub": {"source", "checkpoints", "repo", "family", "branches", "repo_template", "tokens_per_step", "snap", "main"},
     "local": {"source", "checkpoints", "path", "tokens_per_step"},
+    "gguf": {"source", "checkpoints", "gguf", "main"},
 }
 # a hub model also names its checkpoints (ptft.hub.model_family) and its repository (repo, or repo_template)
-REQUIRED_OF_SOURCE = {"embedded": (), "hub": (), "local": ("path", "tokens_per_step")}
+REQUIRED_OF_SOURCE = {"embedded": (), "hub": (), "local": ("path", "tokens_per_step"), "gguf": ("gguf", "main")}
 
 
 def check_model(config: dict[str, Any], model: str, spec: dict[str, Any], source: str = "config") -> None:
@@ -169,8 +170,11 @@ def check_model(config: dict[str, Any], model: str, spec: dict[str, Any], source
         if ("repo" in spec) == ("repo_template" in spec):
             raise ConfigError(f"{source}: models.{model} (source hub) needs exactly one of repo (checkpoints are its "
                               f"branches) and repo_template (one repository per step)")  # fmt: skip
+    if kind == "gguf" and (spec["checkpoints"] != ["main"] or ("package" in spec["gguf"]) != ("version" in spec["gguf"])):
+        raise ConfigError(f"{source}: models.{model} (source gguf) has one checkpoint, [main], and gguf.package comes "
+                          f"with gguf.version")  # fmt: skip
     for item in spec["checkpoints"]:
-        if kind != "hub" and not isinstance(item, int):
+        if kind not in ("hub", "gguf") and not isinstance(item, int):
             raise ConfigError(
                 f"{source}: models.{model}.checkpoints: {item!r} is not a step; only hub models take revision "
                 f"names and selection rules, a {kind} model's checkpoints are integers"
@@ -240,3 +244,8 @@ def _check_lm_eval_tasks(config: dict[str, Any], source: str) -> None:
                 f"{source}: evaluate.lm_eval_tasks: lm-eval task {entry!r} defines metrics {metrics}; ptft scores "
                 f"native multiple-choice tasks by {list(RECORDED_METRICS)} and needs at least acc"
             )
+    natives = [t for t in config["evaluate"].get("lm_eval_tasks", []) if isinstance(t, str)]
+    stray = sorted(set(config["evaluate"].get("lm_eval_data") or {}) - set(natives))
+    if stray:
+        raise ConfigError(f"{source}: evaluate.lm_eval_data names {stray}, which are not lm-eval task names in "
+                          f"evaluate.lm_eval_tasks {natives}")

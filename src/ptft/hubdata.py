@@ -13,6 +13,7 @@ files asked for, so it cannot tell which split it holds.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -230,8 +231,31 @@ def load_split(name: str, repo: str, config: str | None, split: str, revision: s
 # --------------------------------------------------------------------------------------------------- main
 
 
-def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: Path) -> dict[str, Any]:
-    """Write out_dir/train.jsonl, test.jsonl, card.json and provenance.json from the hub, all at once; return the card."""
+LOCK_ENV = "PTFT_REVISIONS_LOCK"  # the study's revisions lock, set by rules/common.smk for the jobs it starts
+
+
+def locked_revision(name: str, hub: Mapping[str, Any], lock_file: Path | None = None) -> tuple[str, Path | None]:
+    """(commit, hub-cache snapshot or None) of data.datasets.<name>.hub: the commit the revisions lock pins (added to
+    it on first use), read as pin_revision reads any revision. lock_file defaults to $PTFT_REVISIONS_LOCK; with
+    neither the revision is resolved unpinned. Raises HubDataError as pin_revision does, HubError for a lock entry
+    made for another repo or revision."""
+    from ptft.hub.lock import pin_dataset
+
+    repo, requested = hub["repo"], str(hub.get("revision") or "main")
+    lock_file = lock_file or os.environ.get(LOCK_ENV)
+    if lock_file:
+        entry = pin_dataset(Path(lock_file), name, dict(hub), lambda revision: retrying(
+            name, f"{repo} revision {revision!r}", lambda: pin_revision(name, repo, revision))[0])  # fmt: skip
+        if entry["commit"] != requested:
+            _log(f"{name}: {repo} revision {requested} is pinned to commit {entry['commit']} in {lock_file}")
+        requested = entry["commit"]
+    return retrying(name, f"{repo} revision {requested!r}", lambda: pin_revision(name, repo, requested))
+
+
+def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: Path,
+                        lock_file: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Write out_dir/train.jsonl, test.jsonl, card.json and provenance.json from the hub, all at once; return the card.
+    The set is read at the commit the revisions lock (lock_file, else $PTFT_REVISIONS_LOCK) pins (locked_revision)."""
     problems = hub_spec_problems(name, spec)
     if problems:
         raise HubDataError("; ".join(problems))
@@ -240,7 +264,7 @@ def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: 
     repo, config = hub["repo"], hub.get("config")
     requested = str(hub.get("revision") or "main")
     cache_dir = hubclient.datasets_cache_dir()
-    commit, snapshot = retrying(name, f"{repo} revision {requested!r}", lambda: pin_revision(name, repo, requested))
+    commit, snapshot = locked_revision(name, hub, lock_file)
     where = f"the hub cache {snapshot}" if snapshot else "the hub"
     _log(f"{name}: {repo} revision {requested} is commit {commit}, read from {where}")
     sizes: dict[str, dict[str, Any]] = {}

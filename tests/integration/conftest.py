@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from snakemake.common import NOTHING_TO_BE_DONE_MSG as NOTHING_TO_DO  # Snakemake's own words for "up to date"
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -63,10 +64,13 @@ def dvc(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
 
 
 def job_counts(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table into {rule: count} (empty when there is nothing to do)."""
+    """Parse Snakemake's 'Job stats' table into {rule: count}; empty only when Snakemake itself says "Nothing to be
+    done". Output with neither (a changed format, an error) fails the test that reads it, never passes as an empty
+    plan."""
     counts: dict[str, int] = {}
     match = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total", output, re.S)
     if not match:
+        assert NOTHING_TO_DO in output, f"neither a Job stats table nor {NOTHING_TO_DO!r} in Snakemake's output:\n{output[-3000:]}"
         return counts
     for line in match.group(1).splitlines():
         rule, count = line.split()

@@ -92,6 +92,17 @@ def effective(config: dict) -> dict:
     return full
 
 
+def test_a_plan_is_empty_only_when_snakemake_says_nothing_to_be_done():
+    """job_counts reads Snakemake's own words: output it cannot read (another format, an error) fails the reading
+    test instead of passing as an empty plan."""
+    table = "Job stats:\njob         count\n--------  -------\nevaluate        2\nall             1\ntotal           3\n"
+    assert job_counts(table) == {"evaluate": 2, "all": 1}
+    assert job_counts("Building DAG of jobs...\nNothing to be done (all requested files are present and up to date).") == {}
+    for unreadable in ("", "Building DAG of jobs...\nJobs: evaluate x2", "WorkflowError: cannot parse"):
+        with pytest.raises(AssertionError, match="Nothing to be done"):
+            job_counts(unreadable)
+
+
 def test_the_finished_study_plans_nothing_under_either_profile(study, tmp_path):
     """Moving a finished study from a workstation to SLURM reruns nothing."""
     config = config_of(study)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ptft.provenance import read_provenance
-from ptft.tokens import encode_pair, encode_text
+from ptft.tokens import context_length, encode_pair, encode_text
 
 EVAL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("hf", "vllm")
@@ -132,7 +132,8 @@ def build_lm(backend: str, *, model_dir: Path, dtype: str, batch_size: int | str
     """The lm-eval model that scores every request: (lm, tokenizer).
 
     backend "hf": lm-eval's HFLM on the transformers model (_load_model). backend "vllm": lm-eval's VLLM model type
-    (GPU only; its own environment, VLLM_ENV). Both encode TokenProb's marked one-token continuations as exactly that
+    (GPU only; its own environment, VLLM_ENV). HFLM's context is the model config's (ptft.tokens.context_length);
+    vLLM reads it from the config itself. Both encode TokenProb's marked one-token continuations as exactly that
     token (_with_token_prob). A LoRA adapter runs on checkpoint_dir or its recorded base checkpoint. Raises ValueError
     for an unknown backend and ImportError, naming the environment to use, when vllm is asked for but not installed.
     """
@@ -140,7 +141,9 @@ def build_lm(backend: str, *, model_dir: Path, dtype: str, batch_size: int | str
         raise ValueError(f"evaluate.backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "hf":
         model, tokenizer = _load_model(model_dir, lora_eval, checkpoint_dir, dtype)
-        return token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size), tokenizer
+        # lm-eval would assume 2048 tokens for a config that names its context otherwise (max_seq_len, seq_length)
+        context, _ = context_length(model.config, f"{model_dir}/config.json", tokenizer)
+        return token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=context), tokenizer
     try:
         from lm_eval.models.vllm_causallms import VLLM
     except ImportError as err:

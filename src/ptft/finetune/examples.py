@@ -11,7 +11,7 @@ import torch
 
 from ptft.provenance import read_jsonl
 from ptft.tasks import CHAT_ROLE_PREFIX, TRAINING_PROMPT_FORMAT, get_task
-from ptft.tokens import encode_pair, leading_special_ids
+from ptft.tokens import encode_pair
 
 IGNORE_INDEX = -100  # label of a token that carries no loss (prompt, padding, example boundaries)
 
@@ -56,34 +56,45 @@ def encode_conversation(tokenizer: Any, messages: Sequence[dict], max_length: in
 
     The text is the authors' open_instruct/finetune.py encode_with_messages_format (lines 313-360): each turn is
     "<|role|>\\n" + content + "\\n", an assistant turn "<|assistant|>\\n" + content + EOS + "\\n", and the last
-    newline is stripped. Labels cover each assistant turn's content, its EOS and the newline after it (open-instruct
-    masks from each user/system turn's start to the end of the next "<|assistant|>\\n"); role cues and the other turns
-    carry IGNORE_INDEX. Segments are tokenised one by one (as prompt and completion are elsewhere in ptft), so a
-    label boundary never falls inside a token. A conversation longer than max_length keeps its start (open-instruct's
-    truncation=True), marked truncated. Raises ValueError for an unknown role or a conversation without an answer.
+    newline is stripped. As there, the whole text is encoded once (the tokenizer's own special tokens, BOS where it
+    adds one): a SentencePiece tokenizer then gives no answer or role cue a "▁" of its own, as encoding turns apart
+    would. Labels come from character offsets (the fast tokenizer's offset mapping): a token carries loss when it
+    starts inside an assistant turn's content, its EOS or the newline after it (open-instruct masks from each
+    user/system turn's start to the end of the next "<|assistant|>\\n"); role cues, the other turns and added
+    special tokens (no characters) carry IGNORE_INDEX. A conversation longer than max_length keeps its start
+    (open-instruct's truncation=True), marked truncated. Raises ValueError for an unknown role, a conversation
+    without an answer, or a tokenizer without offsets (a slow, non-Rust tokenizer).
     """
+    text, spans = _conversation_text(messages, tokenizer.eos_token)
+    if not spans:
+        raise ValueError("conversation has no assistant turn to train on")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{type(tokenizer).__name__} gives no character offsets: conversations need a fast tokenizer")
+    encoded = tokenizer(text, return_offsets_mapping=True)
+    input_ids = list(encoded["input_ids"])
+    labels = [
+        token if end > start and any(lo <= start < hi for lo, hi in spans) else IGNORE_INDEX
+        for token, (start, end) in zip(input_ids, encoded["offset_mapping"])
+    ]
+    truncated = len(input_ids) > max_length
+    return Example(input_ids[:max_length], labels[:max_length], truncated)
 
-    def ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    # BOS first where the tokenizer adds one by default (Llama-3): open-instruct encodes the whole text with it
-    segments: list[tuple[list[int], bool]] = [(leading_special_ids(tokenizer), False)]  # (token ids, carries loss)
+def _conversation_text(messages: Sequence[dict], eos_token: str) -> tuple[str, list[tuple[int, int]]]:
+    """open-instruct's text of a conversation and the [start, end) character spans that carry loss."""
+    text, spans = "", []
     for i, message in enumerate(messages):
         role, content = message["role"], (message["content"] or "").strip()
         if role not in CHAT_ROLE_PREFIX:
             raise ValueError(f"message {i}: role {role!r} is not one of {sorted(CHAT_ROLE_PREFIX)}")
-        last = i == len(messages) - 1
+        newline = "" if i == len(messages) - 1 else "\n"
+        text += CHAT_ROLE_PREFIX[role]
         if role == "assistant":
-            segments.append((ids(CHAT_ROLE_PREFIX[role]), False))
-            segments.append((ids(content) + [tokenizer.eos_token_id] + ([] if last else ids("\n")), True))
+            spans.append((len(text), len(text) + len(content + eos_token + newline)))
+            text += content + eos_token + newline
         else:
-            segments.append((ids(CHAT_ROLE_PREFIX[role] + content + ("" if last else "\n")), False))
-    if not any(loss for _, loss in segments):
-        raise ValueError("conversation has no assistant turn to train on")
-    input_ids = [t for ids, _ in segments for t in ids]
-    labels = [t if loss else IGNORE_INDEX for ids, loss in segments for t in ids]
-    truncated = len(input_ids) > max_length
-    return Example(input_ids[:max_length], labels[:max_length], truncated)
+            text += content + newline
+    return text, spans
 
 
 def collate(examples: Sequence[Example | dict], pad_token_id: int) -> dict[str, torch.Tensor]:

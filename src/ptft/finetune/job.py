@@ -32,6 +32,7 @@ from ptft.provenance import (
     write_jsonl,
 )
 from ptft.settings import FinetuneSettings
+from ptft.tokens import context_length
 from ptft.train_log import STEP_TOKENS, TRAIN_LOG_FILE, read_train_log
 
 # LoRA targets per architecture (config.model_type), named explicitly: peft's default table does not know OLMo, and a
@@ -187,7 +188,7 @@ def load_training_data(checkpoint_dir: Path, train_path: Path, task: str, settin
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir, local_files_only=True, trust_remote_code=False)
     architecture = AutoConfig.from_pretrained(checkpoint_dir, local_files_only=True)
-    max_length = min(settings.max_length, architecture.max_position_embeddings)
+    max_length = min(settings.max_length, context_length(architecture, f"{checkpoint_dir}/config.json", tokenizer)[0])
     targets = lora_target_modules(architecture.model_type, vars(settings.lora)) if settings.method == "lora" else None
     examples = load_examples(
         train_path, task, tokenizer, max_length, settings.n_train, settings.seed, settings.assistant_turns

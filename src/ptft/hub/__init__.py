@@ -18,6 +18,7 @@ from ptft.hub.lock import (
     lock_path,
     locked_entry,
     pin,
+    pin_dataset,
     read_lock,
     resolve_config,
     rule_labels,
@@ -41,6 +42,6 @@ from ptft.hub.revisions import (
 __all__ = [
     "ALLOW_PATTERNS", "FAMILIES", "LOCK_HEADER", "NAMING_KEYS", "RESOLVE_COMMAND", "SELECTION_RULES", "Family",
     "HubError", "Ref", "checkpoint_labels", "download", "get_family", "hub_errors", "list_refs", "lock_entry",
-    "lock_path", "locked_entry", "materialize", "model_family", "model_repo", "parse_branch", "pin", "read_lock",
+    "lock_path", "locked_entry", "materialize", "model_family", "model_repo", "parse_branch", "pin", "pin_dataset", "read_lock",
     "resolve", "resolve_config", "rule_key", "rule_labels", "select", "step_refs", "step_repo_entry", "update_lock",
 ]  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any
 from ptft import hubclient
 from ptft.config import ConfigError
 from ptft.hub.families import NAMING_KEYS
+from ptft.hub.gguf import convert_gguf, gguf_file
 from ptft.hub.lock import pin
 from ptft.hub.revisions import HubError, hub_errors
 from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, sha256_file, write_json
@@ -121,7 +122,8 @@ def _check_loadable(folder: Path, where: str) -> dict[str, Any]:
 
 def materialize(model: str, label: str | int, spec: dict[str, Any], lock_file: Path, out_dir: Path, *,
                 attempts: int = 4, backoff_s: float = 5.0, rehearsal: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Write checkpoint `label` of a hub or local model to `out_dir` (atomically) with provenance.json; return it.
+    """Write checkpoint `label` of a hub, local or GGUF model (ptft.hub.gguf) to `out_dir` (atomically) with
+    provenance.json; return it.
 
     rehearsal: the checkpoint still resolves to its branch and commit, but only its configs and tokenizer are
     downloaded and the weights are a random model of the same architecture with its layers shrunk
@@ -149,10 +151,15 @@ def materialize(model: str, label: str | int, spec: dict[str, Any], lock_file: P
         where = str(snapshot)
         identity = {"path": str(snapshot.resolve()), "step": label, "tokens": label * int(spec["tokens_per_step"])}
         link = False  # a copy: later edits of the source folder must not change the study's checkpoint
+    elif source == "gguf":
+        snapshot, identity = gguf_file(model, label, spec)
+        where = str(snapshot)
     else:
-        raise ConfigError(f"models.{model}.source is {source!r}; materialize handles hub and local models")
+        raise ConfigError(f"models.{model}.source is {source!r}; materialize handles hub, local and gguf models")
     with atomic_dir(out_dir) as tmp:
-        if rehearsal:
+        if source == "gguf":  # converted whole, also in a rehearsal: the file is all there is
+            weights = convert_gguf(snapshot, tmp, where)
+        elif rehearsal:
             try:
                 standin = standin_checkpoint(snapshot, tmp, seed=sum(map(ord, f"{model}/{label}")))
             except ValueError as err:

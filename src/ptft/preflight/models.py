@@ -159,16 +159,9 @@ def _check_tokenizer(model: str, spec: Mapping[str, Any], facts: ModelFacts) -> 
 
 
 def model_context(config: Any, tokenizer: Any) -> tuple[int, str]:
-    """The longest sequence, in tokens, that lm-eval gives the model, and where that number came from: lm-eval's own
-    resolve_max_length (lm_eval/models/utils.py, which HFLM.max_length calls) reads the model config's n_positions /
-    max_position_embeddings / n_ctx (of text_config first), else the tokenizer's model_max_length, else 2048."""
-    from lm_eval.models.utils import resolve_max_length
+    """The longest sequence, in tokens, that ptft gives the model, and where that number came from
+    (ptft.tokens.context_length, the number evaluation passes to lm-eval's HFLM as max_length and fine-tuning caps
+    max_length at). Raises ValueError when neither the config nor the tokenizer gives one."""
+    from ptft.tokens import context_length
 
-    context = resolve_max_length(config, tokenizer)
-    text_config = getattr(config, "text_config", None) or config
-    named = [a for a in ("n_positions", "max_position_embeddings", "n_ctx") if getattr(text_config, a, None) == context]
-    if named:
-        return context, f"config.{named[0]}"
-    if getattr(tokenizer, "model_max_length", None) == context:
-        return context, "tokenizer.model_max_length"
-    return context, "lm-eval's default: neither the config nor the tokenizer says"
+    return context_length(config, "the model config", tokenizer)

@@ -71,3 +71,24 @@ def context_rows(config: Mapping[str, Any], models: Mapping[str, ModelFacts],
             else:
                 rows.append(ok("context", subject, what))
     return rows
+
+
+def stop_rows(config: Mapping[str, Any], datasets_: Mapping[str, DatasetFacts]) -> list[Row]:
+    """For each generation eval set with sampled test rows: no reference contains one of its stop strings
+    (evaluate.stop_sequences, else the family's default; ptft.tasks.stop_in_references)."""
+    from ptft.tasks import get_task, stop_in_references
+
+    rows = []
+    stops = config["evaluate"].get("stop_sequences") or {}
+    for i, name in enumerate(config["evaluate"]["eval_sets"]):
+        facts = datasets_.get(name)
+        family = get_task(config["data"]["datasets"][name]["task"])
+        if facts is None or not facts.records.get("test") or family.kind != "generation":
+            continue
+        subject = f"evaluate.eval_sets[{i}]"
+        refused = stop_in_references(name, family, stops.get(family.name, family.stop), facts.records["test"])
+        if refused:
+            rows.append(problem("stop", subject, refused, f"evaluate.stop_sequences: {{{family.name}: []}}"))
+        else:
+            rows.append(ok("stop", subject, f"{name}: no stop string in {len(facts.records['test'])} sampled references"))
+    return rows
