@@ -70,11 +70,19 @@ def evaluate(
     model = load(model_dir, settings, lora_eval, checkpoint_dir=base_dir)
     planned = plan(eval_sets, settings, scoring, model.lm.max_length, model.tokenizer)
     output, native = run(planned, eval_sets, settings, model.lm)
+    _log_prefix_stats(model.lm)
     scored = score(planned, native, output, settings, model.tokenizer)
     record = evaluation_provenance(settings=settings, planned=planned, eval_sets=eval_sets, tokenizer=model.tokenizer,
                                    model_dir=model_dir, threads=threads, dtype=model.dtype, backend=model.backend,
                                    device=compute_device(), lora_eval=lora_eval)  # fmt: skip
     write(out_json, out_predictions, scored, identity, record)
+
+
+def _log_prefix_stats(lm) -> None:
+    """The shared-prefix counts of the run (ptft.evaluate.prefix), in the job's log."""
+    stats = getattr(lm, "prefix_stats", None)
+    if stats:
+        print(f"shared prefixes: {dict(sorted(stats.items()))}", file=sys.stderr, flush=True)
 
 
 def _model_identity(model_dir: Path) -> dict[str, Any]:
@@ -110,6 +118,7 @@ def load(model_dir: Path, settings: EvaluateSettings, lora_eval: str, checkpoint
         seed=settings.fewshot_seed,
         lora_eval=lora_eval,
         checkpoint_dir=checkpoint_dir,
+        share_prefix=settings.scheduling.share_prefix,
     )
     log.info("scoring %s with %s in %s on %s", model_dir, backend, dtype, compute_device())
     return LoadedModel(lm, tokenizer, dtype, backend)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ptft.evaluate.prefix import with_shared_prefix
 from ptft.provenance import read_provenance
 from ptft.tokens import encode_pair, encode_text
 
@@ -113,10 +114,11 @@ def vllm_model_args(
 
 
 def build_lm(backend: str, *, model_dir: Path, dtype: str, batch_size: int | str, seed: int, lora_eval: str = "adapter",
-             checkpoint_dir: Path | None = None):
+             checkpoint_dir: Path | None = None, share_prefix: bool = True):
     """The lm-eval model that scores every request: (lm, tokenizer).
 
-    backend "hf": lm-eval's HFLM on the transformers model (_load_model). backend "vllm": lm-eval's VLLM model type
+    backend "hf": lm-eval's HFLM on the transformers model (_load_model), running each task's shared prompt prefix
+    once when share_prefix (evaluate.share_prefix; ptft.evaluate.prefix). backend "vllm": lm-eval's VLLM model type
     (GPU only; its own environment, VLLM_ENV). Both encode TokenProb's marked one-token continuations as exactly that
     token (_with_token_prob). A LoRA adapter runs on checkpoint_dir or its recorded base checkpoint. Raises ValueError
     for an unknown backend and ImportError, naming the environment to use, when vllm is asked for but not installed.
@@ -125,7 +127,8 @@ def build_lm(backend: str, *, model_dir: Path, dtype: str, batch_size: int | str
         raise ValueError(f"evaluate.backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "hf":
         model, tokenizer = _load_model(model_dir, lora_eval, checkpoint_dir, dtype)
-        return token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size), tokenizer
+        lm = token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, share_prefix=share_prefix)
+        return lm, tokenizer
     try:
         from lm_eval.models.vllm_causallms import VLLM
     except ImportError as err:
@@ -194,8 +197,9 @@ def _with_token_prob(base: type) -> type:
     return TokenProbLM
 
 
-def token_prob_lm(**kwargs):
-    """lm-eval's HFLM with TokenProb's marked continuations (_with_token_prob).
+def token_prob_lm(share_prefix: bool = False, **kwargs):
+    """lm-eval's HFLM with TokenProb's marked continuations (_with_token_prob), and with each task's shared prompt
+    prefix run once when share_prefix (ptft.evaluate.prefix.with_shared_prefix). kwargs: HFLM's.
 
     Batching, truncation, the forward pass and the logits cache that answers every one-token continuation of a
     context from a single pass (HFLM._loglikelihood_tokens, Collator(group_by="contexts")) are lm-eval's own code;
@@ -203,4 +207,5 @@ def token_prob_lm(**kwargs):
     """
     from lm_eval.models.huggingface import HFLM
 
-    return _with_token_prob(HFLM)(**kwargs)
+    cls = _with_token_prob(HFLM)
+    return (with_shared_prefix(cls) if share_prefix else cls)(**kwargs)
