@@ -70,19 +70,23 @@ def evaluate(
     model = load(model_dir, settings, lora_eval, checkpoint_dir=base_dir)
     planned = plan(eval_sets, settings, scoring, model.lm.max_length, model.tokenizer)
     output, native = run(planned, eval_sets, settings, model.lm)
-    _log_prefix_stats(model.lm)
+    sharing = _log_prefix_stats(model.lm)
     scored = score(planned, native, output, settings, model.tokenizer)
     record = evaluation_provenance(settings=settings, planned=planned, eval_sets=eval_sets, tokenizer=model.tokenizer,
                                    model_dir=model_dir, threads=threads, dtype=model.dtype, backend=model.backend,
                                    device=compute_device(), lora_eval=lora_eval)  # fmt: skip
+    if sharing:
+        record = {**record, "shared_prefix": sharing}
     write(out_json, out_predictions, scored, identity, record)
 
 
-def _log_prefix_stats(lm) -> None:
-    """The shared-prefix counts of the run (ptft.evaluate.prefix), in the job's log."""
-    stats = getattr(lm, "prefix_stats", None)
+def _log_prefix_stats(lm) -> dict[str, int]:
+    """The shared-prefix counts of the run (ptft.evaluate.prefix, SharedPrefixMixin), printed in the job's log and
+    returned for the results' provenance; {} when the model shares nothing (vllm, evaluate.share_prefix false)."""
+    stats = dict(sorted(getattr(lm, "prefix_stats", {}).items()))
     if stats:
-        print(f"shared prefixes: {dict(sorted(stats.items()))}", file=sys.stderr, flush=True)
+        print(f"shared prefixes: {stats}", file=sys.stderr, flush=True)
+    return stats
 
 
 def _model_identity(model_dir: Path) -> dict[str, Any]:
