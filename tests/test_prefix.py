@@ -9,7 +9,7 @@ import random
 import pytest
 
 from ptft import evaluate as ev
-from ptft.evaluate.prefix import shared_prefix
+from ptft.evaluate.prefix import prefix_groups, shared_prefix
 from ptft.provenance import read_jsonl
 from ptft.tasks import FEWSHOT_DELIMITER, get_task
 
@@ -28,6 +28,10 @@ def _write_jsonl(path, rows):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A random 2-layer Olmo2 (fp32) with a small BPE tokenizer trained on the fixture's words and the templates."""
+    return _model(tmp_path_factory.mktemp("model"), context=1024)
+
+
+def _model(folder, context: int):
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerFast
@@ -45,9 +49,8 @@ def model_dir(tmp_path_factory):
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     torch.manual_seed(0)
     config = Olmo2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         vocab_size=len(tokenizer), max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
+                         vocab_size=len(tokenizer), max_position_embeddings=context, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=None)  # fmt: skip
-    folder = tmp_path_factory.mktemp("model")
     Olmo2ForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "provenance.json").write_text(json.dumps({"model": "tiny-olmo", "step": 150, "tokens": 307200}))
@@ -121,6 +124,16 @@ def test_shared_prefix_is_the_common_start_leaving_one_token_per_prompt():
     assert shared_prefix([[1, 2, 3, 9], [1, 2, 3, 8]], min_tokens=4) == ()  # shorter than min_tokens
 
 
+def test_prompts_that_kept_other_shots_form_their_own_groups():
+    # drop_shots cuts a long prompt's first shots: its ids start with a later shot
+    shots = [list(range(100 * k, 100 * k + 30)) for k in range(3)]
+    whole = [shots[0] + shots[1] + shots[2] + [900 + i] for i in range(3)]
+    cut = [shots[1] + shots[2] + [950 + i] for i in range(2)]
+    groups = prefix_groups([whole[0], cut[0], whole[1], cut[1], whole[2], [7]], min_tokens=4)
+    assert sorted(sorted(g) for g in groups) == [[0, 2, 4], [1, 3], [5]]
+    assert shared_prefix([cut[0], cut[1]], min_tokens=4) == tuple(shots[1] + shots[2])
+
+
 def _run(model_dir, eval_sets, out_dir, **settings):
     cfg = {"prompt_formats": ["default", "io"], "shots": [0, 3], "batch_size": 3, "fewshot_seed": SEED,
            "fewshot_source": "train_fixed", "bootstrap_resamples": 50, **settings}  # fmt: skip
@@ -163,3 +176,15 @@ def test_shared_prefix_in_bfloat16_chooses_the_same_labels(model_dir, eval_sets,
     assert [r["prediction"] for r in shared] == [r["prediction"] for r in whole]
     for a, b in zip(shared, whole, strict=True):
         assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], rel=0.01)
+
+
+def test_prompts_cut_to_fit_share_the_shots_they_kept(eval_sets, tmp_path, capfd):
+    # a 145-token context: 3-shot summaries (90-99 tokens here) keep 85 prompt tokens (60 are generated), so drop_shots cuts most
+    # prompts' first shots; prompts that kept the same shots share them, and score as whole prompts do
+    model = _model(tmp_path / "model", context=145)
+    sets = {"news_sum": eval_sets["news_sum"]}
+    shared = _run(model, sets, tmp_path / "a", share_prefix=True, prompt_formats=["default"], shots=[3])
+    stats = json.loads(capfd.readouterr().err.split("shared prefixes: ")[1].splitlines()[0].replace("'", '"'))
+    whole = _run(model, sets, tmp_path / "b", share_prefix=False, prompt_formats=["default"], shots=[3])
+    assert shared[0]["results"][0]["n_overflow"] > 0 and stats["shared_items"] > 0
+    assert [r["prediction"] for r in shared[1]] == [r["prediction"] for r in whole[1]]

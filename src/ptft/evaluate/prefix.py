@@ -44,6 +44,30 @@ def shared_prefix(sequences: Sequence[Sequence[int]], min_tokens: int = MIN_SHAR
     return first[:n] if n >= min_tokens else ()
 
 
+def prefix_groups(sequences: Sequence[Sequence[int]], min_tokens: int = MIN_SHARED_TOKENS) -> list[list[int]]:
+    """Indices of `sequences` (prompts' token ids) in groups that start with at least min_tokens common ids: in
+    lexicographic order, a prompt joins the group before it while it shares min_tokens ids with all of it. One
+    eval set x format's prompts form one group with fixed shots; where evaluate.shots_overflow dropped the first
+    shots of long prompts, those that kept the same shots form their own group. Every index is in one group."""
+    order = sorted(range(len(sequences)), key=lambda i: tuple(sequences[i]))
+    groups: list[list[int]] = []
+    common: Sequence[int] = ()
+    for i in order:
+        seq = sequences[i]
+        n = 0
+        for a, b in zip(common, seq):
+            if a != b:
+                break
+            n += 1
+        if groups and n >= min_tokens:
+            groups[-1].append(i)
+            common = common[:n]
+        else:
+            groups.append([i])
+            common = seq
+    return groups
+
+
 class PrefixCache:
     """One prefix's keys and values (a DynamicCache from one forward pass), handed out as fresh batch-expanded
     copies: generate() and the model's forward extend a cache in place, so the original is never given away."""
@@ -83,11 +107,8 @@ class SharedPrefixMixin:
         """method (base's) run once per lm-eval task, results in the requests' order."""
         if not hasattr(self, "prefix_stats"):
             self.prefix_stats = Counter()
-        tasks: dict[Any, list[int]] = {}
-        for i, request in enumerate(requests):
-            tasks.setdefault(request.task_name, []).append(i)
         results: list[Any] = [None] * len(requests)
-        for indices in tasks.values():
+        for indices in self._groups(requests):
             group = [requests[i] for i in indices]
             self._prefix = self._task_prefix(group)
             try:
@@ -98,11 +119,24 @@ class SharedPrefixMixin:
                 results[i] = value
         return results
 
+    def _groups(self, requests) -> list[list[int]]:
+        """Indices of requests by lm-eval task, each task's split by prefix_groups of their contexts' ids."""
+        tasks: dict[Any, list[int]] = {}
+        for i, request in enumerate(requests):
+            tasks.setdefault(request.task_name, []).append(i)
+        groups = []
+        for indices in tasks.values():
+            contexts = [self._context_ids(requests[i]) for i in indices]
+            groups += [[indices[j] for j in group] for group in prefix_groups(contexts)]
+        return groups
+
+    def _context_ids(self, request) -> list[int]:
+        # without trailing spaces: lm-eval's _encode_pair moves them to the continuation, and the prefix must end
+        # before each context's last token
+        return self.tok_encode(request.args[0].rstrip()) if request.args[0].strip() else []
+
     def _task_prefix(self, group) -> PrefixCache | None:
-        # contexts without trailing spaces: lm-eval's _encode_pair moves them to the continuation, and the prefix
-        # must end before each context's last token
-        contexts = [self.tok_encode(r.args[0].rstrip()) for r in group if r.args[0].strip()]
-        prefix = shared_prefix(contexts)
+        prefix = shared_prefix([ids for ids in map(self._context_ids, group) if ids])
         if not prefix:
             return None
         self.prefix_stats["prefix_runs"] += 1
