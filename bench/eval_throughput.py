@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="generate to max_new_tokens (the paper's protocol: evaluate.stop_sequences empty)")
     parser.add_argument("--fewshot-source", choices=ev.task_configs.FEWSHOT_SOURCES, default="train_fixed",
                         help="evaluate.fewshot_source (train_fixed: the paper config's, one shared prefix per set)")
+    parser.add_argument("--decode-cache", choices=("dynamic", "static"), default="dynamic",
+                        help="evaluate.decode_cache (static: a StaticCache, its decoding step compiled on a GPU)")
     parser.add_argument("--unshared", action="store_true",
                         help="also time ours with evaluate.share_prefix false (every prompt run whole)")
     parser.add_argument(
@@ -266,6 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_size": args.batch_size,
             "fewshot_seed": 1234,
             "fewshot_source": args.fewshot_source,
+            "decode_cache": args.decode_cache,
             "bootstrap_resamples": 1000,
             "classification": args.classification,
             "dtype": args.dtype,
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
                   ours_examples_per_s=n_total / ours_total, authors_examples_per_s=n_total / theirs_total,
                   ratio=theirs_total / ours_total, ratio_one_run=theirs_total / both_s)  # fmt: skip
     lines = [f"{n_total} items ({items} per eval set; {args.shots}-shot, shots {args.fewshot_source}; {args.shape} model; {report['device']}, "
-             f"{report['dtype']}, {args.threads} threads; classification by {args.classification})"]  # fmt: skip
+             f"{report['dtype']}, {args.threads} threads; classification by {args.classification}; {args.decode_cache} decode cache)"]  # fmt: skip
     for kind, k in report["kinds"].items():
         lines.append(f"{kind:>14}: ours {k['ours_examples_per_s']:.2f}/s ({k['ours_s']:.1f} s, model load included), "
                      f"authors {k['authors_examples_per_s']:.2f}/s ({k['authors_s']:.1f} s): {k['ratio']:.1f}x")  # fmt: skip

@@ -188,3 +188,13 @@ def test_prompts_cut_to_fit_share_the_shots_they_kept(eval_sets, tmp_path, capfd
     whole = _run(model, sets, tmp_path / "b", share_prefix=False, prompt_formats=["default"], shots=[3])
     assert shared[0]["results"][0]["n_overflow"] > 0 and stats["shared_items"] > 0
     assert [r["prediction"] for r in shared[1]] == [r["prediction"] for r in whole[1]]
+
+
+def test_static_decode_cache_generates_what_the_dynamic_one_does(model_dir, eval_sets, tmp_path):
+    # fp32 on CPU: the prefix copied into a StaticCache (and whole prompts with transformers' static cache) decode
+    # the same greedy tokens as the DynamicCache path
+    sets = {"news_sum": eval_sets["news_sum"]}
+    static = _run(model_dir, sets, tmp_path / "a", decode_cache="static", stop_sequences={"summarisation": []})[1]
+    dynamic = _run(model_dir, sets, tmp_path / "b", decode_cache="dynamic", stop_sequences={"summarisation": []})[1]
+    assert [r["prediction"] for r in static] == [r["prediction"] for r in dynamic]
+    assert sum(len(r["prediction"]) for r in static) > 0

@@ -145,6 +145,7 @@ class EvaluateScheduling:
     batch_size: int | str = 32
     threads: int = 1
     share_prefix: bool = True  # run a prefix shared by an eval set x format's prompts once (ptft.evaluate.prefix)
+    decode_cache: str = "dynamic"  # greedy decoding's KV cache with share_prefix: "dynamic" or "static"
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ def load(model_dir: Path, settings: EvaluateSettings, lora_eval: str, checkpoint
         lora_eval=lora_eval,
         checkpoint_dir=checkpoint_dir,
         share_prefix=settings.scheduling.share_prefix,
+        decode_cache=settings.scheduling.decode_cache,
     )
     log.info("scoring %s with %s in %s on %s", model_dir, backend, dtype, compute_device())
     return LoadedModel(lm, tokenizer, dtype, backend)

@@ -114,11 +114,12 @@ def vllm_model_args(
 
 
 def build_lm(backend: str, *, model_dir: Path, dtype: str, batch_size: int | str, seed: int, lora_eval: str = "adapter",
-             checkpoint_dir: Path | None = None, share_prefix: bool = True):
+             checkpoint_dir: Path | None = None, share_prefix: bool = True, decode_cache: str = "dynamic"):
     """The lm-eval model that scores every request: (lm, tokenizer).
 
     backend "hf": lm-eval's HFLM on the transformers model (_load_model), running each task's shared prompt prefix
-    once when share_prefix (evaluate.share_prefix; ptft.evaluate.prefix). backend "vllm": lm-eval's VLLM model type
+    once when share_prefix (evaluate.share_prefix; ptft.evaluate.prefix), decoding with decode_cache
+    (evaluate.decode_cache). backend "vllm": lm-eval's VLLM model type
     (GPU only; its own environment, VLLM_ENV). Both encode TokenProb's marked one-token continuations as exactly that
     token (_with_token_prob). A LoRA adapter runs on checkpoint_dir or its recorded base checkpoint. Raises ValueError
     for an unknown backend and ImportError, naming the environment to use, when vllm is asked for but not installed.
@@ -128,6 +129,7 @@ def build_lm(backend: str, *, model_dir: Path, dtype: str, batch_size: int | str
     if backend == "hf":
         model, tokenizer = _load_model(model_dir, lora_eval, checkpoint_dir, dtype)
         lm = token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, share_prefix=share_prefix)
+        lm.decode_cache = decode_cache  # read by ptft.evaluate.prefix.generate_with_prefix
         return lm, tokenizer
     try:
         from lm_eval.models.vllm_causallms import VLLM

@@ -83,6 +83,18 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self.prefix)
 
+    def static(self, batch: int, max_cache_len: int, config):
+        """A transformers StaticCache of max_cache_len positions for `batch` rows, its first positions holding the
+        prefix's keys and values: greedy decoding then writes in place, which a compiled step needs (transformers'
+        generate compiles the forward of a static cache on a GPU)."""
+        from transformers import StaticCache
+
+        cache = StaticCache(config=config, max_cache_len=max_cache_len)
+        for index, layer in enumerate(self._cache.layers):
+            keys, values = layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)
+            cache.update(keys.contiguous(), values.contiguous(), index)
+        return cache
+
     def expanded(self, batch: int):
         """A copy of the cache for `batch` rows (DynamicCache.batch_repeat_interleave)."""
         cache = copy.deepcopy(self._cache)
@@ -199,7 +211,8 @@ def generate_with_prefix(lm, generate, context, max_length: int, stop, generatio
 
     Those rows are rebuilt as prefix + left-padded rest (the attention mask zero on the padding, so positions and
     attention equal the whole prompt's) and passed to `generate` (base's _model_generate) with a batch-expanded
-    copy of the cache; the other rows go through `generate` whole. Returns [batch, width + new tokens]: each row's
+    copy of the cache (a StaticCache when lm.decode_cache is "static": evaluate.decode_cache); the other rows go
+    through `generate` whole (with transformers' static cache when static). Returns [batch, width + new tokens]: each row's
     context as given, then its generated tokens, right-padded with the pad token, which is what HFLM slices."""
     import torch
 
@@ -214,16 +227,19 @@ def generate_with_prefix(lm, generate, context, max_length: int, stop, generatio
     shared = [i for i, r in enumerate(rows) if prefix is not None and len(r) > n and bool((r[:n] == head).all())]
     whole = [i for i in range(len(rows)) if i not in set(shared)]
     new_tokens = max_length - context.shape[1]
+    static = getattr(lm, "decode_cache", "dynamic") == "static"
     generated: dict[int, Any] = {}
     if whole:
-        out = generate(context[whole], max_length, stop, attention_mask=mask[whole], **kwargs)
+        extra = {"cache_implementation": "static"} if static else {}
+        out = generate(context[whole], max_length, stop, attention_mask=mask[whole], **extra, **kwargs)
         generated.update(zip(whole, out[:, context.shape[1]:]))
         if stats is not None:
             lm._count([rows[i].tolist() for i in whole], shared=False)
     if shared:
         ids, attention = _prefix_rows(head, [rows[i][n:] for i in shared], lm.tokenizer.pad_token_id)
-        out = generate(ids, ids.shape[1] + new_tokens, stop, attention_mask=attention,
-                       past_key_values=prefix.expanded(len(shared)), **kwargs)  # fmt: skip
+        cache = (prefix.static(len(shared), ids.shape[1] + new_tokens, lm.model.config) if static
+                 else prefix.expanded(len(shared)))  # fmt: skip
+        out = generate(ids, ids.shape[1] + new_tokens, stop, attention_mask=attention, past_key_values=cache, **kwargs)
         generated.update(zip(shared, out[:, ids.shape[1]:]))
         if stats is not None:
             lm._count([rows[i].tolist() for i in shared], shared=True)
