@@ -219,7 +219,7 @@ def _sharing(root: Path, name: str) -> dict[str, int]:
     stats = json.loads((root / f"eval-{name}.json").read_text())["provenance"].get("shared_prefix", {})
     return {"prompt_tokens_computed_shared": stats.get("prompt_tokens_shared", 0),
             "prompt_tokens_computed_whole": stats.get("prompt_tokens_whole", 0),
-            "prefix_runs": stats.get("prefix_runs", 0), "fallback_items": stats.get("fallback_items", 0)}  # fmt: skip
+            "prefix_runs": stats.get("prefix_runs", 0), "whole_inputs": stats.get("whole_inputs", 0)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"authors {k['authors_examples_per_s']:.2f}/s ({k['authors_s']:.1f} s): {k['ratio']:.1f}x")  # fmt: skip
         lines.append(f"{'':>14}  prompt tokens computed: {k['prompt_tokens_computed_shared']:,} with shared prefixes "
                      f"({k['prefix_runs']} run once), {k['prompt_tokens_computed_whole']:,} without (padding "
-                     f"included); {k['fallback_items']} inputs ran whole"
+                     f"included); {k['whole_inputs']} inputs ran whole"
                      + (f"; ours without sharing {k['ours_unshared_s']:.1f} s" if "ours_unshared_s" in k else ""))
         lines.append(f"{'':>14}  ours scored {k['ours_prompt_tokens_per_s']:,.0f} prompt tokens/s"
                      + (f", generated {k['ours_generated_tokens_per_s']:,.0f} tokens/s (prompts included in the time)"

@@ -150,7 +150,7 @@ def test_shared_prefix_scores_equal_whole_prompts(model_dir, eval_sets, tmp_path
     assert "shared prefixes:" in log
     stats = json.loads(log.split("shared prefixes: ")[1].splitlines()[0].replace("'", '"'))
     # 2 sets x 2 formats at 3 shots share a prefix (0-shot prompts share too little); every 3-shot item used it
-    assert stats["prefix_runs"] == 4 and stats["shared_items"] > 0
+    assert stats["prefix_runs"] == 4 and stats["shared_inputs"] > 0
     assert stats["prompt_tokens_shared"] < stats["prompt_tokens_whole"]
     keys = ("eval_set", "prompt_format", "shots", "doc_id", "prediction", "score")
     rows = [[{k: r.get(k) for k in keys} for r in run[1]] for run in (shared, whole)]
@@ -186,7 +186,7 @@ def test_prompts_cut_to_fit_share_the_shots_they_kept(eval_sets, tmp_path, capfd
     shared = _run(model, sets, tmp_path / "a", share_prefix=True, prompt_formats=["default"], shots=[3])
     stats = json.loads(capfd.readouterr().err.split("shared prefixes: ")[1].splitlines()[0].replace("'", '"'))
     whole = _run(model, sets, tmp_path / "b", share_prefix=False, prompt_formats=["default"], shots=[3])
-    assert shared[0]["results"][0]["n_overflow"] > 0 and stats["shared_items"] > 0
+    assert shared[0]["results"][0]["n_overflow"] > 0 and stats["shared_inputs"] > 0
     assert [r["prediction"] for r in shared[1]] == [r["prediction"] for r in whole[1]]
 
 

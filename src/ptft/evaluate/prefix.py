@@ -159,7 +159,7 @@ class SharedPrefixMixin:
     def _count(self, rows: Sequence[Sequence[int]], shared: bool) -> None:
         lengths = [len(r) for r in rows]
         n_prefix = len(self._prefix) if shared else 0
-        self.prefix_stats["shared_items" if shared else "fallback_items"] += len(rows)
+        self.prefix_stats["shared_inputs" if shared else "whole_inputs"] += len(rows)
         self.prefix_stats["prompt_tokens_whole"] += sum(lengths)
         self.prefix_stats["prompt_tokens_shared"] += sum(lengths) - n_prefix * len(rows)
 
@@ -199,9 +199,10 @@ def with_shared_prefix(base: type) -> type:
 
     Requests are split by lm-eval task; per task the shared prefix of its prompts (shared_prefix) is run once and
     the task's requests go through base's own loglikelihood/generate_until with that prefix active. Counts land in
-    `prefix_stats` (Counter): prefix_runs, prefix_tokens (computed once each), shared_items and fallback_items
-    (unique model inputs), and prompt tokens computed (prompt_tokens_shared) against those a whole-prompt run would
-    compute (prompt_tokens_whole)."""
+    `prefix_stats` (Counter): prefix_runs, prefix_tokens (computed once each), shared_inputs and whole_inputs
+    (rows through the model: unique log-likelihood inputs and generation prompts; batch_size auto's probe rows
+    count as whole), and prompt tokens computed (prompt_tokens_shared) against those the same rows would compute
+    whole (prompt_tokens_whole), padding of log-likelihood batches included."""
     return type(f"SharedPrefix{base.__name__}", (SharedPrefixMixin, base), {})
 
 
