@@ -171,7 +171,7 @@ def authors_loop(model_dir: Path, eval_sets: dict, prompts: dict[str, list[str]]
 KINDS = {"classification": "bench_nli", "generation": "bench_sum"}
 
 
-def _prompts(eval_sets: dict, root: Path, shots: int) -> dict[str, list[str]]:
+def _prompts(eval_sets: dict, root: Path, shots: int, fewshot_source: str = "train") -> dict[str, list[str]]:
     """The k-shot prompts our evaluator scored, rebuilt through the same lm-eval task config (checked equal)."""
     from transformers import AutoTokenizer
 
@@ -182,7 +182,7 @@ def _prompts(eval_sets: dict, root: Path, shots: int) -> dict[str, list[str]]:
     for name, spec in eval_sets.items():
         family = get_task(spec["task"])
         dataset = ev.load_eval_set(name, spec)
-        config = ev.task_config(name, family, "default", shots, dataset)
+        config = ev.task_config(name, family, "default", shots, dataset, fewshot_source=fewshot_source, fewshot_seed=1234)
         budget = prompt_budget(context, family, tokenizer)
         task = ev.fitting_task(config, policy="drop_shots", budget=budget, tokenizer=tokenizer, family=family)
         task.set_fewshot_seed(1234)
@@ -213,6 +213,15 @@ def _ours(root: Path, eval_sets: dict, cfg: dict, threads: int, tag: str = "") -
     return time.perf_counter() - started, len(read_jsonl(root / f"pred-{name}{tag}.jsonl"))
 
 
+def _sharing(root: Path, name: str) -> dict[str, int]:
+    """Prompt tokens one run computed with its shared prefixes and those the whole prompts would have cost (the
+    model's counts, ptft.evaluate.prefix; padding included), from its results' provenance; {} without sharing."""
+    stats = json.loads((root / f"eval-{name}.json").read_text())["provenance"].get("shared_prefix", {})
+    return {"prompt_tokens_computed_shared": stats.get("prompt_tokens_shared", 0),
+            "prompt_tokens_computed_whole": stats.get("prompt_tokens_whole", 0),
+            "prefix_runs": stats.get("prefix_runs", 0), "whole_inputs": stats.get("whole_inputs", 0)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few items per eval set (smoke test)")
@@ -230,6 +239,12 @@ def main(argv: list[str] | None = None) -> dict:
                         help="skip the authors' loop: ours' token rates at a scale the one-at-a-time loop cannot reach")
     parser.add_argument("--no-stop", action="store_true",
                         help="generate to max_new_tokens (the paper's protocol: evaluate.stop_sequences empty)")
+    parser.add_argument("--fewshot-source", choices=ev.task_configs.FEWSHOT_SOURCES, default="train_fixed",
+                        help="evaluate.fewshot_source (train_fixed: the paper config's, one shared prefix per set)")
+    parser.add_argument("--decode-cache", choices=("dynamic", "static"), default="dynamic",
+                        help="evaluate.decode_cache (static: a StaticCache, its decoding step compiled on a GPU)")
+    parser.add_argument("--unshared", action="store_true",
+                        help="also time ours with evaluate.share_prefix false (every prompt run whole)")
     parser.add_argument(
         "--repeats", type=int, default=1, help="alternate both ways this many times and keep each one's fastest run"
     )
@@ -252,6 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
             "limit": None,
             "batch_size": args.batch_size,
             "fewshot_seed": 1234,
+            "fewshot_source": args.fewshot_source,
+            "decode_cache": args.decode_cache,
             "bootstrap_resamples": 1000,
             "classification": args.classification,
             "dtype": args.dtype,
@@ -274,12 +291,15 @@ def main(argv: list[str] | None = None) -> dict:
                 if args.ours_only:
                     theirs_n, theirs_s = ours_n, float("nan")
                     continue
-                prompts = _prompts(one, root, args.shots)
+                prompts = _prompts(one, root, args.shots, args.fewshot_source)
                 started = time.perf_counter()
                 theirs_n = authors_loop(root / "model", one, prompts, args.threads, args.dtype)
                 theirs_s = min(theirs_s, time.perf_counter() - started)
             rows = read_jsonl(root / f"pred-{name}.jsonl")
-            tokens = _token_counts(root / "model", rows, kind)
+            tokens = {**_token_counts(root / "model", rows, kind), **_sharing(root, name)}
+            if args.unshared:
+                tokens["ours_unshared_s"] = min(_ours(root, one, {**cfg, "share_prefix": False}, args.threads, "-whole")[0]
+                                                for _ in range(args.repeats))  # fmt: skip
             report["kinds"][kind] = {"items": ours_n, "ours_s": ours_s, "authors_s": theirs_s, **tokens,
                                      "ours_prompt_tokens_per_s": tokens["prompt_tokens"] / ours_s,
                                      "ours_generated_tokens_per_s": tokens["generated_tokens"] / ours_s,
@@ -303,11 +323,15 @@ def main(argv: list[str] | None = None) -> dict:
     report.update(items=n_total, ours_s=ours_total, authors_s=theirs_total, ours_one_run_s=both_s,
                   ours_examples_per_s=n_total / ours_total, authors_examples_per_s=n_total / theirs_total,
                   ratio=theirs_total / ours_total, ratio_one_run=theirs_total / both_s)  # fmt: skip
-    lines = [f"{n_total} items ({items} per eval set; {args.shots}-shot; {args.shape} model; {report['device']}, "
-             f"{report['dtype']}, {args.threads} threads; classification by {args.classification})"]  # fmt: skip
+    lines = [f"{n_total} items ({items} per eval set; {args.shots}-shot, shots {args.fewshot_source}; {args.shape} model; {report['device']}, "
+             f"{report['dtype']}, {args.threads} threads; classification by {args.classification}; {args.decode_cache} decode cache)"]  # fmt: skip
     for kind, k in report["kinds"].items():
         lines.append(f"{kind:>14}: ours {k['ours_examples_per_s']:.2f}/s ({k['ours_s']:.1f} s, model load included), "
                      f"authors {k['authors_examples_per_s']:.2f}/s ({k['authors_s']:.1f} s): {k['ratio']:.1f}x")  # fmt: skip
+        lines.append(f"{'':>14}  prompt tokens computed: {k['prompt_tokens_computed_shared']:,} with shared prefixes "
+                     f"({k['prefix_runs']} run once), {k['prompt_tokens_computed_whole']:,} without (padding "
+                     f"included); {k['whole_inputs']} inputs ran whole"
+                     + (f"; ours without sharing {k['ours_unshared_s']:.1f} s" if "ours_unshared_s" in k else ""))
         lines.append(f"{'':>14}  ours scored {k['ours_prompt_tokens_per_s']:,.0f} prompt tokens/s"
                      + (f", generated {k['ours_generated_tokens_per_s']:,.0f} tokens/s (prompts included in the time)"
                         if kind == "generation" else ""))  # fmt: skip

@@ -22,6 +22,14 @@ step() {  # step NAME SECONDS COMMAND...
   grep -v "it/s\]\|it/s$\|s/it\]" "$OUT/$name.log" | tail -${TAIL:-40}
 }
 step eval_olmo1b_bf16 ${EVAL_LIMIT:-200} python3 bench/eval_throughput.py --shape olmo-1b --items ${ITEMS:-64} --batch-size 64
+# Fixed shots (the paper config's fewshot_source train_fixed, the bench's default): prompt tokens computed with the
+# shared prefix and without, and ours timed both ways; then the rates make estimate uses, at scale, generating to
+# max_new_tokens (--no-stop: the random model never stops at a newline, so generated tokens/s is measured, not assumed)
+step eval_olmo1b_shared ${SHARED_LIMIT:-240} python3 bench/eval_throughput.py --shape olmo-1b --items ${ITEMS:-64} --batch-size 64 --unshared
+step eval_olmo1b_rates ${RATES_LIMIT:-240} python3 bench/eval_throughput.py --shape olmo-1b --items 512 --batch-size 64 --ours-only --no-stop --unshared
+# generated tokens/s with evaluate.decode_cache static (transformers compiles the decoding step of a static cache on
+# a GPU) against the dynamic cache of the step above, generating to max_new_tokens
+step eval_olmo1b_static ${STATIC_LIMIT:-240} python3 bench/eval_throughput.py --shape olmo-1b --items 512 --batch-size 64 --ours-only --no-stop --decode-cache static
 step finetune_olmo1b ${FT_LIMIT:-180} python3 bench/finetune_throughput.py --device cuda --sharding fsdp
 step eval_olmo1b_fp32 ${EVAL32_LIMIT:-150} python3 bench/eval_throughput.py --shape olmo-1b --items 32 --batch-size 64 --dtype float32
 # Two evaluation jobs at once, each holding a GPU slot (ptft.gpu_slots): on several GPUs they run on different ones;

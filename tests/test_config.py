@@ -159,6 +159,8 @@ SCHEDULING = {
     "evaluate.batch_size",
     "evaluate.threads",
     "evaluate.min_test_items",  # a planning check only: changing it reruns nothing
+    "evaluate.share_prefix",  # the same predictions with the prefix run once (tests/test_prefix.py)
+    "evaluate.decode_cache",  # the same greedy generations with a static cache (tests/test_prefix.py)
     "models.*.pretrain.threads",
     *(f"resources.{phase}.{key}" for phase in ("pretrain", "materialize", "finetune", "evaluate")
       for key in ("gpu", "cpus_per_gpu", "mem_mb", "runtime", "gpu_mem_gb", "nodes", "processes_per_node")),
@@ -208,7 +210,9 @@ def test_science_slices_leave_scheduling_settings_out(params):
     # together they are the whole slice: nothing is lost on the way to the job
     assert {**science, **scheduling["finetune"]["news_sum"]} == finetune_settings(config, "news_sum")
     assert set(evaluate_science(config)) | set(scheduling["evaluate"]) == set(config["evaluate"])
-    assert scheduling["evaluate"] == {"batch_size": 32, "threads": 1, "min_test_items": 30}
+    assert scheduling["evaluate"] == {
+        "batch_size": 32, "threads": 1, "min_test_items": 30, "share_prefix": True, "decode_cache": "dynamic",
+    }  # fmt: skip
     assert "threads" not in pretrain_science(config, "tiny-olmo")["pretrain"]
     assert pretrain_science(config, "tiny-olmo")["pretrain"]["lr"] == 3.0e-3
     assert "checkpoints" not in pretrain_science(config, "tiny-olmo")

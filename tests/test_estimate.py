@@ -48,8 +48,9 @@ def test_the_paper_config_bill_has_the_grids_jobs(paper_config, tmp_path):
 
 
 def _ptft_only(config, **evaluate):
+    """ptft's own eval sets, every prompt computed whole (per-item shots) unless evaluate says otherwise."""
     config = copy.deepcopy(config)
-    config["evaluate"].update(lm_eval_tasks=[], **evaluate)
+    config["evaluate"].update(lm_eval_tasks=[], **{"fewshot_source": "train", **evaluate})
     return config
 
 
@@ -180,3 +181,36 @@ def test_a_local_models_size_is_read_from_its_source_folder_before_it_is_copied(
                                  "tokens_per_step": 1000, "checkpoints": [100]}}
     size = est.model_size(config, "mine", est.load_figures(), tmp_path / "project")
     assert (size["hidden_size"], size["num_hidden_layers"], size["context"]) == (64, 2, 512)
+
+
+def test_shared_shot_blocks_are_counted_once_per_model_set_and_format(paper_config, tmp_path):
+    # 4-shot SocialIQa question generation (assumed 45-token inputs, 12-token targets) at 10 items, 3 formats, 48
+    # evaluate jobs: whole prompts cost 10 x (5 x 45 + 4 x 13) each; shared, the 4 shots (4 x 58) are computed
+    # once per format and job
+    cfg = {"eval_sets": ["social_i_qa"], "shots": [4], "limit": 10}
+    whole, _ = _bill(_ptft_only(paper_config, **cfg), project_dir=tmp_path)
+    shared, bill = _bill(_ptft_only(paper_config, fewshot_source="train_fixed", **cfg), project_dir=tmp_path)
+    prompt, shots_block = 5 * 45 + 4 * 13, 4 * 58
+    assert whole["evaluate"].score_tokens == pytest.approx(48 * 3 * 10 * prompt)
+    assert shared["evaluate"].score_tokens == pytest.approx(48 * 3 * (shots_block + 10 * (prompt - shots_block)))
+    assert shared["evaluate"].generated_tokens == whole["evaluate"].generated_tokens
+    assert bill.evaluate_hours_unshared == pytest.approx(whole["evaluate"].gpu_hours)
+    assert bill.set_hours["social_i_qa"] == pytest.approx(shared["evaluate"].gpu_hours)
+    # the per-set precision line: ROUGE-L's assumed per-item sd, 10 items
+    (row,) = bill.precision
+    assert row["n"] == 10 and row["half_width"] == pytest.approx(1.959964 * 0.15 / 10**0.5)
+    text = est.format_bill(bill)
+    assert "every prompt whole" in text and "assumed: per-item sd 0.15" in text
+    # sharing needs the hf backend and share_prefix
+    off, _ = _bill(_ptft_only(paper_config, fewshot_source="train_fixed", share_prefix=False, **cfg), project_dir=tmp_path)
+    assert off["evaluate"].score_tokens == whole["evaluate"].score_tokens
+
+
+def test_interval_half_width_is_binomial_for_accuracy():
+    from ptft.estimate_eval import interval_half_width
+
+    half, basis = interval_half_width("accuracy", 400)
+    assert half == pytest.approx(1.959964 * 0.5 / 20) and basis.startswith("assumed")
+    assert interval_half_width("rougeL", 100, pilot_sd=0.2)[0] == pytest.approx(1.959964 * 0.02)
+    with pytest.raises(ValueError, match="n=0"):
+        interval_half_width("accuracy", 0)

@@ -37,6 +37,7 @@ from ptft import config as study_config
 from ptft import hub
 from ptft.checks import small_test_warnings, validate
 from ptft.config import ConfigError, load_yaml
+from ptft.estimate_eval import format_precision, kshot_tokens, precision_rows, set_tokens, shares_prefix
 from ptft.estimate_inputs import (SAMPLE_RECORDS, EstimateError, add_job_starts, device_rates, hours_text,
                                   lengths_of_records, local_source_config, local_split_size)
 from ptft.tasks import get_task
@@ -76,6 +77,10 @@ class Bill:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval set -> n, source
     figures: dict[str, dict[str, Any]] = field(default_factory=dict)  # figure -> value, source
     hours: str = "GPU-hours"  # what FamilyBill.gpu_hours counts on this device (device_rates)
+    shared_prefix: bool = False  # shot blocks computed once (ptft.estimate_eval.shares_prefix)
+    set_hours: dict[str, float] = field(default_factory=dict)  # eval set -> GPU-hours of its evaluations
+    evaluate_hours_unshared: float = 0.0  # the evaluate family's GPU-hours with every prompt computed whole
+    precision: list[dict[str, Any]] = field(default_factory=list)  # ptft.estimate_eval.precision_rows
 
     def total(self) -> FamilyBill:
         total = FamilyBill("total")
@@ -265,29 +270,22 @@ def _family_of(rule: str) -> str:
 # ---------------------------------------------------------------- the bill
 
 
-def _kshot_tokens(shots: int, lengths: Mapping[str, Any]) -> float:
-    return (shots + 1) * lengths["input"] + shots * (lengths["target"] + 1)
+def evaluate_tokens(config: Mapping[str, Any], context: int, lengths, items, facts, figures,
+                    shared: bool | None = None, per_set: dict | None = None) -> tuple[float, float, float]:  # fmt: skip
+    """(prompt tokens scored, tokens generated, items scored) by one evaluate job (one model on every condition).
 
-
-def evaluate_tokens(config: Mapping[str, Any], context: int, lengths, items, facts, figures) -> tuple[float, float, float]:
-    """(prompt tokens scored, tokens generated, items scored) by one evaluate job (one model on every condition)."""
+    shared: whether a shared few-shot prefix is computed once (default: as the config says, shares_prefix);
+    per_set, if given, receives eval set -> (prompt tokens, generated tokens) of ptft's own sets (set_tokens)."""
     ev = config["evaluate"]
+    shared = shares_prefix(ev) if shared is None else shared
     scored = generated = n_items = 0.0
     conditions = len(ev["prompt_formats"]) * len(ev["shots"])
     for name in ev["eval_sets"]:
-        family = get_task(config["data"]["datasets"][name]["task"])
         n = items[name]["n"]
-        for shots in ev["shots"]:
-            if family.kind == "generation":
-                prompt = min(_kshot_tokens(shots, lengths[name]), context - family.max_new_tokens)
-                scored += n * prompt * len(ev["prompt_formats"])
-                generated += n * family.max_new_tokens * len(ev["prompt_formats"])
-            else:
-                prompt = min(_kshot_tokens(shots, lengths[name]), context - 1)
-                per_item = prompt if ev.get("classification") == "token_prob" else len(family.label_words) * (
-                    prompt + lengths[name]["target"]
-                )
-                scored += n * per_item * len(ev["prompt_formats"])
+        tokens = set_tokens(config, name, context, lengths[name], n, shared)
+        scored, generated = scored + tokens[0], generated + tokens[1]
+        if per_set is not None:
+            per_set[name] = tokens
         n_items += n * conditions
     native_shots = ev.get("lm_eval_shots") or 0
     split = "validation" if ev.get("lm_eval_split") == "validation" else "test"
@@ -302,7 +300,7 @@ def evaluate_tokens(config: Mapping[str, Any], context: int, lengths, items, fac
         if n is None:
             raise EstimateError(f"{HUB_FACTS.name}: no {split} size for lm-eval task {task!r} ({fact['dataset_path']})")
         n = min(n, ev["limit"]) if ev.get("limit") else n
-        per_choice = min(_kshot_tokens(native_shots, figure) + figure["target"], context)
+        per_choice = min(kshot_tokens(native_shots, figure) + figure["target"], context)
         scored += n * figure["choices"] * per_choice
         n_items += n
         items[task] = {"n": n, "source": f"{HUB_FACTS.name}: {fact['dataset_path']} {split}"}
@@ -358,9 +356,26 @@ def estimate(
         ) / 3600
         ev_bill.disk_gb += n_eval * n_items * figures["bytes_per_prediction"]["value"] / GB
         bill.lengths.update({f"{name}": v for name, v in lengths.items()})
+        _bill_sharing(bill, config, size["context"], lengths, items, facts, figures, rates, scale, n_eval)
     bill.items = items
+    bill.precision = precision_rows(config, items, bill.set_hours)
     add_job_starts(bill.families, rates, cores)
     return bill
+
+
+def _bill_sharing(bill: Bill, config, context: int, lengths, items, facts, figures, rates, scale: float,
+                  n_eval: int) -> None:  # fmt: skip
+    """Add one model's per-eval-set GPU-hours (bill.set_hours) and its evaluations' GPU-hours with no prefix
+    shared (bill.evaluate_hours_unshared: the before of fixed shots and shared prefixes) to the bill."""
+    prompt_rate = rates["evaluate_prompt_tokens_per_s"]["value"] * scale
+    generated_rate = rates["evaluate_generated_tokens_per_s"]["value"] * scale
+    per_set: dict[str, tuple[float, float]] = {}
+    evaluate_tokens(config, context, lengths, dict(items), facts, figures, per_set=per_set)
+    for name, (scored, generated) in per_set.items():
+        bill.set_hours[name] = bill.set_hours.get(name, 0.0) + n_eval * (scored / prompt_rate + generated / generated_rate) / 3600
+    scored, generated, _ = evaluate_tokens(config, context, lengths, dict(items), facts, figures, shared=False)
+    bill.evaluate_hours_unshared += n_eval * (scored / prompt_rate + generated / generated_rate) / 3600
+    bill.shared_prefix = shares_prefix(config["evaluate"])
 
 
 def _bill_finetuning(bill: FamilyBill, config: Mapping[str, Any], size: Mapping[str, Any], scale: float, n_ckpt: int,
@@ -410,6 +425,15 @@ def format_bill(bill: Bill) -> str:
             f"{row.family:<12}{row.jobs:>7}{_si(row.train_tokens):>15}{_si(row.score_tokens):>15}"
             f"{_si(row.generated_tokens):>12}{hours_text(row.gpu_hours):>11}{row.disk_gb:>10.1f}"
         )
+    evaluate = next(row for row in bill.families if row.family == "evaluate")
+    if bill.shared_prefix:
+        lines += ["", f"Shot blocks computed once per model x eval set x format (fewshot_source train_fixed, "
+                      f"share_prefix): evaluate {evaluate.gpu_hours:.1f} {bill.hours}; every prompt whole: "
+                      f"{bill.evaluate_hours_unshared:.1f} (derived: counted tokens / the rates below)"]  # fmt: skip
+    else:
+        lines += ["", f"No prompt prefix shared (fewshot_source is not train_fixed, or share_prefix is off): "
+                      f"evaluate {evaluate.gpu_hours:.1f} {bill.hours}"]  # fmt: skip
+    lines += ["", *format_precision(bill.precision)]
     lines += ["", f"Throughput on {bill.gpu} (for the model of reference_params, else reference_model; scaled by parameters):"]
     lines += [f"  {k} = {v['value']:,}  ({v['source']})" for k, v in bill.figures.items()]
     lines += ["", "Items scored per condition:"]

@@ -145,6 +145,8 @@ class EvaluateScheduling:
     batch_size: int | str = 32
     threads: int = 1
     min_test_items: int = 30  # read when the study is planned (ptft.checks.small_test_warnings); a job ignores it
+    share_prefix: bool = True  # run a prefix shared by an eval set x format's prompts once (ptft.evaluate.prefix)
+    decode_cache: str = "dynamic"  # greedy decoding's KV cache with share_prefix: "dynamic" or "static"
 
 
 @dataclass(frozen=True)

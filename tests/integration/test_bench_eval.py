@@ -14,3 +14,7 @@ def test_eval_throughput_quick_runs_both_ways_per_task_kind(capsys):
     assert report["classification"] == "token_prob" and report["dtype"] == "float32"
     out = capsys.readouterr().out
     assert "classification:" in out and "generation:" in out and "total:" in out
+    # fixed shots (the default): each kind's shot block computed once, so fewer prompt tokens than whole prompts
+    assert "prompt tokens computed" in out
+    for kind in report["kinds"].values():
+        assert kind["prefix_runs"] == 1 and 0 < kind["prompt_tokens_computed_shared"] < kind["prompt_tokens_computed_whole"]

@@ -71,11 +71,23 @@ def evaluate(
     model = load(model_dir, settings, lora_eval, checkpoint_dir=base_dir)
     planned = plan(eval_sets, settings, scoring, model.lm.max_length, model.tokenizer)
     output, native = run(planned, eval_sets, settings, model.lm)
+    sharing = _log_prefix_stats(model.lm)
     scored = score(planned, native, output, settings, model.tokenizer)
     record = evaluation_provenance(settings=settings, planned=planned, eval_sets=eval_sets, tokenizer=model.tokenizer,
                                    model_dir=model_dir, threads=threads, dtype=model.dtype, backend=model.backend,
                                    device=compute_device(), lora_eval=lora_eval)  # fmt: skip
+    if sharing:
+        record = {**record, "shared_prefix": sharing}
     write(out_json, out_predictions, scored, identity, record)
+
+
+def _log_prefix_stats(lm) -> dict[str, int]:
+    """The shared-prefix counts of the run (ptft.evaluate.prefix, SharedPrefixMixin), printed in the job's log and
+    returned for the results' provenance; {} when the model shares nothing (vllm, evaluate.share_prefix false)."""
+    stats = dict(sorted(getattr(lm, "prefix_stats", {}).items()))
+    if stats:
+        print(f"shared prefixes: {stats}", file=sys.stderr, flush=True)
+    return stats
 
 
 def _model_identity(model_dir: Path) -> dict[str, Any]:
@@ -111,6 +123,8 @@ def load(model_dir: Path, settings: EvaluateSettings, lora_eval: str, checkpoint
         seed=settings.fewshot_seed,
         lora_eval=lora_eval,
         checkpoint_dir=checkpoint_dir,
+        share_prefix=settings.scheduling.share_prefix,
+        decode_cache=settings.scheduling.decode_cache,
     )
     print(f"scoring {model_dir} with {backend} in {dtype} on {device_description()}", file=sys.stderr, flush=True)
     return LoadedModel(lm, tokenizer, dtype, backend)

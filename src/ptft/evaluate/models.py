@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ptft.evaluate.prefix import with_shared_prefix
 from ptft.provenance import read_provenance
 from ptft.tokens import context_length, encode_pair, encode_text
 
@@ -128,12 +129,14 @@ def vllm_model_args(
 
 
 def build_lm(backend: str, *, model_dir: Path, dtype: str, batch_size: int | str, seed: int, lora_eval: str = "adapter",
-             checkpoint_dir: Path | None = None):
+             checkpoint_dir: Path | None = None, share_prefix: bool = True, decode_cache: str = "dynamic"):
     """The lm-eval model that scores every request: (lm, tokenizer).
 
-    backend "hf": lm-eval's HFLM on the transformers model (_load_model). backend "vllm": lm-eval's VLLM model type
-    (GPU only; its own environment, VLLM_ENV). HFLM's context is the model config's (ptft.tokens.context_length);
-    vLLM reads it from the config itself. Both encode TokenProb's marked one-token continuations as exactly that
+    backend "hf": lm-eval's HFLM on the transformers model (_load_model), running each task's shared prompt prefix
+    once when share_prefix (evaluate.share_prefix; ptft.evaluate.prefix), decoding with decode_cache
+    (evaluate.decode_cache). backend "vllm": lm-eval's VLLM model type (GPU only; its own environment, VLLM_ENV).
+    HFLM's context is the model config's (ptft.tokens.context_length); vLLM reads it from the config itself.
+    Both encode TokenProb's marked one-token continuations as exactly that
     token (_with_token_prob). A LoRA adapter runs on checkpoint_dir or its recorded base checkpoint. Raises ValueError
     for an unknown backend and ImportError, naming the environment to use, when vllm is asked for but not installed.
     """
@@ -143,7 +146,10 @@ def build_lm(backend: str, *, model_dir: Path, dtype: str, batch_size: int | str
         model, tokenizer = _load_model(model_dir, lora_eval, checkpoint_dir, dtype)
         # lm-eval would assume 2048 tokens for a config that names its context otherwise (max_seq_len, seq_length)
         context, _ = context_length(model.config, f"{model_dir}/config.json", tokenizer)
-        return token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=context), tokenizer
+        lm = token_prob_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=context,
+                           share_prefix=share_prefix)  # fmt: skip
+        lm.decode_cache = decode_cache  # read by ptft.evaluate.prefix.generate_with_prefix
+        return lm, tokenizer
     try:
         from lm_eval.models.vllm_causallms import VLLM
     except ImportError as err:
@@ -212,8 +218,9 @@ def _with_token_prob(base: type) -> type:
     return TokenProbLM
 
 
-def token_prob_lm(**kwargs):
-    """lm-eval's HFLM with TokenProb's marked continuations (_with_token_prob).
+def token_prob_lm(share_prefix: bool = False, **kwargs):
+    """lm-eval's HFLM with TokenProb's marked continuations (_with_token_prob), and with each task's shared prompt
+    prefix run once when share_prefix (ptft.evaluate.prefix.with_shared_prefix). kwargs: HFLM's.
 
     Batching, truncation, the forward pass and the logits cache that answers every one-token continuation of a
     context from a single pass (HFLM._loglikelihood_tokens, Collator(group_by="contexts")) are lm-eval's own code;
@@ -221,4 +228,5 @@ def token_prob_lm(**kwargs):
     """
     from lm_eval.models.huggingface import HFLM
 
-    return _with_token_prob(HFLM)(**kwargs)
+    cls = _with_token_prob(HFLM)
+    return (with_shared_prefix(cls) if share_prefix else cls)(**kwargs)

@@ -73,7 +73,8 @@ def plan(
         for prompt_format in settings.prompt_formats:
             for shots in settings.shots:
                 config = task_config(eval_set, family, prompt_format, int(shots), dataset, set_scoring[eval_set],
-                                     candidates.get(family.name), settings.fewshot_source)  # fmt: skip
+                                     candidates.get(family.name), settings.fewshot_source,
+                                     settings.fewshot_seed)  # fmt: skip
                 task = fitting_task(config, policy=policy, budget=budget, tokenizer=tokenizer, family=family)
                 conditions[config["task"]] = Condition(
                     eval_set, family, prompt_format, int(shots), set_scoring[eval_set], candidates.get(family.name),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,9 +21,12 @@ log = logging.getLogger(__name__)
 
 FEWSHOT_SPLIT = "train"
 TEST_SPLIT = "test"
-# evaluate.fewshot_source: shots drawn from the train split (ours), or the first k test items as the authors' code
-# took them (eval/predict_classification.py lines 154-163, eval/predict.py line 152)
-FEWSHOT_SOURCES = ("train", "eval_head")
+# evaluate.fewshot_source: shots drawn per item from the train split; k train examples drawn once per eval set and
+# shown to every item and format (train_fixed: the paper's "randomly sampled" shots, shown as the authors' code showed
+# its shots, the same k to every item); or the first k test items as the authors' code took them
+# (eval/predict_classification.py lines 154-163, eval/predict.py line 152)
+FEWSHOT_SOURCES = ("train", "train_fixed", "eval_head")
+FIXED_SHOTS_SPLIT = "fixed_shots"
 
 
 def _lm_task_name(eval_set: str, prompt_format: str, shots: int) -> str:
@@ -117,17 +121,23 @@ def task_config(
     scoring: Scoring = Scoring(),
     candidates: Sequence[tuple[int, str]] | None = None,
     fewshot_source: str = "train",
+    fewshot_seed: int = 1234,
 ) -> dict[str, Any]:
     """One lm-eval task config (a dict, as a YAML task would load) for an eval set in one format and shot count.
 
     A classification set scored with token_prob needs its candidates (candidate_tokens of the model's tokenizer):
     its choices are then one marked one-token continuation per candidate token, instead of one per label word.
-    fewshot_source "train" draws each item's shots from the train split with the seed; "eval_head" shows the first
-    test items (lm-eval's first_n sampler, which skips the scored item itself where the authors' code kept it).
+    fewshot_source "train" draws each item's shots from the train split with the seed; "train_fixed" shows every
+    item the same k train examples, drawn once per eval set with fewshot_seed (fixed_shots: the same draw for every
+    prompt format, and a k-shot draw is the start of the (k+1)-shot one); "eval_head" shows the first test items (lm-eval's first_n
+    sampler, which skips the scored item itself where the authors' code kept it).
     Raises ValueError for an unknown fewshot_source or more shots than usable records, KeyError for a prompt format
     the family lacks.
     """
     pool_split = _fewshot_pool(eval_set, family, prompt_format, shots, dataset, fewshot_source)
+    if fewshot_source == "train_fixed":
+        dataset = _with_fixed_shots(dataset, shots, fewshot_seed)
+        pool_split = FIXED_SHOTS_SPLIT
     metric = get_metric(family.metric).lm_eval_key
     token_prob = _token_prob_candidates(family, scoring, candidates)
     config: dict[str, Any] = {
@@ -135,7 +145,7 @@ def task_config(
         "custom_dataset": functools.partial(given_dataset, dataset=dataset),
         "test_split": TEST_SPLIT,
         "fewshot_split": pool_split,
-        "fewshot_config": {"sampler": "default" if fewshot_source == "train" else "first_n"},
+        "fewshot_config": {"sampler": "default" if fewshot_source == "train" else "first_n"},  # first_n: in order
         "num_fewshot": shots,
         "doc_to_text": functools.partial(_render, family=family, prompt_format=prompt_format),
         "doc_to_target": functools.partial(_target, family=family),
@@ -157,13 +167,33 @@ def _fewshot_pool(
         raise ValueError(f"evaluate.fewshot_source must be one of {FEWSHOT_SOURCES}, got {fewshot_source!r}")
     if prompt_format not in family.formats:
         raise KeyError(f"eval set {eval_set!r}: task {family.name!r} has no prompt format {prompt_format!r}")
-    pool_split = FEWSHOT_SPLIT if fewshot_source == "train" else TEST_SPLIT
+    pool_split = TEST_SPLIT if fewshot_source == "eval_head" else FEWSHOT_SPLIT
     usable = len(dataset[pool_split]) - (fewshot_source == "eval_head")  # the scored item is never its own shot
     if shots > usable:
         raise ValueError(
             f"eval set {eval_set!r}: {shots} shots requested, the {pool_split} file has {usable} usable records"
         )
     return pool_split
+
+
+def fixed_shots(n_pool: int, shots: int, seed: int) -> list[int]:
+    """Indices (into the train pool, length n_pool) of the k = shots fixed shots, in the order they are shown: the
+    first k of one seeded permutation of the pool (Python's random.Random(seed).shuffle), so one eval set's draw is
+    the same for every format and its k shots are the first k of its k+1. Raises ValueError when shots > n_pool."""
+    if shots > n_pool:
+        raise ValueError(f"{shots} fixed shots requested from a train pool of {n_pool} records")
+    order = list(range(n_pool))
+    random.Random(seed).shuffle(order)
+    return order[:shots]
+
+
+def _with_fixed_shots(dataset, shots: int, seed: int):
+    """The eval set with one more split, FIXED_SHOTS_SPLIT: its fixed shots (fixed_shots), which lm-eval's first_n
+    sampler then shows, in that order, to every item."""
+    import datasets
+
+    pool = dataset[FEWSHOT_SPLIT]
+    return datasets.DatasetDict({**dataset, FIXED_SHOTS_SPLIT: pool.select(fixed_shots(len(pool), shots, seed))})
 
 
 def _output_config(family: TaskFamily, scoring: Scoring, token_prob: list[tuple[int, str]] | None) -> dict[str, Any]:
