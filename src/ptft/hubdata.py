@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 from ptft import hubclient
 from ptft.data.card import CARD_FILE, target_summary  # the same card name and target summary as generated sets
-from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
+from ptft.provenance import PROVENANCE_FILE, atomic_dir, discard_provenance, provenance, write_json, write_jsonl
 from ptft.records import HubDataError, check_columns, field_problems, subsample, to_records
 from ptft.tasks import TaskFamily, get_task
 
@@ -232,6 +232,7 @@ def load_split(name: str, repo: str, config: str | None, split: str, revision: s
 
 def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: Path) -> dict[str, Any]:
     """Write out_dir/train.jsonl, test.jsonl, card.json and provenance.json from the hub, all at once; return the card."""
+    discard_provenance(out_dir)  # a failure below must not leave the previous run's record
     problems = hub_spec_problems(name, spec)
     if problems:
         raise HubDataError("; ".join(problems))
