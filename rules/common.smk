@@ -11,8 +11,12 @@ from ptft import config as study_config
 from ptft import hub
 from ptft import launch
 from ptft import localdata
+from ptft import snakemake_log
 from ptft import studies
 from ptft import tasks
+
+# A failed job's report without Snakemake's `message: None` line (ptft.snakemake_log).
+snakemake_log.drop_empty_job_messages()
 
 # Jobs run in the study's folder (the Snakefile's workdir); paths in the config are relative to the project root, which
 # the jobs find here (ptft.studies.project_path). A SLURM job re-reads this file and sets it again.
