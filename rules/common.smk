@@ -142,10 +142,7 @@ def get_local_files(wildcards):
     if spec.get("source") != "local":
         return []
     # relative to the project root; a study runs in studies/<study>/, so the paths are made relative to there
-    return [
-        os.path.relpath(PROJECT_DIR / path)
-        for path in localdata.local_files(spec)
-    ]
+    return [os.path.relpath(PROJECT_DIR / path) for path in localdata.local_files(spec)]
 
 
 def get_ft_task(wildcards):
