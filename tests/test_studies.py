@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,9 @@ def test_migrate_moves_the_outputs_and_rebases_the_records_inputs(tmp_path):
     evaluated = json.loads(records["results/eval/m/0/base.json"].read_text())
     assert evaluated["input"] == ["data/reviews/train.jsonl", "checkpoints/m/0"]
     assert old_layout_records(tmp_path) == {} and old_layout_message(tmp_path, {"study": "lab-a"}) is None
+    shutil.rmtree(tmp_path / "data/raw")
+    discard(tmp_path)  # nothing left to delete; the emptied data/ goes
+    assert not (tmp_path / "data").exists()
 
 
 def test_migrate_refuses_to_overwrite_a_study_folder(tmp_path):

@@ -114,9 +114,18 @@ def rebase_record(record: dict[str, Any], own: list[str], study: str) -> dict[st
 def _moved_entries(root: Path, outputs: list[str]) -> list[str]:
     """The root entries to move: data/<set> folders holding a recorded output (the root's data/ may also hold a
     user's own files), every other output folder whole."""
+    if not outputs:  # no study's records at the root: whatever is there is the user's
+        return []
     entries = {f"data/{Path(p).parts[1]}" for p in outputs if Path(p).parts[0] == "data" and len(Path(p).parts) > 1}
     entries |= {f for f in OUTPUT_FOLDERS if f != "data" and (root / f).exists()}
     return sorted(e for e in entries if (root / e).exists())
+
+
+def _drop_empty_data(root: Path) -> None:
+    """The root's data/ once its study folders left, when it holds nothing of the user's."""
+    data = root / "data"
+    if data.is_dir() and not any(data.iterdir()):
+        data.rmdir()
 
 
 def migrate(root: Path, config: Mapping[str, Any]) -> list[str]:
@@ -133,6 +142,7 @@ def migrate(root: Path, config: Mapping[str, Any]) -> list[str]:
     for entry in entries:
         (root / study / entry).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(root / entry), str(root / study / entry))
+    _drop_empty_data(root)
     target = root / study / METADATA
     target.mkdir(parents=True, exist_ok=True)
     own = list(records)
@@ -151,6 +161,7 @@ def discard(root: Path) -> list[str]:
     entries = _moved_entries(root, list(records))
     for entry in entries:
         shutil.rmtree(root / entry) if (root / entry).is_dir() else (root / entry).unlink()
+    _drop_empty_data(root)
     for file in records.values():
         file.unlink()
     return entries
