@@ -1,8 +1,11 @@
 # ptft: pre-training checkpoints -> fine-tuning -> evaluation -> tables and figures.
 # This file is the table of contents; the rules live in rules/, the code in src/ptft/.
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 from ptft import config as study_config
+from ptft import studies
 
 min_version("9.0")
 
@@ -26,11 +29,20 @@ except study_config.ConfigError as err:
 validate(config, schema="schemas/config.schema.yaml")
 
 
-# A rehearsal (make rehearse CONFIG=..., i.e. --config rehearsal=True) runs the same grid with tiny stand-ins, with
-# every output, log and lock in rehearsal/<study>/ so that it never mixes with real results (ptft.rehearsal).
-if config["rehearsal"]:
+# Each study writes everything (data, checkpoints, models, results, logs, benchmarks, .snakemake/) under its own folder,
+# studies/<study>/, and a rehearsal (make rehearse CONFIG=..., i.e. --config rehearsal=True) under rehearsal/<study>/
+# (ptft.studies, ptft.rehearsal): several studies live in one clone and never overwrite each other. Paths in the
+# config stay relative to the project root (ptft.studies.project_path). Outputs of the old layout (at the project
+# root) stop the run with what to do: `make migrate-layout` moves them without rerunning anything.
+try:
+    STUDY_DIR = studies.study_dir(config)
+except studies.LayoutError as err:
+    raise WorkflowError(f"config: {err}")
+if not config["rehearsal"] and studies.old_layout_message(workflow.basedir, config):
+    raise WorkflowError(studies.old_layout_message(workflow.basedir, config))
 
-    workdir: f"rehearsal/{config['study']}"
+
+workdir: str(Path(workflow.basedir) / STUDY_DIR)
 
 
 include: "rules/common.smk"

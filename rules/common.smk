@@ -13,7 +13,17 @@ from ptft import hub
 from ptft import hubdata
 from ptft import launch
 from ptft import localdata
+from ptft import snakemake_log
+from ptft import studies
 from ptft import tasks
+
+# A failed job's report without Snakemake's `message: None` line (ptft.snakemake_log).
+snakemake_log.drop_empty_job_messages()
+
+# Jobs run in the study's folder (the Snakefile's workdir); paths in the config are relative to the project root, which
+# the jobs find here (ptft.studies.project_path). A SLURM job re-reads this file and sets it again.
+PROJECT_DIR = Path(workflow.basedir)
+os.environ[studies.PROJECT_ENV] = str(PROJECT_DIR)
 
 # A rehearsal shrinks the settings that cost time (ptft.rehearsal) before the checks, so they check what runs.
 if config["rehearsal"]:
@@ -40,8 +50,9 @@ if workflow.is_main_process and not config["rehearsal"]:
     for warning in checks.small_test_warnings(config, Path(workflow.basedir)):
         print(f"\n*** WARNING: {warning}\n", file=sys.stderr)
 
-# Offline studies never touch the network; online ones (hub models) may. Every cache stays inside the project.
-study_config.apply_offline(config, Path.cwd())
+# Offline studies never touch the network; online ones (hub models) may. Every cache stays inside the project, at its
+# root: one Hugging Face cache for every study (hub checkpoints are hard-linked from it, never copied).
+study_config.apply_offline(config, PROJECT_DIR)
 
 # Scheduling settings (x-ptft-role in the schema: threads, save interval, micro-batch, evaluation batch size, ...)
 # never reach params (Snakemake's rerun trigger): jobs read them from this variable, or from the config in script
@@ -54,12 +65,13 @@ MODELS = sorted(config["models"])
 EMBEDDED_MODELS = [m for m in MODELS if config["models"][m]["source"] == "embedded"]
 # Hub and local models: their checkpoints are materialized (downloaded or copied), not pre-trained here.
 MATERIALIZED_MODELS = [m for m in MODELS if m not in EMBEDDED_MODELS]
+# Relative to the project root (the materialize job resolves it there: ptft.studies.project_path).
 REVISIONS_LOCK = hub.lock_path(config)
 # Read once: planning expands selection rules from it; the materialize jobs add entries as they pin revisions.
-REVISIONS = hub.read_lock(REVISIONS_LOCK)
+REVISIONS = hub.read_lock(PROJECT_DIR / REVISIONS_LOCK)
 # The prepare_dataset jobs pin hub data sets in the same lock (ptft.hubdata.locked_revision): they inherit this
 # process's environment, locally and under SLURM, so the lock reaches them without a param (no job reruns for it).
-os.environ[hubdata.LOCK_ENV] = str(Path(REVISIONS_LOCK).resolve())
+os.environ[hubdata.LOCK_ENV] = str((PROJECT_DIR / REVISIONS_LOCK).resolve())
 DATASETS = sorted(config["data"]["datasets"])
 FT_SETS = sorted(config["finetune"]["ft_sets"])
 EVAL_SETS = list(config["evaluate"]["eval_sets"])
@@ -147,11 +159,8 @@ def get_local_files(wildcards):
     spec = config["data"]["datasets"][wildcards.dataset]
     if spec.get("source") != "local":
         return []
-    # relative to the project root; a rehearsal runs in rehearsal/<study>/, so the paths are made relative to there
-    return [
-        os.path.relpath(Path(workflow.basedir) / path)
-        for path in localdata.local_files(spec)
-    ]
+    # relative to the project root; a study runs in studies/<study>/, so the paths are made relative to there
+    return [os.path.relpath(PROJECT_DIR / path) for path in localdata.local_files(spec)]
 
 
 def get_ft_task(wildcards):

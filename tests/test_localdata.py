@@ -65,6 +65,20 @@ def test_a_bad_row_names_the_file_and_the_row(tmp_path, text, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_failed_remake_leaves_no_provenance(tmp_path):
+    """Snakemake deletes a rerun job's declared outputs (train, test, card), not provenance.json beside them: a job
+    that then fails must not leave the previous run's record of outputs that are gone."""
+    _write(tmp_path, "train.csv", NLI_CSV)
+    _write(tmp_path, "test.csv", NLI_CSV)
+    prepare_local_dataset("mine", NLI_SPEC, 42, tmp_path / "out", root=tmp_path)
+    for name in ("train.jsonl", "test.jsonl", "card.json"):
+        (tmp_path / "out" / name).unlink()
+    _write(tmp_path, "test.csv", NLI_CSV.replace("Bo left.,2", "Bo left.,7"))
+    with pytest.raises(LocalDataError, match="has label 7"):
+        prepare_local_dataset("mine", NLI_SPEC, 42, tmp_path / "out", root=tmp_path)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_a_bad_jsonl_line_is_named(tmp_path):
     _write(tmp_path, "train.jsonl", '{"p": "a", "h": "b", "g": 0}\n{"p": "c", "g": 1}\n')
     spec = {**NLI_SPEC, "files": {"train": "train.jsonl", "test": "train.jsonl"},

@@ -45,7 +45,7 @@ def _switches(kind: str) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path("."), help="the study's working directory")
+    parser.add_argument("--root", type=Path, default=Path("studies/mini"), help="the study's folder (studies/<study>/)")
     parser.add_argument("--config", type=Path, default=Path("params.yaml"))
     parser.add_argument("--model", default="tiny-olmo")
     parser.add_argument("--steps", nargs="+", required=True)

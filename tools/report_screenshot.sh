@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Screenshot the Snakemake report in headless Chromium, showing one figure inside the report's own viewer.
-# usage: tools/report_screenshot.sh results/report.html out.png [figure-file-name, e.g. gain_by_group.png]
+# usage: tools/report_screenshot.sh studies/<study>/results/report.html out.png [figure-file-name, e.g. gain_by_group.png]
 # Without a figure name: the front page. With one: a copy of the report that opens that figure's category
 # and view (as a click would) once the page has loaded, so the screenshot shows the embedded image rendering.
 set -euo pipefail

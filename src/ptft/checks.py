@@ -43,7 +43,8 @@ def check_files(config: dict[str, Any], root: Path = Path("."), source: str = "c
             continue
         for step in spec["checkpoints"]:
             folder = Path(str(spec["path"]).replace("{checkpoint}", str(step))).expanduser()
-            if Path("checkpoints", model, str(step)).is_dir():
+            folder = folder if folder.is_absolute() else Path(root) / folder  # config paths: from the project root
+            if Path("checkpoints", model, str(step)).is_dir():  # already copied into the study's folder (cwd)
                 continue
             if not folder.is_dir():
                 problems.append(f"models.{model}.path: {folder} (checkpoint {step}) is not a folder")

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 from ptft import hubclient
 from ptft.data.card import CARD_FILE, target_summary  # the same card name and target summary as generated sets
-from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
+from ptft.provenance import PROVENANCE_FILE, atomic_dir, discard_provenance, provenance, write_json, write_jsonl
 from ptft.records import HubDataError, check_columns, field_problems, subsample, to_records
 from ptft.tasks import TaskFamily, get_task
 
@@ -256,6 +256,7 @@ def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: 
                         lock_file: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Write out_dir/train.jsonl, test.jsonl, card.json and provenance.json from the hub, all at once; return the card.
     The set is read at the commit the revisions lock (lock_file, else $PTFT_REVISIONS_LOCK) pins (locked_revision)."""
+    discard_provenance(out_dir)  # a failure below must not leave the previous run's record
     problems = hub_spec_problems(name, spec)
     if problems:
         raise HubDataError("; ".join(problems))
@@ -265,8 +266,8 @@ def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: 
     requested = str(hub.get("revision") or "main")
     cache_dir = hubclient.datasets_cache_dir()
     commit, snapshot = locked_revision(name, hub, lock_file)
-    where = f"the hub cache {snapshot}" if snapshot else "the hub"
-    _log(f"{name}: {repo} revision {requested} is commit {commit}, read from {where}")
+    _log(f"{name}: {repo} revision {requested} is commit {commit}, read from "
+         f"{f'the hub cache {snapshot}' if snapshot else 'the hub'}")
     sizes: dict[str, dict[str, Any]] = {}
     out: dict[str, list[dict[str, str]]] = {}
     dropped: dict[str, dict[str, int]] = {}

@@ -21,7 +21,8 @@ from ptft.data.card import CARD_FILE, target_summary
 from ptft.config import ConfigError
 from ptft.packaged import packaged_path
 from ptft.records import field_problems, label_word, subsample, template_columns, to_records
-from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, sha256_file, write_json, write_jsonl
+from ptft.provenance import (PROVENANCE_FILE, atomic_dir, discard_provenance, provenance, sha256_file, write_json,
+                             write_jsonl)
 from ptft.tasks import TaskFamily, get_task
 
 ARROW_FOLDER = "load_from_disk"
@@ -269,6 +270,7 @@ def check_rows(name: str, path: Path, rows: list[Mapping[str, Any]], spec: Mappi
 def prepare_local_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: Path, root: Path = Path(".")) -> dict[str, Any]:
     """Write out_dir/train.jsonl, test.jsonl, card.json and provenance.json from the local files, all at once; return
     the card. Raises LocalDataError naming the file (and row) for a missing file, an unreadable one or a bad row."""
+    discard_provenance(out_dir)  # a failure below must not leave the previous run's record
     problems = local_spec_problems(name, spec)
     if problems:
         raise LocalDataError("; ".join(problems))

@@ -135,6 +135,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     os.replace(tmp, path)
 
 
+def discard_provenance(folder: str | os.PathLike) -> None:
+    """Remove folder/provenance.json before the folder is remade. Snakemake deletes a job's declared outputs before it
+    runs, not this record beside them: a job that then fails before publishing (atomic_dir) would leave the old
+    record describing outputs that no longer exist."""
+    (Path(folder) / PROVENANCE_FILE).unlink(missing_ok=True)
+
+
 def read_provenance(folder: str | os.PathLike) -> dict[str, Any]:
     file = Path(folder) / PROVENANCE_FILE
     try:

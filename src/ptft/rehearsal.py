@@ -49,7 +49,7 @@ def rehearsal_config(config: dict[str, Any]) -> dict[str, Any]:
     shot count kept. Resources: no GPU, REHEARSAL_RESOURCES. The revisions lock is the rehearsal folder's own.
     """
     config["rehearsal"] = True
-    config["revisions_lock"] = "rehearsal.lock.yaml"  # relative to the rehearsal folder (the Snakefile's workdir)
+    config["revisions_lock"] = f"{rehearsal_dir(config)}/rehearsal.lock.yaml"  # relative to the project, like any path
     for spec in config["data"]["datasets"].values():
         if spec.pop("train_fraction", None) is not None:  # a share of a large split (Tulu's 5%): a few rows instead
             spec["n_train"] = N_TRAIN

@@ -78,6 +78,12 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+def outputs(workdir: Path, study: str = "integration") -> Path:
+    """The folder of a study's outputs in a workflow copy (ptft.studies): studies/<study>/; `integration` is the
+    miniature's study (tests/integration/config.yaml)."""
+    return workdir / "studies" / study
+
+
 def copy_workflow(workdir: Path, extra: tuple[str, ...] = ()) -> Path:
     """The workflow (and `extra` project files) with the miniature config as params.yaml."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +100,7 @@ def local_study(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("study"))
     first = snakemake(workdir)
     (workdir / "first_run.log").write_text(first.stderr)
-    shutil.copy(workdir / "results/tables/results.csv", workdir / "reference_results.csv")
+    shutil.copy(outputs(workdir) / "results/tables/results.csv", workdir / "reference_results.csv")
     return workdir
 
 

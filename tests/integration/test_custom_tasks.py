@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_workflow, job_counts, snakemake
+from conftest import copy_workflow, job_counts, outputs, snakemake
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def example(tmp_path_factory) -> Path:
 
 def test_both_custom_tasks_are_scored_from_local_data(example):
     config = yaml.safe_load((example / CONFIG).read_text())
-    table = pd.read_csv(example / "results/tables/results.csv")
+    table = pd.read_csv(outputs(example, "custom-tasks") / "results/tables/results.csv")
     steps = config["models"]["tiny-olmo"]["checkpoints"]
     for eval_set, task, metric in (("reviews", "sentiment", "f1"), ("headlines", "headline", "rougeL")):
         rows = table[table["eval_set"] == eval_set]
@@ -36,9 +36,9 @@ def test_both_custom_tasks_are_scored_from_local_data(example):
         assert set(rows["ft_set"]) == {"base", *config["finetune"]["ft_sets"]}
         assert rows["value"].between(0, 1).all() and (rows["n"] == config["evaluate"]["limit"]).all()
     for name, files in (("reviews", {"train", "test"}), ("headlines", {"all"})):
-        card = json.loads((example / f"data/{name}/card.json").read_text())
+        card = json.loads((outputs(example, "custom-tasks") / f"data/{name}/card.json").read_text())
         assert card["source"] == "local" and set(card["files"]) == files
-    results = json.loads((example / "results/eval/tiny-olmo/0/base.json").read_text())
+    results = json.loads((outputs(example, "custom-tasks") / "results/eval/tiny-olmo/0/base.json").read_text())
     # 1-shot: the shot, then the scored item, each in the config's own template
     prompt = results["example_prompts"]["reviews/default/1"]
     assert prompt.startswith("### Review: ") and prompt.endswith("\n ### Sentiment:") and prompt.count("### Review:") == 2

@@ -1,25 +1,32 @@
-"""dvc.yaml against Snakemake: the declared outs are what the phase targets produce (for any grid),
-`dvc repro` is idempotent, and push / wipe / pull / touch leaves Snakemake nothing to do."""
+"""The generated dvc.yaml (python -m ptft.dvc_stages) against Snakemake: the declared outs are what the phase targets
+produce (for any grid), `dvc repro` is idempotent, and push / wipe / pull / touch leaves Snakemake nothing to do."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, copy_workflow, dvc, job_counts, snakemake
+from conftest import ROOT, copy_workflow, dvc, job_counts, outputs, snakemake
 
 pytestmark = pytest.mark.integration
 
-DVC_FILES = ("dvc.yaml", ".dvcignore")
+DVC_FILES = (".dvcignore",)
+STUDY = "studies/integration"  # the miniature's folder (tests/integration/config.yaml: study: integration)
 PHASE_RULES = {"data", "checkpoints", "finetune", "evaluate", "analysis"}
 
 
-def stage_outs() -> dict[str, list[str]]:
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+def generate(workdir: Path) -> None:
+    """The study's dvc.yaml from its params.yaml, as `make dvc-stages` writes it."""
+    subprocess.run([sys.executable, "-m", "ptft.dvc_stages", "--configfile", "params.yaml"], cwd=workdir, check=True)
+
+
+def stage_outs(workdir: Path) -> dict[str, list[str]]:
+    stages = yaml.safe_load((workdir / "dvc.yaml").read_text())["stages"]
     return {name: [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]] for name, stage in stages.items()}
 
 
@@ -30,15 +37,17 @@ def dvc_project(workdir: Path) -> Path:
     for name in ("config", ".gitignore"):
         shutil.copy(ROOT / ".dvc" / name, workdir / ".dvc" / name)
     subprocess.run(["git", "init", "-q"], cwd=workdir, check=True)
+    generate(workdir)
     return workdir
 
 
 def planned_outputs(workdir: Path, target: str) -> list[str]:
-    """Every output file of the jobs behind one target, from Snakemake's own summary of the DAG."""
+    """Every output file of the jobs behind one target (relative to the project, like DVC's outs), from Snakemake's own
+    summary of the DAG (relative to the study's folder)."""
     proc = snakemake(workdir, target, "--summary", cores="")
     lines = proc.stdout.splitlines()
     header = lines.index(next(l for l in lines if l.startswith("output_file")))
-    return [line.split("\t")[0] for line in lines[header + 1 :] if line.strip()]
+    return [f"{STUDY}/{line.split(chr(9))[0]}" for line in lines[header + 1 :] if line.strip()]
 
 
 def under(path: str, folders: list[str]) -> bool:
@@ -46,7 +55,7 @@ def under(path: str, folders: list[str]) -> bool:
 
 
 def assert_agreement(workdir: Path) -> None:
-    outs = stage_outs()
+    outs = stage_outs(workdir)
     assert set(outs) == PHASE_RULES
     declared: list[str] = []
     for phase in ("data", "checkpoints", "finetune", "evaluate", "analysis"):  # dvc.yaml's order
@@ -72,9 +81,10 @@ def test_dvc_outs_agree_with_snakemake_for_any_grid(tmp_path):
     config["evaluate"]["eval_sets"].append("extra_nli")
     config["finetune"]["ft_sets"]["extra_nli"] = {}
     (workdir / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    generate(workdir)
     assert_agreement(workdir)
-    assert "checkpoints/tiny/90" in planned_outputs(workdir, "phase_checkpoints")
-    assert "models/tiny/90/extra_nli" in planned_outputs(workdir, "phase_finetune")
+    assert f"{STUDY}/checkpoints/tiny/90" in planned_outputs(workdir, "phase_checkpoints")
+    assert f"{STUDY}/models/tiny/90/extra_nli" in planned_outputs(workdir, "phase_finetune")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +96,7 @@ def reproduced(tmp_path_factory) -> Path:
 
 
 def test_dvc_repro_builds_the_study(reproduced, local_study):
-    results = reproduced / "results/tables/results.csv"
+    results = outputs(reproduced) / "results/tables/results.csv"
     assert results.read_bytes() == (local_study / "reference_results.csv").read_bytes()
     dry = snakemake(reproduced, "-n")
     assert job_counts(dry.stdout + dry.stderr) == {}
@@ -103,13 +113,13 @@ def test_second_dvc_repro_does_nothing(reproduced):
 
 def test_push_wipe_pull_touch_leaves_nothing_to_do(reproduced):
     dvc(reproduced, "push")
-    reference = (reproduced / "results/tables/results.csv").read_bytes()
+    reference = (outputs(reproduced) / "results/tables/results.csv").read_bytes()
     for folder in ("data", "checkpoints", "models", "results"):
-        shutil.rmtree(reproduced / folder)
+        shutil.rmtree(outputs(reproduced) / folder)
     shutil.rmtree(reproduced / ".dvc/cache")
     dvc(reproduced, "pull")
-    assert (reproduced / "results/tables/results.csv").read_bytes() == reference
-    assert (reproduced / "checkpoints/tiny/30/model.safetensors").is_file()
+    assert (outputs(reproduced) / "results/tables/results.csv").read_bytes() == reference
+    assert (outputs(reproduced) / "checkpoints/tiny/30/model.safetensors").is_file()
     snakemake(reproduced, "--touch")  # `make touch`: realign mtimes after checkout/pull
     dry = snakemake(reproduced, "-n")
     assert job_counts(dry.stdout + dry.stderr) == {}, dry.stdout[-3000:]

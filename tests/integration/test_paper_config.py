@@ -13,7 +13,7 @@ import yaml
 from ptft import checks
 from ptft import estimate
 
-from conftest import MINI_CONFIG, ROOT, copy_workflow, job_counts, snakemake
+from conftest import MINI_CONFIG, ROOT, copy_workflow, job_counts, outputs, snakemake
 
 sys.path.insert(0, str(ROOT / "tests"))
 from hubserver import FakeHub, tiny_model_files, tiny_tokenizer  # noqa: E402
@@ -124,14 +124,14 @@ def test_a_hub_model_runs_materialize_finetune_evaluate_and_analysis(hub_study, 
     repo = server.repos[("model", "acme/tiny-olmo-hf")]
     assert lock["checkpoints"]["1000"]["commit"] == repo.branches["step1000-tokens4B"]
     assert lock["checkpoints"]["main"]["commit"] == repo.branches["main"]
-    main = json.loads((workdir / "checkpoints/tiny-hub/main/provenance.json").read_text())
+    main = json.loads((outputs(workdir, "hubstudy") / "checkpoints/tiny-hub/main/provenance.json").read_text())
     assert (main["step"], main["tokens"], main["branch"]) == (2500, 10**10, "main")
 
-    table = pd.read_csv(workdir / "results/tables/results.csv")
+    table = pd.read_csv(outputs(workdir, "hubstudy") / "results/tables/results.csv")
     assert sorted(table["step"].unique()) == [1000, 2500]  # the numeric step of main, not its label
     assert dict(zip(table["step"], table["tokens"])) == {1000: 4 * 10**9, 2500: 10**10}
     assert set(table["ft_set"]) == {"base", *config["finetune"]["ft_sets"]}
-    curves = pd.read_csv(workdir / "results/tables/finetune_curves.csv")
+    curves = pd.read_csv(outputs(workdir, "hubstudy") / "results/tables/finetune_curves.csv")
     assert sorted(curves["step"].unique()) == [1000, 2500]
     again = snakemake(workdir, "-n", "--configfile", "configs/hubstudy.yaml")
     assert job_counts(again.stdout + again.stderr) == {}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, job_counts, snakemake
+from conftest import ROOT, job_counts, outputs, snakemake
 
 pytestmark = pytest.mark.integration
 
@@ -44,21 +44,21 @@ def test_every_expected_output_exists(study):
     config = config_of(study)
     steps = config["models"]["tiny"]["checkpoints"]
     for step in steps:
-        ckpt = study / f"checkpoints/tiny/{step}"
+        ckpt = outputs(study) / f"checkpoints/tiny/{step}"
         assert (ckpt / "model.safetensors").is_file(), ckpt
         assert json.loads((ckpt / "provenance.json").read_text())["step"] == step
         for ft_set in config["finetune"]["ft_sets"]:
-            assert (study / f"models/tiny/{step}/{ft_set}/model.safetensors").is_file()
-            assert (study / f"models/tiny/{step}/{ft_set}/train_log.jsonl").stat().st_size > 0
+            assert (outputs(study) / f"models/tiny/{step}/{ft_set}/model.safetensors").is_file()
+            assert (outputs(study) / f"models/tiny/{step}/{ft_set}/train_log.jsonl").stat().st_size > 0
         for ft in ["base", *config["finetune"]["ft_sets"]]:
-            assert (study / f"results/eval/tiny/{step}/{ft}.predictions.jsonl").stat().st_size > 0
+            assert (outputs(study) / f"results/eval/tiny/{step}/{ft}.predictions.jsonl").stat().st_size > 0
     for name in config["data"]["datasets"]:
-        card = json.loads((study / f"data/{name}/card.json").read_text())
+        card = json.loads((outputs(study) / f"data/{name}/card.json").read_text())
         assert card["seed"] == config["data"]["seed"]
     for fig in ("base_curves", "finetune_gain", "prompt_sensitivity", "ratio_of_change", "paper_comparison",
                 "gain_by_group", "base_curves_by_group", "finetune_curves"):  # fmt: skip
-        assert (study / f"results/figures/{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert b"<svg" in (study / f"results/figures/{fig}.svg").read_bytes()[:2000]
+        assert (outputs(study) / f"results/figures/{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (outputs(study) / f"results/figures/{fig}.svg").read_bytes()[:2000]
     # no half-written temporary folders or files survive a successful run
     leftovers = [p for p in study.rglob(".*tmp*") if ".snakemake" not in p.parts and ".cache" not in p.parts]
     assert leftovers == []
@@ -66,7 +66,7 @@ def test_every_expected_output_exists(study):
 
 def test_results_table_is_complete_and_sane(study):
     config = config_of(study)
-    table = pd.read_csv(study / "results/tables/results.csv")
+    table = pd.read_csv(outputs(study) / "results/tables/results.csv")
     steps = config["models"]["tiny"]["checkpoints"]
     n_models = len(steps) * (1 + len(config["finetune"]["ft_sets"]))
     ev = config["evaluate"]
@@ -88,25 +88,25 @@ def test_findings_tables_and_report(study):
     steps = config["models"]["tiny"]["checkpoints"]
     for name in ("prompt_sensitivity", "sensitivity_by_checkpoint", "out_of_domain_ratio", "task_transfer",
                  "task_transfer_test", "learned_in_pretraining", "gain_table"):  # fmt: skip
-        assert len(pd.read_csv(study / f"results/tables/{name}.csv")) > 0, name
-        assert (study / f"results/tables/{name}.md").read_text().startswith("# ")
-    groups = pd.read_csv(study / "results/tables/learned_in_pretraining.csv")
+        assert len(pd.read_csv(outputs(study) / f"results/tables/{name}.csv")) > 0, name
+        assert (outputs(study) / f"results/tables/{name}.md").read_text().startswith("# ")
+    groups = pd.read_csv(outputs(study) / "results/tables/learned_in_pretraining.csv")
     assert set(groups["eval_set"]) == set(config["evaluate"]["eval_sets"])
     assert set(groups["group"]) <= {"learned", "not learned", "undecided"}
     assert groups[["ci_low", "ci_high"]].notna().all().all()  # paired intervals from the per-item scores
-    verdicts = pd.read_csv(study / "results/tables/verdicts.csv")
+    verdicts = pd.read_csv(outputs(study) / "results/tables/verdicts.csv")
     assert [f[0] for f in dict.fromkeys(verdicts["finding"])] == ["1", "2", "3", "4", "5"]
     assert set(verdicts["verdict"]) <= {"reproduced", "contradicted", "inconclusive", "not applicable"}
-    assert (study / "results/tables/verdicts.md").read_text().startswith("# Does this study reproduce the paper?")
-    assert json.loads((study / "results/tables/verdicts.json").read_text())
+    assert (outputs(study) / "results/tables/verdicts.md").read_text().startswith("# Does this study reproduce the paper?")
+    assert json.loads((outputs(study) / "results/tables/verdicts.json").read_text())
     for name in ("out_of_domain_raw_change_paper", "gain_by_group_paper", "format_gaps"):
-        table = pd.read_csv(study / f"results/tables/{name}.csv")
+        table = pd.read_csv(outputs(study) / f"results/tables/{name}.csv")
         assert len(table) > 0 and table[["ci_low", "ci_high"]].notna().all().all(), name
     # the miniature's summarisation bases score ROUGE 0, so a transfer ratio may be undefined: rows, not intervals
-    assert len(pd.read_csv(study / "results/tables/task_transfer_paper.csv")) == 2
-    curves = pd.read_csv(study / "results/tables/finetune_curves.csv")
+    assert len(pd.read_csv(outputs(study) / "results/tables/task_transfer_paper.csv")) == 2
+    curves = pd.read_csv(outputs(study) / "results/tables/finetune_curves.csv")
     assert set(curves["step"]) == set(steps) and set(curves["ft_set"]) == set(config["finetune"]["ft_sets"])
-    findings = json.loads((study / "results/tables/findings.json").read_text())
+    findings = json.loads((outputs(study) / "results/tables/findings.json").read_text())
     assert set(findings["models"]["tiny"]) >= {"prompt_sensitivity_spread", "task_transfer", "in_domain_gain_by_group"}
 
     report = study / "report.html"
@@ -149,7 +149,7 @@ def test_changing_one_learning_rate_reruns_only_that_set(study):
     steps = config["models"]["tiny"]["checkpoints"]
     config["finetune"]["ft_sets"]["news_sum"]["lr"] = 5.0e-4
     (study / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    before = {p: p.stat().st_mtime_ns for p in (study / "results/eval/tiny").rglob("*.json")}
+    before = {p: p.stat().st_mtime_ns for p in (outputs(study) / "results/eval/tiny").rglob("*.json")}
 
     expected = {
         "finetune": len(steps),
@@ -162,7 +162,7 @@ def test_changing_one_learning_rate_reruns_only_that_set(study):
     assert job_counts(run.stdout + run.stderr) == expected
 
     changed = {p for p, mtime in before.items() if p.stat().st_mtime_ns != mtime}
-    assert changed == {study / f"results/eval/tiny/{s}/news_sum.json" for s in steps}
+    assert changed == {outputs(study) / f"results/eval/tiny/{s}/news_sum.json" for s in steps}
     again = snakemake(study, "-n")
     assert job_counts(again.stdout + again.stderr) == {}
 
@@ -185,7 +185,7 @@ def test_adding_a_checkpoint_runs_only_its_jobs(study):
     assert job_counts(dry.stdout + dry.stderr) == expected, dry.stdout[-3000:]
     run = snakemake(study)
     assert job_counts(run.stdout + run.stderr) == expected
-    assert (study / f"checkpoints/tiny/{new_step}/model.safetensors").is_file()
+    assert (outputs(study) / f"checkpoints/tiny/{new_step}/model.safetensors").is_file()
     again = snakemake(study, "-n")
     assert job_counts(again.stdout + again.stderr) == {}
 

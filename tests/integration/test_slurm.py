@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import copy_workflow, job_counts, snakemake
+from conftest import copy_workflow, job_counts, outputs, snakemake
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +42,10 @@ def test_miniature_study_runs_through_sbatch(slurm_cluster, local_study, tmp_pat
     for record in ours:
         assert f"_slurm_rpc_submit_batch_job: JobId={record['JobId']} " in ctld_log, record["JobId"]
     # and Snakemake's per-job SLURM logs are named by those same job ids
-    logged = {p.stem for p in (workdir / ".snakemake/slurm_logs").rglob("*.log")}
+    logged = {p.stem for p in (outputs(workdir) / ".snakemake/slurm_logs").rglob("*.log")}
     assert logged == {r["JobId"] for r in ours}
 
-    assert (workdir / "results/tables/results.csv").read_bytes() == (local_study / "reference_results.csv").read_bytes()
+    assert (outputs(workdir) / "results/tables/results.csv").read_bytes() == (local_study / "reference_results.csv").read_bytes()
 
 
 def test_a_sharded_two_process_finetune_is_one_slurm_job(slurm_cluster, tmp_path):
@@ -79,9 +79,9 @@ def test_a_sharded_two_process_finetune_is_one_slurm_job(slurm_cluster, tmp_path
     shown = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True, check=True).stdout
     ours = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in shown.splitlines() if f"JobName={run_id} " in line]
     assert [r["JobState"] for r in ours] == ["COMPLETED"], shown[-3000:]
-    record = json.loads((workdir / target / "provenance.json").read_text())
+    record = json.loads((outputs(workdir) / target / "provenance.json").read_text())
     assert (record["world_size"], record["sharding"]) == (2, "fsdp")
     assert record["wrapped_by"].startswith("FSDP")
-    log = (workdir / "logs/finetune/tiny/0/news_sum.log").read_text()
+    log = (outputs(workdir) / "logs/finetune/tiny/0/news_sum.log").read_text()
     assert "launching: " in log and "torch.distributed.run --standalone --nproc_per_node 2" in log
-    assert (workdir / target / "model.safetensors").is_file()
+    assert (outputs(workdir) / target / "model.safetensors").is_file()

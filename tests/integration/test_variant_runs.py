@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import copy_workflow, job_counts, snakemake
+from conftest import copy_workflow, job_counts, outputs, snakemake
 from ptft.analysis import read_results
 
 pytestmark = pytest.mark.integration
@@ -46,28 +46,28 @@ def plan(study: Path, config: dict) -> dict[str, int]:
 
 
 def test_the_chosen_lr_has_the_best_dev_score_and_every_run_stays_marked(study):
-    table = read_results(study / TABLE, every_run=True)
+    table = read_results(outputs(study) / TABLE, every_run=True)
     tuned = table[table["ft_set"] == "places_nli"]
     assert sorted(set(zip(tuned["lr"], tuned["seed"]))) == [(lr, s) for lr in LRS for s in SEEDS]
     # the dev scores as ptft.evaluate wrote them, one file per run (lr x seed), averaged over seeds per lr
     dev = {}
-    for path in (study / "results/lr_search/tiny/0").glob("*.json"):
+    for path in (outputs(study) / "results/lr_search/tiny/0").glob("*.json"):
         record = json.loads(path.read_text())  # its ft_set is the run's label, places_nli@lr<value>[@seed<n>]
         lr = float(record["ft_set"].split("@lr")[1].split("@")[0])
         dev.setdefault(lr, []).extend(r["value"] for r in record["results"])
     assert sorted(dev) == LRS
     means = {lr: sum(v) / len(v) for lr, v in dev.items()}
     best = min(lr for lr in LRS if means[lr] == max(means.values()))
-    choice = json.loads((study / "results/lr_search/tiny/places_nli.json").read_text())
+    choice = json.loads((outputs(study) / "results/lr_search/tiny/places_nli.json").read_text())
     assert choice["chosen"] == {"0": best} and len(choice["candidates"]) == len(LRS) * len(SEEDS)
     assert (tuned["selected"] == (tuned["lr"] == best)).all()
     assert table[table["ft_set"] == "base"]["selected"].all()
 
 
 def test_per_seed_rows_and_the_combined_interval_is_at_least_either_seeds(study):
-    every = read_results(study / TABLE, every_run=True)
+    every = read_results(outputs(study) / TABLE, every_run=True)
     chosen = every[(every["ft_set"] == "places_nli") & every["selected"]]
-    findings = read_results(study / TABLE)
+    findings = read_results(outputs(study) / TABLE)
     assert len(findings[findings["ft_set"] == "places_nli"]) == len(chosen) // len(SEEDS)
     for _, row in findings[findings["ft_set"] == "places_nli"].iterrows():
         seeds = chosen[(chosen["metric"] == row["metric"]) & (chosen["prompt_format"] == row["prompt_format"])]

@@ -132,12 +132,22 @@ def schema_error_message(errors: Sequence[Any], source: str = "config") -> str:
                 if hint and len(excerpt) < MAX_EXCERPT_LINES:
                     excerpt.append(hint)
         else:
-            lines.append(_clip(f"  - {_where(error)}: {error.message}"))
+            lines.append(_clip(f"  - {_where(error)}: {_brief(error)}"))
     more = f"\n  ({len(errors) - MAX_ERRORS} more not shown)" if len(errors) > MAX_ERRORS else ""
     message = f"{source} does not match schemas/config.schema.yaml:\n" + "\n".join(lines) + more
     if excerpt:
         message += "\nfrom schemas/config.schema.yaml:\n" + "\n".join(excerpt)
     return message
+
+
+def _brief(error: Any) -> str:
+    """jsonschema's message without its copy of a whole mapping or list in front ("{...} should not be valid under
+    {'required': ['domain']}"): the key is already named, and the copy would push the reason past the line's end."""
+    shown = repr(error.instance)
+    if isinstance(error.instance, (dict, list)) and error.message.startswith(shown):
+        kind = "this mapping" if isinstance(error.instance, dict) else "this list"
+        return kind + error.message[len(shown):]
+    return error.message
 
 
 def _clip(text: str) -> str:

@@ -14,7 +14,7 @@ from ptft.data.corpus import CORPUS_KEYS, _corpus_counts, city_country_mentions,
 from ptft.data.names import build_world
 from ptft.data.tasksets import _check_spec, dataset_card, generate_dataset
 from ptft.data.world import _check_cfg
-from ptft.provenance import PROVENANCE_FILE, atomic_dir, provenance, write_json, write_jsonl
+from ptft.provenance import PROVENANCE_FILE, atomic_dir, discard_provenance, provenance, write_json, write_jsonl
 
 
 def write_corpus(world_cfg: dict, corpus_cfg: dict, seed: int, out_path: Path) -> None:
@@ -57,6 +57,7 @@ def write_corpus(world_cfg: dict, corpus_cfg: dict, seed: int, out_path: Path) -
 def write_dataset(name: str, spec: dict, world_cfg: dict, seed: int, out_dir: Path) -> None:
     """Write out_dir/train.jsonl, out_dir/test.jsonl and out_dir/card.json (and provenance.json), all at once.
     Raises ValueError as generate_dataset and build_world do, before anything is written."""
+    discard_provenance(out_dir)  # a failure below must not leave the previous run's record
     _check_spec(name, spec)
     world = build_world(world_cfg, seed)
     splits = generate_dataset(name, spec, world, seed)

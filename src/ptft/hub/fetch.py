@@ -129,12 +129,13 @@ def materialize(model: str, label: str | int, spec: dict[str, Any], lock_file: P
     downloaded and the weights are a random model of the same architecture with its layers shrunk
     (ptft.rehearsal.standin_checkpoint); provenance says so."""
     from ptft.rehearsal import STANDIN_PATTERNS, standin_checkpoint
+    from ptft.studies import project_path
 
     out_dir = Path(out_dir)
     label = _label(label)
     source = spec["source"]
     if source == "hub":
-        entry = pin(Path(lock_file), model, spec, label)
+        entry = pin(project_path(lock_file), model, spec, label)  # lock_file and a local path: relative to the project
         repo = entry.get("repo") or spec["repo"]  # a one-repository-per-step model's entry names its repository
         where = f"{repo}@{entry['commit']} (branch {entry['branch']})"
         snapshot = download(repo, entry["commit"], label=str(label), attempts=attempts, backoff_s=backoff_s,
@@ -145,7 +146,7 @@ def materialize(model: str, label: str | int, spec: dict[str, Any], lock_file: P
     elif source == "local":
         if not isinstance(label, int):
             raise ConfigError(f"models.{model}.checkpoints: a local model's checkpoints are steps (integers), got {label!r}")
-        snapshot = Path(str(spec["path"]).replace("{checkpoint}", str(label))).expanduser()
+        snapshot = project_path(str(spec["path"]).replace("{checkpoint}", str(label)))
         if not snapshot.is_dir():
             raise HubError(f"models.{model}.path: {snapshot} (checkpoint {label}) is not a folder")
         where = str(snapshot)
