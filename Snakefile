@@ -12,9 +12,10 @@ min_version("9.0")
 
 # A study config given on the command line (--configfile) replaces params.yaml rather than being merged into it:
 # another study must not inherit the mini-study's models and data sets. DVC and plain `snakemake` read params.yaml.
+# Its absolute path: the report reads the config file again after the workdir (the study's folder) is entered.
 if not workflow.overwrite_configfiles:
 
-    configfile: "params.yaml"
+    configfile: str(Path(workflow.basedir) / "params.yaml")
 
 
 report: "report/workflow.rst"
