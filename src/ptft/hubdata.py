@@ -264,14 +264,12 @@ def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: 
     hub = spec["hub"]
     repo, config = hub["repo"], hub.get("config")
     requested = str(hub.get("revision") or "main")
-    cache_dir = hubclient.datasets_cache_dir()
     commit, snapshot = locked_revision(name, hub, lock_file)
     _log(f"{name}: {repo} revision {requested} is commit {commit}, read from "
          f"{f'the hub cache {snapshot}' if snapshot else 'the hub'}")
-    sizes: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, dict[str, Any]] = {}  # per role; out: its records; dropped: what to_records dropped
     out: dict[str, list[dict[str, str]]] = {}
-    dropped: dict[str, dict[str, int]] = {}
-    loaded: dict[str, Any] = {}
+    dropped, loaded = {}, {}  # loaded: split -> datasets.Dataset, each split loaded once
     test_rows: frozenset[int] = frozenset()
     for role in ("test", "train"):  # test first: a training set drawn from the same split must avoid its rows
         split = spec["splits"].get(role)
@@ -280,7 +278,8 @@ def prepare_hub_dataset(name: str, spec: Mapping[str, Any], seed: int, out_dir: 
             continue
         if split not in loaded:
             _log(f"{name}: loading {repo} config {config!r} split {split!r}")
-            loaded[split] = load_split(name, repo, config, split, commit, cache_dir, snapshot, hub.get("data_dir"))
+            loaded[split] = load_split(name, repo, config, split, commit, hubclient.datasets_cache_dir(), snapshot,
+                                       hub.get("data_dir"))
             check_columns(name, split, loaded[split].column_names, spec["fields"])
         dataset = loaded[split]
         exclude = test_rows if role == "train" and split == spec["splits"].get("test") else frozenset()
