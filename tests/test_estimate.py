@@ -98,7 +98,7 @@ def test_lengths_are_measured_when_data_and_tokenizer_are_on_disk(paper_config, 
     bpe = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["[UNK]", *words])}, unk_token="[UNK]"))
     bpe.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]")
-    folder = tmp_path / "data" / "xsum"
+    folder = tmp_path / "studies" / paper_config["study"] / "data" / "xsum"  # the study's prepared data (ptft.studies)
     folder.mkdir(parents=True)
     records = [{"id": str(i), "document": "the cat sat " * (i + 1), "summary": "a mat"} for i in range(4)]
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -36,6 +36,7 @@ import yaml
 from ptft import config as study_config
 from ptft import hub
 from ptft.checks import small_test_warnings, validate
+from ptft.studies import study_dir  # a study's prepared data and checkpoints: studies/<study>/
 from ptft.config import ConfigError, load_yaml
 from ptft.estimate_eval import format_precision, kshot_tokens, precision_rows, set_tokens, shares_prefix
 from ptft.estimate_inputs import (SAMPLE_RECORDS, EstimateError, add_job_starts, device_rates, hours_text,
@@ -119,7 +120,7 @@ def _count_lines(path: Path) -> int:
 def eval_items(config: Mapping[str, Any], name: str, facts: Mapping[str, Any], project_dir: Path) -> tuple[int, str]:
     """(items scored per prompt format and shot count, where the number comes from) for one eval set."""
     spec = config["data"]["datasets"][name]
-    test = Path(project_dir, "data", name, "test.jsonl")
+    test = Path(project_dir, study_dir(config), "data", name, "test.jsonl")
     local = local_split_size(spec, "test", project_dir) if not test.is_file() else None
     if test.is_file():
         n, source = _count_lines(test), f"{test}"
@@ -145,7 +146,7 @@ def eval_items(config: Mapping[str, Any], name: str, facts: Mapping[str, Any], p
 def train_examples(config: Mapping[str, Any], ft_set: str, facts: Mapping[str, Any], project_dir: Path) -> tuple[int, str]:
     """(training examples of one fine-tuning job, their source)."""
     spec = config["data"]["datasets"][ft_set]
-    train = Path(project_dir, "data", ft_set, "train.jsonl")
+    train = Path(project_dir, study_dir(config), "data", ft_set, "train.jsonl")
     local = local_split_size(spec, "train", project_dir) if not train.is_file() else None
     if train.is_file():
         n, source = _count_lines(train), str(train)
@@ -166,7 +167,7 @@ def train_examples(config: Mapping[str, Any], ft_set: str, facts: Mapping[str, A
 
 def _tokenizer(config: Mapping[str, Any], model: str, project_dir: Path):
     """A tokenizer of the model from a checkpoint folder on disk, or None (nothing is downloaded)."""
-    folders = sorted(Path(project_dir, "checkpoints", model).glob("*/tokenizer_config.json"))
+    folders = sorted(Path(project_dir, study_dir(config), "checkpoints", model).glob("*/tokenizer_config.json"))
     if not folders:
         return None
     from transformers import AutoTokenizer
@@ -182,7 +183,7 @@ def example_lengths(
     assumed figure of bench/figures.yaml (by data set, then by task family). Raises EstimateError if neither."""
     family = get_task(config["data"]["datasets"][name]["task"])
     for split in ("train", "test"):
-        path = Path(project_dir, "data", name, f"{split}.jsonl")
+        path = Path(project_dir, study_dir(config), "data", name, f"{split}.jsonl")
         if tokenizer is not None and path.is_file():
             from ptft.provenance import read_jsonl
 
@@ -209,7 +210,8 @@ def model_size(config: Mapping[str, Any], model: str, figures: Mapping[str, Any]
     from ptft.memory import model_shape, study_architecture
 
     spec = config["models"][model]
-    architecture = study_architecture(dict(config), model, project_dir) or local_source_config(spec)
+    outputs = Path(project_dir, study_dir(config))
+    architecture = study_architecture(dict(config), model, outputs) or local_source_config(spec)
     if architecture is not None:
         shape = model_shape(architecture)
         return {
