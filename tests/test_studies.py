@@ -1,6 +1,6 @@
 """ptft.studies: each study's folder, config paths from the project root, and moving a study of the old layout (outputs
 at the project root) into its folder with Snakemake's records of them. (A real old-layout study migrated under
-Snakemake: tests/integration/test_studies.py.)"""
+Snakemake: tests/integration/test_two_studies.py.)"""
 
 from __future__ import annotations
 

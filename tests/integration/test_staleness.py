@@ -20,7 +20,7 @@ PHASES = ("pretrain", "materialize", "finetune", "evaluate")
 # A different, valid value for every setting whose role is not science (the test fails for one missing here, so a new
 # scheduling key cannot go untested). Micro-batch 1 on 2 GPUs still divides the miniature's batch of 4.
 # Not here: study, which names the study's folder (studies/<study>/, ptft.studies): another name is another study,
-# planned from scratch in its own folder while this one stays as it is (tests/integration/test_studies.py).
+# planned from scratch in its own folder while this one stays as it is (tests/integration/test_two_studies.py).
 FOLDER_KEYS = {"study"}
 CHANGES: dict[str, object] = {
     "offline": False,
