@@ -42,14 +42,15 @@ def check_files(config: dict[str, Any], root: Path = Path("."), source: str = "c
         if spec["source"] != "local":
             continue
         for step in spec["checkpoints"]:
-            folder = Path(str(spec["path"]).replace("{checkpoint}", str(step))).expanduser()
-            folder = folder if folder.is_absolute() else Path(root) / folder  # config paths: from the project root
+            written = Path(str(spec["path"]).replace("{checkpoint}", str(step))).expanduser()
+            folder = written if written.is_absolute() else Path(root) / written  # config paths: from the project root
+            looked = "" if written.is_absolute() else f" (looked for {folder})"
             if Path("checkpoints", model, str(step)).is_dir():  # already copied into the study's folder (cwd)
                 continue
             if not folder.is_dir():
-                problems.append(f"models.{model}.path: {folder} (checkpoint {step}) is not a folder")
+                problems.append(f"models.{model}.path: {written} (checkpoint {step}) is not a folder{looked}")
             elif not (folder / "config.json").is_file():
-                problems.append(f"models.{model}.path: {folder} (checkpoint {step}) has no config.json")
+                problems.append(f"models.{model}.path: {written} (checkpoint {step}) has no config.json{looked}")
     for name, spec in config["data"]["datasets"].items():
         if spec.get("source") == "local":
             problems += local_file_problems(name, spec, root)[0]
