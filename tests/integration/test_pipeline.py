@@ -197,4 +197,4 @@ def test_bad_config_stops_before_planning(study, tmp_path):
     bad.write_text(yaml.safe_dump(config))
     proc = snakemake(study, "-n", "--configfile", str(bad), check=False)
     assert proc.returncode != 0
-    assert "'epochz' was unexpected" in proc.stdout + proc.stderr
+    assert "finetune.defaults.epochz: unknown key; did you mean `epochs`?" in proc.stdout + proc.stderr
