@@ -37,7 +37,7 @@ STAGE_PARAMS = {
 # Keys no stage reads, with the reason (tests/test_dvc_stages.py fails for a top-level science key in neither list).
 NOT_PARAMS = {"study": "names the study's folder", "offline": "scheduling", "resources": "scheduling"}
 METRICS = ["results/tables/summary.json", "results/tables/findings.json", "results/tables/verdicts.json"]
-FIGURES = ["base_curves", "finetune_gain", "prompt_sensitivity", "ratio_of_change", "gain_by_group",
+FIGURES = ["base_curves", "finetune_gain", "prompt_sensitivity", "ratio_of_change", "paper_comparison", "gain_by_group",
            "base_curves_by_group", "finetune_curves"]  # fmt: skip
 TABLE_PLOTS = {
     "results/tables/sensitivity_by_checkpoint.csv": {"x": "step", "y": "spread"},
