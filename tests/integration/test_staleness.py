@@ -27,6 +27,8 @@ CHANGES: dict[str, object] = {
     "evaluate.batch_size": 3,
     "evaluate.threads": 2,
     "evaluate.min_test_items": 5,
+    "evaluate.share_prefix": False,
+    "evaluate.decode_cache": "static",
     "models.*.pretrain.threads": 2,
     **{f"resources.{phase}.gpu": 2 for phase in PHASES},
     **{f"resources.{phase}.cpus_per_gpu": 3 for phase in PHASES},
