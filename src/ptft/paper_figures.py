@@ -48,6 +48,8 @@ def _bars(ax, keys: list[str], study: Mapping[str, tuple[float, float, float]], 
     for i, k in enumerate(keys):
         if k not in study:
             ax.annotate("not in this study", (i, 0), ha="center", va="bottom", fontsize="x-small", rotation=90)
+        elif not np.isfinite(values[i]):  # a ratio over a base score of 0: no bar, and say why
+            ax.annotate("undefined (a base is 0)", (i, 0), ha="center", va="bottom", fontsize="x-small", rotation=90)
     ax.set_xticks(x, [k.replace(" \u2192 ", "\n\u2192 ").replace("_", "\n") for k in keys], fontsize="x-small")
     _zero_line(ax)
     ax.legend(fontsize="x-small", loc="best")
