@@ -93,8 +93,8 @@ def lab(tmp_path_factory) -> dict:
         subprocess.run(["tar", "x"], cwd=workdir, input=archive.stdout, check=True)
         # the old workflow with its own package (its scripts import names that have since moved), as a clone that
         # ran the study before pulling: PYTHONPATH comes before the venv's editable path to this checkout's src
-        old_src = subprocess.run(["git", "archive", "--prefix=old-layout/", OLD_LAYOUT, "src/ptft"], cwd=ROOT,
-                                 capture_output=True, check=True)  # fmt: skip
+        old_src = subprocess.run(["git", "archive", "--prefix=old-layout/", OLD_LAYOUT, "src/ptft", "schemas"],
+                                 cwd=ROOT, capture_output=True, check=True)  # fmt: skip (the package reads ../schemas)
         subprocess.run(["tar", "x"], cwd=workdir, input=old_src.stdout, check=True)
         before = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = str(workdir / "old-layout" / "src")
