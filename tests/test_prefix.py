@@ -12,49 +12,17 @@ from ptft import evaluate as ev
 from ptft.evaluate.prefix import prefix_groups, shared_prefix
 from ptft.provenance import read_jsonl
 from ptft.tasks import FEWSHOT_DELIMITER, get_task
+from tiny_olmo import sentence as _sentence
+from tiny_olmo import tiny_olmo as _model
+from tiny_olmo import write_jsonl as _write_jsonl
 
 SEED = 1234
-WORDS = "the a cat dog city river north south person lives in is big small red blue old new".split()
-
-
-def _sentence(rnd: random.Random, n: int) -> str:
-    return " ".join(rnd.choice(WORDS) for _ in range(n))
-
-
-def _write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A random 2-layer Olmo2 (fp32) with a small BPE tokenizer trained on the fixture's words and the templates."""
     return _model(tmp_path_factory.mktemp("model"), context=1024)
-
-
-def _model(folder, context: int):
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerFast
-
-    rnd = random.Random(0)
-    templates = [t for name in ("nli", "summarisation") for t in get_task(name).formats.values()]
-    corpus = [_sentence(rnd, 12) for _ in range(200)] + templates + list(get_task("nli").label_words)
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    bpe.train_from_iterator(corpus, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    torch.manual_seed(0)
-    config = Olmo2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         vocab_size=len(tokenizer), max_position_embeddings=context, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None)  # fmt: skip
-    Olmo2ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "provenance.json").write_text(json.dumps({"model": "tiny-olmo", "step": 150, "tokens": 307200}))
-    return folder
 
 
 @pytest.fixture(scope="module")
