@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from ptft.config import has_key
 from ptft.studies import LayoutError, study_dir
 
 EMBEDDED_CONFIG = "params.yaml"  # the embedded study: its pipeline is the project's own dvc.yaml
@@ -52,15 +53,6 @@ def pipeline_path(configfile: str | os.PathLike, config: Mapping[str, Any]) -> s
     if Path(configfile).as_posix() == EMBEDDED_CONFIG:
         return "dvc.yaml"
     return f"{study_dir(config)}/dvc.yaml"
-
-
-def _present(config: Mapping[str, Any], key: str) -> bool:
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def local_files(config: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -96,7 +88,7 @@ def stages(configfile: str, config: Mapping[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     previous: list[str] = []
     for phase in PHASES:
-        keys = [k for k in STAGE_PARAMS[phase] if _present(config, k)]
+        keys = [k for k in STAGE_PARAMS[phase] if has_key(config, k)]
         # the target first: --configfile takes every word after it
         stage: dict[str, Any] = {"cmd": f"snakemake phase_{phase} --profile profiles/local --configfile {configfile}"}
         if wdir != ".":

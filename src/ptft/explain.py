@@ -14,7 +14,7 @@ from typing import Any
 
 
 from ptft.checks import validate
-from ptft.config import FINETUNE_PATHS, ROLES, ConfigError, finetune_settings, load_yaml, role_of
+from ptft.config import FINETUNE_PATHS, ROLES, ConfigError, finetune_settings, has_key, load_yaml, role_of
 
 JOB_KINDS = ("pretrain", "materialize", "finetune", "evaluate")
 
@@ -28,16 +28,6 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def _written(raw: dict[str, Any], dotted: str) -> bool:
-    """Whether the user's own config (before defaults) holds the setting at dotted (e.g. "finetune.defaults.lr")."""
-    node: Any = raw
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _parse_job(config: dict[str, Any], job: str) -> tuple[str, str, str, str | None]:
@@ -94,7 +84,7 @@ def explain(raw: dict[str, Any], job: str) -> list[dict[str, Any]]:
     def add(values: dict[str, Any], path_of, candidates, shown: str = "") -> None:
         """path_of(key) -> the setting's schema path; candidates(key) -> config keys that may have set it, in order."""
         for key, value in _flatten(values).items():
-            source = next((where for where in candidates(key) if _written(raw, f"{where}.{key}")), None)
+            source = next((where for where in candidates(key) if has_key(raw, f"{where}.{key}")), None)
             rows.append({
                 "setting": shown + key,
                 "value": value,

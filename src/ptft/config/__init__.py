@@ -15,7 +15,7 @@ import copy
 import functools
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -45,6 +45,16 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def has_key(config: Mapping[str, Any], dotted: str) -> bool:
+    """Whether `config` holds a value at the dotted key (e.g. "finetune.defaults.lr"), through nested mappings."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def load_yaml(path: str | Path) -> Any:
