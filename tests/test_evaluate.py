@@ -1070,6 +1070,8 @@ def test_a_run_records_its_auto_dtype_backend_and_device(run):
     assert out["provenance"]["evaluation_dtype"] == "float32"  # EVAL_CFG leaves dtype at auto; this machine has no GPU
     assert out["provenance"]["evaluation_backend"] == "hf"
     assert out["provenance"]["device"] == "cpu"
+    # attention by torch's scaled_dot_product_attention (transformers' default where the architecture has it), said
+    assert out["provenance"]["attention_implementation"] == "sdpa"
 
 
 def test_vllm_backend_takes_lm_evals_vllm_arguments_and_says_which_environment_it_needs(model_dir, tmp_path):

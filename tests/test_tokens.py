@@ -191,7 +191,7 @@ def test_token_prob_encodes_each_context_once_and_scores_as_before(tokenizers, l
     monkeypatch.setattr(models, "encode_text", lambda tokenizer, text, *a: encoded.append(text) or real_encode_text(tokenizer, text, *a))
     scores = ours.loglikelihood(requests, disable_tqdm=True)
     assert sorted(encoded) == sorted(contexts)  # 3 encodings for 12 requests
-    assert not hasattr(ours, "_context_ids")
+    assert not hasattr(ours, "_encoded_contexts")
     one_by_one = lm._loglikelihood_tokens(
         [((c, str(k)), lm.tok_encode(c), [k]) for c in contexts for k in candidates], disable_tqdm=True
     )
@@ -243,3 +243,28 @@ def test_a_conversation_is_encoded_as_one_text_with_labels_from_character_offset
         # each answer follows a newline: no "▁" of its own, unlike the answer encoded alone
         assert not tok.convert_ids_to_tokens(trained)[0].startswith("▁")
         assert len(example.input_ids) < len(apart) + 3  # + BOS and two EOS
+
+
+def test_whole_word_candidates_of_an_item_encode_its_context_once(tokenizers, lms, monkeypatch):
+    """Plain (label-word) continuations too: each context is tokenised alone once per loglikelihood call, however
+    many candidates it has, and the scores are lm-eval's own for the same requests."""
+    from lm_eval.api.instance import Instance
+
+    from ptft import tokens
+    from ptft.evaluate import token_prob_lm
+
+    tok, lm = tokenizers["sentencepiece"], lms["sentencepiece"]
+    ours = token_prob_lm(pretrained=lm.model, tokenizer=tok, batch_size=4, device="cpu")
+    contexts = [NLI.render(record, "default") for record in nli_records(3)]
+    words = [" entailment", " neutral", " contradiction"]
+    requests = [Instance("loglikelihood", {}, (c, w), i) for i, (c, w) in enumerate((c, w) for c in contexts for w in words)]
+    encoded = []
+    real = tokens.encode_text
+    monkeypatch.setattr(tokens, "encode_text", lambda tokenizer, text, *a: encoded.append(text) or real(tokenizer, text, *a))
+    scores = ours.loglikelihood(requests, disable_tqdm=True)
+    alone = [text for text in encoded if text in {c.rstrip() for c in contexts}]
+    assert len(alone) == len(contexts)  # 3 context encodings for 9 requests (plus each whole context + word)
+    assert len(encoded) == len(contexts) + len(requests)
+    assert not hasattr(ours, "_encoded_contexts")
+    theirs = lm.loglikelihood(requests, disable_tqdm=True)
+    assert [s for s, _ in scores] == pytest.approx([s for s, _ in theirs], abs=1e-5)

@@ -30,7 +30,11 @@ def encode_text(tokenizer: Any, text: str, add_bos_token: bool | None = None) ->
 
 
 def encode_pair(
-    tokenizer: Any, context: str, continuation: str, add_bos_token: bool | None = None
+    tokenizer: Any,
+    context: str,
+    continuation: str,
+    add_bos_token: bool | None = None,
+    encoded: dict[str, list[int]] | None = None,
 ) -> tuple[list[int], list[int]]:
     """(context_ids, continuation_ids) of a pair, split exactly as lm-eval scores it; shapes: two flat id lists.
 
@@ -42,6 +46,8 @@ def encode_pair(
     An empty context is lm-eval's loglikelihood() case (same file, lines 455-464): the continuation is encoded
     without special tokens and the prefix token (BOS, else EOS) is the context, unless the continuation starts
     with it. Raises ValueError when the tokenizer has neither BOS nor EOS and the context is empty.
+    encoded, if given, memoises the context's encoding (context text -> ids) across calls: the candidates of one
+    item share it. The ids returned are always a fresh list.
     """
     if context == "":
         continuation_ids = list(tokenizer.encode(continuation, add_special_tokens=False))
@@ -55,7 +61,12 @@ def encode_pair(
     if n_spaces:
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
     whole = encode_text(tokenizer, context + continuation, add_bos_token)
-    context_ids = encode_text(tokenizer, context, add_bos_token)
+    if encoded is None:
+        context_ids = encode_text(tokenizer, context, add_bos_token)
+    else:
+        if context not in encoded:
+            encoded[context] = encode_text(tokenizer, context, add_bos_token)
+        context_ids = list(encoded[context])
     return context_ids, whole[len(context_ids) :]
 
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ptft import gpu_slots
-from ptft.evaluate.models import build_lm, compute_device, device_description, resolve_dtype
+from ptft.evaluate.models import attention_implementation, build_lm, compute_device, device_description, resolve_dtype
 from ptft.evaluate.native import native_tasks
 from ptft.evaluate.plan import Plan, plan
 from ptft.evaluate.rows import evaluation_provenance, score, write
@@ -76,6 +76,7 @@ def evaluate(
     record = evaluation_provenance(settings=settings, planned=planned, eval_sets=eval_sets, tokenizer=model.tokenizer,
                                    model_dir=model_dir, threads=threads, dtype=model.dtype, backend=model.backend,
                                    device=compute_device(), lora_eval=lora_eval)  # fmt: skip
+    record = {**record, "attention_implementation": attention_implementation(model.lm)}
     if sharing:
         record = {**record, "shared_prefix": sharing}
     write(out_json, out_predictions, scored, identity, record)
@@ -126,7 +127,8 @@ def load(model_dir: Path, settings: EvaluateSettings, lora_eval: str, checkpoint
         share_prefix=settings.scheduling.share_prefix,
         decode_cache=settings.scheduling.decode_cache,
     )
-    print(f"scoring {model_dir} with {backend} in {dtype} on {device_description()}", file=sys.stderr, flush=True)
+    print(f"scoring {model_dir} with {backend} in {dtype} on {device_description()}, attention "
+          f"{attention_implementation(lm)}", file=sys.stderr, flush=True)  # fmt: skip
     return LoadedModel(lm, tokenizer, dtype, backend)
 
 

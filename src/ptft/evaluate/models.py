@@ -72,6 +72,9 @@ def _load_model(
     lora_eval (config finetune.lora_eval) says whether a LoRA model runs through its adapter or merged into the base
     weights; both give the same scores. The base is checkpoint_dir, or the base_checkpoint its provenance records
     (adapter_checkpoint_dir). dtype is a resolved evaluate.dtype (resolve_dtype): the weights are loaded in it.
+    Attention is transformers' default for the architecture: torch's scaled_dot_product_attention ("sdpa": flash or
+    memory-efficient kernels on a GPU) wherever the architecture supports it, else its eager code (MPT, for one);
+    the job's log and results name the one that ran (attention_implementation).
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -99,6 +102,14 @@ def _load_model(
     model.to(compute_device())  # HFLM runs on the device the model is on
     model.eval()
     return model, tokenizer
+
+
+def attention_implementation(lm) -> str:
+    """The attention implementation lm's transformers model runs ("sdpa", "eager", ...), or "vllm" for a model with
+    no transformers config (lm-eval's VLLM)."""
+    model = getattr(lm, "model", None)
+    config = getattr(model, "config", None)
+    return getattr(config, "_attn_implementation", None) or "vllm"
 
 
 def vllm_model_args(
@@ -196,20 +207,23 @@ def _with_token_prob(base: type) -> type:
             empty = [r for r in requests if r.args[0] == "" and _marked_token(r.args[1]) is not None]
             if empty:
                 raise ValueError(f"TokenProb needs a prompt to predict after; {len(empty)} requests have an empty one")
-            # Every candidate token of an item shares its context: encode each context once, not once per candidate
-            # (14 candidates for the paper's label words; profiled: a quarter of a CPU classification run).
-            self._context_ids: dict[str, list[int]] = {}
+            # Every candidate of an item shares its context: encode each context once, not once per candidate
+            # (14 candidates for the paper's label words; profiled: a quarter of a CPU classification run). The
+            # memo lives for this call only; lm-eval holds every request's ids meanwhile anyway.
+            self._encoded_contexts: dict[str, list[int]] = {}
             try:
                 return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
             finally:
-                del self._context_ids
+                del self._encoded_contexts
 
         def _encode_pair(self, context, continuation):
+            cache = getattr(self, "_encoded_contexts", None)
             token_id = _marked_token(continuation)
             if token_id is None:
                 # the rule fine-tuning uses too (ptft.tokens), which is lm-eval's own causal-model rule
-                return encode_pair(self.tokenizer, context, continuation, self.add_bos_token)
-            cache = getattr(self, "_context_ids", {})
+                return encode_pair(self.tokenizer, context, continuation, self.add_bos_token, encoded=cache)
+            if cache is None:
+                return encode_text(self.tokenizer, context, self.add_bos_token), [token_id]
             if context not in cache:
                 cache[context] = encode_text(self.tokenizer, context, self.add_bos_token)
             return list(cache[context]), [token_id]
