@@ -36,6 +36,7 @@ import torch  # noqa: E402
 from ptft import evaluate as ev  # noqa: E402
 from ptft.evaluate.models import _load_model  # noqa: E402
 from ptft.evaluate.plan import prompt_budget  # noqa: E402
+from ptft.finetune import flops_per_token, peak_flops  # noqa: E402
 from ptft.metrics import accuracy, rouge_l  # noqa: E402
 from ptft.provenance import read_jsonl  # noqa: E402
 from ptft.tasks import FEWSHOT_DELIMITER, TARGET_DELIMITER, get_task  # noqa: E402
@@ -75,7 +76,9 @@ def _sentence(rnd: random.Random, n: int) -> str:
     return " ".join(rnd.choice(WORDS) for _ in range(n))
 
 
-def build_model(folder: Path, shape: str = "tiny") -> None:
+def build_model(folder: Path, shape: str = "tiny") -> float:
+    """Writes the bench's random model and tokenizer to folder; returns its matmul parameters (for MFU: scoring a
+    token costs 2x these FLOPs, ptft.finetune.flops_per_token's convention, attention left out)."""
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -104,9 +107,11 @@ def build_model(folder: Path, shape: str = "tiny") -> None:
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
     )
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "provenance.json").write_text(json.dumps({"model": "bench", "step": 0, "tokens": 0}))
+    return flops_per_token(model, "full") / 6
 
 
 def build_eval_sets(root: Path, n_test: int, document_words: int = 40) -> dict[str, dict]:
@@ -259,7 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="ptft-bench-") as tmp:
         root = Path(tmp)
         (root / "model").mkdir()
-        build_model(root / "model", args.shape)
+        report["matmul_parameters"] = build_model(root / "model", args.shape)
+        peak = peak_flops()
         eval_sets = build_eval_sets(root / "data", items, SHAPES[args.shape]["document_words"])
         cfg = {
             "prompt_formats": ["default"],
@@ -305,7 +311,12 @@ def main(argv: list[str] | None = None) -> dict:
                                      "ours_generated_tokens_per_s": tokens["generated_tokens"] / ours_s,
                                      "ours_examples_per_s": ours_n / ours_s,
                                      "authors_examples_per_s": theirs_n / theirs_s,
-                                     "ratio": (ours_n / ours_s) / (theirs_n / theirs_s)}  # fmt: skip
+                                     "ratio": (ours_n / ours_s) / (theirs_n / theirs_s),
+                                     # of the prompt tokens the model computed (each shared prefix once); a lower
+                                     # bound: the time includes the model load and any decoding
+                                     "ours_prompt_mfu": (2 * report["matmul_parameters"]
+                                                         * tokens["prompt_tokens_computed_shared"] / ours_s / peak)
+                                                        if peak else None}  # fmt: skip
             if kind == "generation" and args.vllm:
                 seconds, n = _ours(root, one, {**cfg, "backend": "vllm", "batch_size": "auto"}, args.threads, "-vllm")
                 hf = {r["doc_id"]: r["score"] for r in read_jsonl(root / f"pred-{name}.jsonl")}
@@ -334,7 +345,9 @@ def main(argv: list[str] | None = None) -> dict:
                      + (f"; ours without sharing {k['ours_unshared_s']:.1f} s" if "ours_unshared_s" in k else ""))
         lines.append(f"{'':>14}  ours scored {k['ours_prompt_tokens_per_s']:,.0f} prompt tokens/s"
                      + (f", generated {k['ours_generated_tokens_per_s']:,.0f} tokens/s (prompts included in the time)"
-                        if kind == "generation" else ""))  # fmt: skip
+                        if kind == "generation" else "")
+                     + (f"; prompt MFU {k['ours_prompt_mfu']:.1%} of the tokens computed (a lower bound)"
+                        if k["ours_prompt_mfu"] else ""))  # fmt: skip
         if "vllm_s" in k:
             lines.append(f"{'':>14}  vllm {k['vllm_examples_per_s']:.2f}/s = {k['vllm_vs_hf']:.1f}x hf; mean ROUGE-L "
                          f"vllm {k['vllm_mean_rougeL']:.4f} vs hf {k['hf_mean_rougeL']:.4f}; "

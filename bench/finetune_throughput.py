@@ -16,10 +16,15 @@ Tokens/s counts real (non-padding) tokens of the timed steps, after warm-up step
     python bench/finetune_throughput.py --device cpu    # the embedded study's tiny model
     python bench/finetune_throughput.py --quick         # CPU, a few steps: the smoke test's setting
     python bench/finetune_throughput.py --device cuda --sharding fsdp   # + ours under FSDP (one process) vs none
+    python bench/finetune_throughput.py --device cuda --profile PATH   # + where ours' step time goes (torch.profiler)
 
 With --sharding fsdp the same run also trains ours wrapped in FSDP (finetune.sharding: fsdp, one process, so it
 shards nothing and shows FSDP's own cost) and reports tokens/s and peak memory (torch.cuda.max_memory_allocated) of
 ours with and without it.
+
+With --profile PATH, a last short run of ours (3 steps after 2 of warm-up) is recorded by torch.profiler: PATH gets
+its operators by self time on the device (CUDA, else CPU), the 25 costliest first: where the step time that is not
+matrix work goes (the gap to 100% MFU).
 """
 
 from __future__ import annotations
@@ -142,6 +147,37 @@ def run_ours(
     return {"tokens_per_s": clock.tokens_per_s(warmup, trainer.plan["gradient_accumulation"]), "peak_memory_gb": peak}
 
 
+def profile_ours(model, examples, micro_batch_size: int, workdir: Path, path: Path) -> dict:
+    """5 optimizer steps of ours, the last 3 recorded by torch.profiler (schedule: 2 warm-up steps not recorded, so
+    allocator growth and first-call costs stay out): the operator table, sorted by self time on the device that ran
+    (CUDA, else CPU), written to path. Returns {"profiled_steps": 3, "table": str(path)}."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+    from transformers import TrainerCallback
+
+    settings = {**RECIPE, "micro_batch_size": micro_batch_size, "packing": True, "bf16": "auto", "save_steps": None}
+    trainer = build_trainer(
+        model, examples, settings, ft_set="bench", state_dir=workdir / "profile", log_file=workdir / "profile.jsonl",
+        pad_token_id=model.config.pad_token_id, max_steps=5,
+    )  # fmt: skip
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+
+    def write_table(prof) -> None:  # the recorded cycle's events, before the profiler clears them
+        path.write_text(prof.key_averages().table(sort_by=key, row_limit=25))
+
+    with profile(activities=activities, schedule=schedule(wait=0, warmup=2, active=3), on_trace_ready=write_table) as prof:
+
+        class Step(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                prof.step()
+
+        trainer.add_callback(Step())
+        trainer.train()
+    if not path.is_file():
+        raise RuntimeError(f"torch.profiler recorded no complete cycle of 3 steps; {path} not written")
+    return {"profiled_steps": 3, "table": str(path)}
+
+
 def one_process_group() -> None:
     """The environment of a one-process launch, so accelerate sets up the process group FSDP needs."""
     import socket
@@ -193,6 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--sharding", choices=["none", "fsdp"], default="none",
                         help="fsdp: also run ours under FSDP (one process) and compare tokens/s and peak memory")  # fmt: skip
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="also profile 3 steps of ours with torch.profiler; the operator table goes to this file")  # fmt: skip
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no GPU visible to torch")
@@ -216,6 +254,10 @@ def main(argv: list[str] | None = None) -> dict:
         if args.device == "cuda":
             torch.cuda.empty_cache()
         ours = run_ours(model, examples, args.micro_batch, steps, warmup, Path(tmp))
+        profiled = None
+        if args.profile:  # before FSDP, which wraps the model it trains
+            model.load_state_dict(initial)
+            profiled = profile_ours(model, examples, args.micro_batch, Path(tmp), args.profile)
         fsdp = None
         if args.sharding == "fsdp":  # last: FSDP wraps the model it trains
             model.load_state_dict(initial)
@@ -238,6 +280,8 @@ def main(argv: list[str] | None = None) -> dict:
         "authors_mfu": round(flops * authors["tokens_per_s"] / peak, 4) if peak else None,
         "ours_peak_memory_gb": round(ours["peak_memory_gb"], 2) if ours["peak_memory_gb"] else None,
     }
+    if profiled:
+        report["profile"] = profiled
     if fsdp:
         report.update(
             fsdp_tokens_per_s=round(fsdp["tokens_per_s"], 1),

@@ -30,7 +30,8 @@ step eval_olmo1b_rates ${RATES_LIMIT:-240} python3 bench/eval_throughput.py --sh
 # generated tokens/s with evaluate.decode_cache static (transformers compiles the decoding step of a static cache on
 # a GPU) against the dynamic cache of the step above, generating to max_new_tokens
 step eval_olmo1b_static ${STATIC_LIMIT:-240} python3 bench/eval_throughput.py --shape olmo-1b --items 512 --batch-size 64 --ours-only --no-stop --decode-cache static
-step finetune_olmo1b ${FT_LIMIT:-180} python3 bench/finetune_throughput.py --device cuda --sharding fsdp
+# fine-tuning MFU (ours and the authors' setting in one run), FSDP's own cost, and where ours' step time goes
+step finetune_olmo1b ${FT_LIMIT:-200} python3 bench/finetune_throughput.py --device cuda --sharding fsdp --profile "$OUT/finetune_profile.txt"
 step eval_olmo1b_fp32 ${EVAL32_LIMIT:-150} python3 bench/eval_throughput.py --shape olmo-1b --items 32 --batch-size 64 --dtype float32
 # Two evaluation jobs at once, each holding a GPU slot (ptft.gpu_slots): on several GPUs they run on different ones;
 # on one GPU the second waits for the first. Each job's log line "scoring ... on cuda:0 (CUDA_VISIBLE_DEVICES=k, ...)"
