@@ -176,7 +176,6 @@ def test_token_prob_encodes_each_context_once_and_scores_as_before(tokenizers, l
     from lm_eval.api.instance import Instance
 
     from ptft.evaluate import token_continuation, token_prob_lm
-    from ptft.evaluate import models
 
     tok, lm = tokenizers["sentencepiece"], lms["sentencepiece"]
     ours = token_prob_lm(pretrained=lm.model, tokenizer=tok, batch_size=4, device="cpu")
@@ -186,9 +185,9 @@ def test_token_prob_encodes_each_context_once_and_scores_as_before(tokenizers, l
         Instance("loglikelihood", {}, (context, token_continuation(token)), i)
         for i, (context, token) in enumerate((c, k) for c in contexts for k in candidates)
     ]
-    encoded = []
-    real_encode_text = models.encode_text
-    monkeypatch.setattr(models, "encode_text", lambda tokenizer, text, *a: encoded.append(text) or real_encode_text(tokenizer, text, *a))
+    encoded = []  # every text the tokenizer encodes
+    real_encode = tok.encode
+    monkeypatch.setattr(tok, "encode", lambda text, *a, **k: encoded.append(text) or real_encode(text, *a, **k))
     scores = ours.loglikelihood(requests, disable_tqdm=True)
     assert sorted(encoded) == sorted(contexts)  # 3 encodings for 12 requests
     assert not hasattr(ours, "_encoded_contexts")
@@ -250,7 +249,6 @@ def test_whole_word_candidates_of_an_item_encode_its_context_once(tokenizers, lm
     many candidates it has, and the scores are lm-eval's own for the same requests."""
     from lm_eval.api.instance import Instance
 
-    from ptft import tokens
     from ptft.evaluate import token_prob_lm
 
     tok, lm = tokenizers["sentencepiece"], lms["sentencepiece"]
@@ -258,9 +256,9 @@ def test_whole_word_candidates_of_an_item_encode_its_context_once(tokenizers, lm
     contexts = [NLI.render(record, "default") for record in nli_records(3)]
     words = [" entailment", " neutral", " contradiction"]
     requests = [Instance("loglikelihood", {}, (c, w), i) for i, (c, w) in enumerate((c, w) for c in contexts for w in words)]
-    encoded = []
-    real = tokens.encode_text
-    monkeypatch.setattr(tokens, "encode_text", lambda tokenizer, text, *a: encoded.append(text) or real(tokenizer, text, *a))
+    encoded = []  # every text the tokenizer encodes
+    real_encode = tok.encode
+    monkeypatch.setattr(tok, "encode", lambda text, *a, **k: encoded.append(text) or real_encode(text, *a, **k))
     scores = ours.loglikelihood(requests, disable_tqdm=True)
     alone = [text for text in encoded if text in {c.rstrip() for c in contexts}]
     assert len(alone) == len(contexts)  # 3 context encodings for 9 requests (plus each whole context + word)

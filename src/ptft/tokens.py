@@ -13,7 +13,9 @@ def _prefix_token_id(tokenizer: Any) -> int | None:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def encode_text(tokenizer: Any, text: str, add_bos_token: bool | None = None) -> list[int]:
+def encode_text(
+    tokenizer: Any, text: str, add_bos_token: bool | None = None, encoded: dict[str, list[int]] | None = None
+) -> list[int]:
     """Token ids of one text as lm-eval's HFLM.tok_encode makes them (lm-eval 0.4.13, lm_eval/models/huggingface.py
     lines 1040-1062, with lm_eval/models/utils.py _add_special_kwargs and has_bos_prefix).
 
@@ -21,7 +23,13 @@ def encode_text(tokenizer: Any, text: str, add_bos_token: bool | None = None) ->
     default add_special_tokens=True, so a tokenizer whose post-processor adds BOS (Llama-2, Llama-3) adds it and a
     plain byte-level BPE adds nothing; True/False force add_special_tokens. A text that already starts with the BOS
     string (the decoded prefix token) gets no second one.
+    encoded, if given, memoises the result (text -> ids) across calls for texts that recur (the context every
+    candidate of an item shares); the ids returned are always a fresh list.
     """
+    if encoded is not None:
+        if text not in encoded:
+            encoded[text] = encode_text(tokenizer, text, add_bos_token)
+        return list(encoded[text])
     kwargs = {} if add_bos_token is None else {"add_special_tokens": bool(add_bos_token)}
     prefix = _prefix_token_id(tokenizer)
     if prefix is not None and text.startswith(tokenizer.decode(prefix)):
@@ -46,8 +54,8 @@ def encode_pair(
     An empty context is lm-eval's loglikelihood() case (same file, lines 455-464): the continuation is encoded
     without special tokens and the prefix token (BOS, else EOS) is the context, unless the continuation starts
     with it. Raises ValueError when the tokenizer has neither BOS nor EOS and the context is empty.
-    encoded, if given, memoises the context's encoding (context text -> ids) across calls: the candidates of one
-    item share it. The ids returned are always a fresh list.
+    encoded, if given, memoises the context's encoding across calls (encode_text's memo): the candidates of one
+    item share it.
     """
     if context == "":
         continuation_ids = list(tokenizer.encode(continuation, add_special_tokens=False))
@@ -61,12 +69,7 @@ def encode_pair(
     if n_spaces:
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
     whole = encode_text(tokenizer, context + continuation, add_bos_token)
-    if encoded is None:
-        context_ids = encode_text(tokenizer, context, add_bos_token)
-    else:
-        if context not in encoded:
-            encoded[context] = encode_text(tokenizer, context, add_bos_token)
-        context_ids = list(encoded[context])
+    context_ids = encode_text(tokenizer, context, add_bos_token, encoded)
     return context_ids, whole[len(context_ids) :]
 
 

@@ -217,16 +217,12 @@ def _with_token_prob(base: type) -> type:
                 del self._encoded_contexts
 
         def _encode_pair(self, context, continuation):
-            cache = getattr(self, "_encoded_contexts", None)
+            memo = getattr(self, "_encoded_contexts", None)
             token_id = _marked_token(continuation)
             if token_id is None:
                 # the rule fine-tuning uses too (ptft.tokens), which is lm-eval's own causal-model rule
-                return encode_pair(self.tokenizer, context, continuation, self.add_bos_token, encoded=cache)
-            if cache is None:
-                return encode_text(self.tokenizer, context, self.add_bos_token), [token_id]
-            if context not in cache:
-                cache[context] = encode_text(self.tokenizer, context, self.add_bos_token)
-            return list(cache[context]), [token_id]
+                return encode_pair(self.tokenizer, context, continuation, self.add_bos_token, encoded=memo)
+            return encode_text(self.tokenizer, context, self.add_bos_token, encoded=memo), [token_id]
 
     TokenProbLM.__name__ = f"TokenProb{base.__name__}"
     return TokenProbLM
