@@ -20,6 +20,7 @@ from ptft.tasks import FEWSHOT_DELIMITER, TARGET_DELIMITER, get_task
 from tiny_olmo import sentence as _sentence
 from tiny_olmo import tiny_olmo
 from tiny_olmo import write_jsonl as _write_jsonl
+from tiny_olmo import write_eval_sets
 
 SEED = 1234
 EVAL_CFG = {
@@ -55,17 +56,14 @@ def eval_sets(tmp_path_factory):
         ),
         "news_sum": ("summarisation", lambda: {"document": _sentence(rnd, 16), "summary": _sentence(rnd, 5)}),
     }
-    sets = {}
+    rows = {}
     for name, (task, make) in makers.items():
-        folder = root / name
-        folder.mkdir()
         test = [{"id": f"{name}-test-{i}", **make()} for i in range(6)]
         train = [{"id": f"{name}-train-{i}", **make()} for i in range(10)]
         if task == "nli":
             train.insert(3, {**test[0], "id": f"{name}-train-dup"})
-        _write_jsonl(folder / "test.jsonl", test)
-        _write_jsonl(folder / "train.jsonl", train)
-        sets[name] = {"task": task, "test": folder / "test.jsonl", "train": folder / "train.jsonl"}
+        rows[name] = (task, test, train)
+    sets = write_eval_sets(root, rows)
     sets["news_sum"]["rouge_tokenizer"] = "unicode"  # per eval set; places_nli keeps the default
     return sets
 

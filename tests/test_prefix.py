@@ -14,7 +14,7 @@ from ptft.provenance import read_jsonl
 from ptft.tasks import FEWSHOT_DELIMITER, get_task
 from tiny_olmo import sentence as _sentence
 from tiny_olmo import tiny_olmo as _model
-from tiny_olmo import write_jsonl as _write_jsonl
+from tiny_olmo import write_eval_sets
 
 SEED = 1234
 
@@ -36,14 +36,10 @@ def eval_sets(tmp_path_factory):
         "news_sum": ("summarisation", lambda: {"document": _sentence(rnd, rnd.randint(6, 20)),
                                                "summary": _sentence(rnd, 5)}),  # fmt: skip
     }
-    sets = {}
-    for name, (task, make) in makers.items():
-        folder = root / name
-        folder.mkdir()
-        _write_jsonl(folder / "test.jsonl", [{"id": f"{name}-test-{i}", **make()} for i in range(7)])
-        _write_jsonl(folder / "train.jsonl", [{"id": f"{name}-train-{i}", **make()} for i in range(12)])
-        sets[name] = {"task": task, "test": folder / "test.jsonl", "train": folder / "train.jsonl"}
-    return sets
+    rows = {name: (task, [{"id": f"{name}-test-{i}", **make()} for i in range(7)],
+                   [{"id": f"{name}-train-{i}", **make()} for i in range(12)])
+            for name, (task, make) in makers.items()}  # fmt: skip
+    return write_eval_sets(root, rows)
 
 
 def _contexts(dataset, family, prompt_format, shots, seed, source="train_fixed"):

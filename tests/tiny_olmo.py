@@ -19,6 +19,19 @@ def write_jsonl(path: Path, rows) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
+def write_eval_sets(root: Path, sets: dict[str, tuple[str, list[dict], list[dict]]]) -> dict[str, dict]:
+    """Each eval set's (task, test rows, train rows) written as root/<name>/test.jsonl and train.jsonl; returns
+    name -> {"task", "test", "train"}, the eval set spec ptft.evaluate takes."""
+    specs = {}
+    for name, (task, test, train) in sets.items():
+        folder = root / name
+        folder.mkdir()
+        write_jsonl(folder / "test.jsonl", test)
+        write_jsonl(folder / "train.jsonl", train)
+        specs[name] = {"task": task, "test": folder / "test.jsonl", "train": folder / "train.jsonl"}
+    return specs
+
+
 def tiny_olmo(folder: Path, context: int = 1024) -> Path:
     """A random 2-layer Olmo2 (fp32, seeded) with a small BPE tokenizer trained on WORDS, the NLI and summarisation
     templates and the NLI label words, saved with a provenance.json in `folder`; `context` is its max positions."""
